@@ -1,0 +1,278 @@
+"""Shared maths and plumbing: CCC, chunk split, emotion curves, NormTerm, devices, atomic files."""
+import csv
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+EMOS = ["Act", "Dom", "Val"]
+EMO_COL = {"Act": "EmoAct", "Dom": "EmoDom", "Val": "EmoVal"}
+EPS_STD = 1e-8
+
+
+def parse_emos(emo):
+    """'-emo all' -> ['Act', 'Dom', 'Val']; 'Act' -> ['Act']; case-insensitive."""
+    if emo.lower() == "all":
+        return list(EMOS)
+    out = []
+    for e in emo.split(","):
+        match = [x for x in EMOS if x.lower() == e.strip().lower()]
+        if not match:
+            raise SystemExit(f"error: unknown attribute '{e}'; use Act, Dom, Val or all")
+        out.append(match[0])
+    return out
+
+
+# ---------------------------------------------------------------- CCC (SPEC §6)
+def ccc(x, y):
+    """Concordance correlation coefficient with population moments (numpy)."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    mx, my = x.mean(), y.mean()
+    cov = ((x - mx) * (y - my)).mean()
+    denom = x.var() + y.var() + (mx - my) ** 2
+    return float(2 * cov / denom) if denom > 0 else 0.0
+
+
+def ccc_loss(pred, target):
+    """1 - CCC over all elements of the batch (torch, differentiable)."""
+    pred, target = pred.float().reshape(-1), target.float().reshape(-1)
+    mp, mt = pred.mean(), target.mean()
+    cov = ((pred - mp) * (target - mt)).mean()
+    denom = pred.var(unbiased=False) + target.var(unbiased=False) + (mp - mt) ** 2
+    return 1 - 2 * cov / (denom + 1e-12)
+
+
+# ---------------------------------------------------------------- chunking (SPEC §3)
+def chunk_starts(lengths, m, K):
+    """Start frames of the dynamic chunk split.
+
+    lengths: (B,) frame counts; K: int or (B,) chunk counts (>= 2). Utterances shorter than
+    m are treated as m frames long (they are zero-padded). Returns (starts (B, Kmax) long,
+    valid (B, Kmax) bool); starts of invalid chunks are 0.
+    """
+    lengths = torch.as_tensor(lengths, dtype=torch.long)
+    K = torch.as_tensor(K, dtype=torch.long).expand_as(lengths).clamp(min=2)
+    T = lengths.clamp(min=m)
+    step = torch.div(T - m, K - 1, rounding_mode="floor")
+    k = torch.arange(int(K.max()) if len(K) else 2)
+    valid = k[None, :] < K[:, None]
+    starts = torch.where(valid, k[None, :] * step[:, None], torch.zeros((), dtype=torch.long))
+    return starts, valid
+
+
+def dynamic_chunk_split(x, lengths, m, K):
+    """Cut a zero-padded batch x (B, T, D) into chunks (B, K, m, D) with one gather.
+
+    K is a fixed int (method 1). Frames past an utterance's length are zeros, which is the
+    padding SPEC §3 asks for when an utterance is shorter than m frames.
+    """
+    B, T, D = x.shape
+    if T < m:
+        x = torch.nn.functional.pad(x, (0, 0, 0, m - T))
+    starts, _ = chunk_starts(lengths, m, K)
+    idx = starts.to(x.device)[:, :, None] + torch.arange(m, device=x.device)  # (B, K, m)
+    out = torch.gather(x, 1, idx.reshape(B, -1, 1).expand(-1, -1, D))
+    return out.reshape(B, idx.shape[1], m, D)
+
+
+def pad_batch(arrays, min_len=0):
+    """List of (T_i, D) arrays -> zero-padded float tensor (B, max(T, min_len), D), lengths (B,)."""
+    lengths = torch.tensor([len(a) for a in arrays], dtype=torch.long)
+    T = max(int(lengths.max()) if len(arrays) else 0, min_len)
+    out = torch.zeros(len(arrays), T, arrays[0].shape[1])
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = torch.as_tensor(a)
+    return out, lengths
+
+
+# ---------------------------------------------------------------- ranks and curves (SPEC §4)
+def rank_desc_min(scores):
+    """'min'-method descending ranks (1 = highest score), over the last axis; numpy or torch."""
+    s = torch.as_tensor(scores)
+    ranks = 1 + (s.unsqueeze(-2) > s.unsqueeze(-1)).sum(-1)
+    return ranks.numpy() if isinstance(scores, np.ndarray) else ranks
+
+
+def generate_chunk_EmoSeq(mu, std, rank_seq):
+    """Target emotion curve from a chunk rank sequence (SPEC §4).
+
+    Trend walk over the ranks (rank up = less emotional = -1), 3-point moving average with the
+    raw end values restored, rescaled to mean `mu` and population std `std`.
+    """
+    ranks = np.asarray(rank_seq, dtype=np.float64)
+    steps = -np.sign(np.diff(ranks))
+    trend = np.concatenate([[0.0], np.cumsum(steps)])
+    if len(trend) >= 3:
+        smooth = np.convolve(trend, np.ones(3) / 3, mode="valid")
+        trend = np.concatenate([[trend[0]], smooth, [trend[-1]]])
+    sx = trend.std()
+    if std == 0 or sx == 0 or not np.isfinite(std):
+        return np.full(len(ranks), float(mu))
+    return mu + (trend - trend.mean()) * std / sx
+
+
+# ---------------------------------------------------------------- normalisation (SPEC §2)
+_NORM_FILES = {"feat": "feat", "Act": "act", "Dom": "dom", "Val": "val"}
+
+
+def save_norm(out_dir, stats):
+    """stats: {'feat'|'Act'|'Dom'|'Val': (mean, std)} -> NormTerm/<x>_norm_{means,stds}.mat."""
+    import scipy.io
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for key, (mean, std) in stats.items():
+        std = np.where(np.asarray(std, dtype=np.float64) < EPS_STD, EPS_STD, std)
+        for kind, arr in (("means", mean), ("stds", std)):
+            path = out_dir / f"{_NORM_FILES[key]}_norm_{kind}.mat"
+            fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".mat")
+            os.close(fd)
+            scipy.io.savemat(tmp, {"normal_para": np.atleast_1d(np.asarray(arr, dtype=np.float64))})
+            os.replace(tmp, path)
+
+
+def load_norm(norm_dir, need=("feat", "Act", "Dom", "Val")):
+    """Read a NormTerm folder (ours or the authors' release) -> {key: (mean, std)} as flat float arrays."""
+    import scipy.io
+    norm_dir = Path(norm_dir)
+    out = {}
+    for key in need:
+        vals = []
+        for kind in ("means", "stds"):
+            path = norm_dir / f"{_NORM_FILES[key]}_norm_{kind}.mat"
+            if not path.exists():
+                raise FileNotFoundError(f"{path} is missing; run norm_para.py (or pass the folder "
+                                        f"that holds the authors' NormTerm)")
+            vals.append(np.asarray(scipy.io.loadmat(str(path))["normal_para"], dtype=np.float64).ravel())
+        mean, std = vals
+        std = np.where(std < EPS_STD, EPS_STD, std)
+        out[key] = (mean if key == "feat" else float(mean[0]), std if key == "feat" else float(std[0]))
+    return out
+
+
+def normalize_feats(x, mean, std):
+    """z-normalise, NaN -> 0, clip to [-3, 3] (float32; numpy or torch)."""
+    if isinstance(x, torch.Tensor):
+        z = (x - torch.as_tensor(mean, dtype=x.dtype, device=x.device)) / torch.as_tensor(std, dtype=x.dtype, device=x.device)
+        return torch.nan_to_num(z, nan=0.0, posinf=3.0, neginf=-3.0).clamp_(-3, 3)
+    z = (np.asarray(x, dtype=np.float32) - mean.astype(np.float32)) / std.astype(np.float32)
+    return np.clip(np.nan_to_num(z, nan=0.0, posinf=3.0, neginf=-3.0), -3, 3).astype(np.float32)
+
+
+# ---------------------------------------------------------------- devices, seeds, DDP
+def get_device(name=None):
+    """'cuda', 'cpu', 'cuda:1' or None (auto: CUDA when available, else CPU)."""
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"error: --device {name} requested but CUDA is not available on this machine; "
+                         f"use --device cpu (or leave --device out to pick automatically)")
+    return dev
+
+
+def set_seed(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def ddp_setup(device_arg=None):
+    """Initialise torch.distributed when launched by torchrun; returns (rank, world, device, is_main)."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1, get_device(device_arg), True
+    import torch.distributed as dist
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if torch.cuda.is_available() and device_arg != "cpu":
+        torch.cuda.set_device(local)
+        device, backend = torch.device("cuda", local), "nccl"
+    else:
+        device, backend = torch.device("cpu"), "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return rank, world, device, rank == 0
+
+
+def ddp_cleanup():
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def unwrap(model):
+    """The plain module under a DistributedDataParallel wrapper."""
+    return model.module if hasattr(model, "module") else model
+
+
+# ---------------------------------------------------------------- files
+def _atomic(path, write):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"{path.parent} is not writable; choose another output folder")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj, path):
+    _atomic(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_text(path, text):
+    _atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+class CSVLogger:
+    """Append-only per-epoch log; the header is written once, rows are flushed immediately."""
+
+    def __init__(self, path, fields, resume=False):
+        self.path, self.fields = Path(path), list(fields)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not (resume and self.path.exists()):
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(self.fields)
+
+    def log(self, **row):
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([row.get(k, "") for k in self.fields])
+
+
+def plot_curves(csv_path, png_path, x="epoch", title=None):
+    """Plot every numeric column of a training log against `x` into a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    df = pd.read_csv(csv_path)
+    if df.empty:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for col in df.columns:
+        if col != x and pd.api.types.is_numeric_dtype(df[col]) and "loss" in col:
+            ax.plot(df[x], df[col], marker="o", ms=3, label=col)
+    ax.set_xlabel(x)
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=Path(png_path).parent, suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, png_path)
