@@ -1,0 +1,276 @@
+"""Check an MSP-Podcast corpus: what it holds per split, and every problem by file name.
+
+    python check_corpus.py /data/MSP-Podcast --workers 4 --json report.json
+
+Reads WAV headers only (soundfile.info), so 100k files take a minute or two. Exit status 1 only for
+problems that stop training (no label file, missing required columns, no Train split, no readable
+Train audio); everything else is a warning and the exit status is 0.
+"""
+import argparse
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from corpus import (DEFAULT_CORPUS, EMO_COLS, RATING_RANGE, USER_SPLITS, Corpus, CorpusError,
+                    ensure_demo_corpus, textgrid_words)
+
+PROBLEMS = {   # key -> what it means / what to do (printed above the file list)
+    'missing_audio': 'label row without audio file (skipped by training; remove the row or add the WAV)',
+    'unreadable_audio': 'unreadable WAV (skipped; re-export as 16-bit PCM WAV or remove it)',
+    'wrong_format': 'not 16 kHz mono (resampled / mixed down at load time; convert for speed)',
+    'short_audio': 'clip shorter than the minimum (padded to one chunk; very little signal)',
+    'missing_transcript': 'no Transcripts/<name>.txt (needed by the audio-text method)',
+    'empty_transcript': 'transcript without any word (only spaces or punctuation)',
+    'missing_textgrid': 'no ForceAligned/<name>.TextGrid (word chunks of the audio-text method)',
+    'unreadable_textgrid': 'TextGrid that cannot be parsed',
+    'textgrid_no_words': 'TextGrid whose first tier holds no words (only silence)',
+    'nan_consensus': 'consensus label missing (NaN) or outside 1..7',
+    'nan_rating': 'annotator rating missing (NaN); dropped for that attribute',
+    'out_of_range_rating': 'annotator rating outside 1..7; dropped for that attribute',
+    'no_ratings': 'no valid annotator rating (left out of preference labels / emotion curves)',
+    'single_rater': 'only one valid annotator rating (emotion-curve std is 0: constant curve)',
+    'empty_split': 'split with zero utterances',
+    'unmapped_split': 'Split_Set value that is not Train/Validation/Test (ignored by the scripts)',
+    'corpus_warning': 'warning while reading the label files',
+}
+
+
+def probe(job):
+    """Header-only checks of one utterance: (wav, transcript|None, textgrid|None) -> dict."""
+    wav, txt, tg = job
+    out = {}
+    if wav:
+        try:
+            if os.path.getsize(wav) == 0:
+                raise OSError('empty file (0 bytes)')
+            info = sf.info(wav)
+            out.update(sr=info.samplerate, ch=info.channels, sec=info.frames / max(info.samplerate, 1))
+            if info.frames == 0:
+                out['audio_error'] = 'the file holds no samples'
+        except Exception as e:   # LibsndfileError, RuntimeError, OSError
+            out['audio_error'] = str(e).splitlines()[0][:200] or type(e).__name__
+    if txt:
+        try:
+            t = Path(txt).read_text(encoding='utf-8', errors='replace')
+            out['text_empty'] = not any(ch.isalnum() for ch in t)
+        except OSError as e:
+            out['text_empty'] = True
+    if tg:
+        try:
+            out['n_words'] = len(textgrid_words(tg))
+        except CorpusError as e:
+            out['tg_error'] = str(e)
+    return out
+
+
+def _listdir(d):
+    try:
+        return set(os.listdir(d))
+    except OSError:
+        return None
+
+
+def check(root, workers=1, min_seconds=1.0, text=True, progress=True):
+    """Return the report dict (see --json). Never raises for bad corpora: fatal problems are listed."""
+    rep = {'root': str(root), 'fatal': [], 'splits': {}, 'problems': {}, 'info': {}}
+    problems = rep['problems']
+
+    def add(key, file, detail=''):
+        p = problems.setdefault(key, {'description': PROBLEMS[key], 'items': []})
+        p['items'].append({'file': file, 'detail': detail})
+
+    try:
+        c = Corpus(root)
+    except CorpusError as e:
+        rep['fatal'].append(str(e))
+        return rep
+    rep.update(consensus_file=str(c.consensus_path), detailed_file=c.detailed_path and str(c.detailed_path),
+               audio_dir=str(c.audio_dir), splits_found=c.splits_found())
+    for w in c.warnings:
+        add('corpus_warning', '', w)
+    for s in c.unmapped_splits():
+        add('unmapped_split', '', f"{s} ({int((c.labels['Split_Set'] == s).sum())} utterances)")
+    lab = c.labels
+    names = lab['FileName'].tolist()
+
+    # annotator ratings (vectorised)
+    nval = None
+    try:
+        rep['detailed_format'] = c.detailed_format
+        r = c.ratings()
+        r = r[r['FileName'].isin(set(names))]
+        nval = {}
+        for col in EMO_COLS:
+            v = r[col].values
+            for i in np.flatnonzero(np.isnan(v)):
+                add('nan_rating', r['FileName'].iat[i], f"{r['Worker'].iat[i]} {col}")
+            bad = ~np.isnan(v) & ((v < RATING_RANGE[0]) | (v > RATING_RANGE[1]))
+            for i in np.flatnonzero(bad):
+                add('out_of_range_rating', r['FileName'].iat[i], f"{r['Worker'].iat[i]} {col}={v[i]:g}")
+            ok = ~np.isnan(v) & ~bad
+            nval[col] = r['FileName'][ok].value_counts().reindex(names, fill_value=0)
+        n_ann = r.groupby('FileName').size().reindex(names, fill_value=0)
+        low = np.minimum.reduce([nval[col].values for col in EMO_COLS])
+        for i in np.flatnonzero(low <= 1):
+            which = ', '.join(col for col in EMO_COLS if nval[col].iat[i] == low[i])
+            add('no_ratings' if low[i] == 0 else 'single_rater', names[i],
+                f"{int(low[i])} valid rating(s) for {which}")
+    except CorpusError as e:
+        if c.detailed_path is None:
+            add('corpus_warning', '', str(e))
+        else:   # present but malformed: the user meant to use it
+            rep['fatal'].append(str(e))
+    for col in EMO_COLS:
+        v = lab[col].values
+        for i in np.flatnonzero(~((v >= RATING_RANGE[0]) & (v <= RATING_RANGE[1]))):
+            add('nan_consensus', names[i], f"{col}={v[i]:g}")
+
+    # files on disk
+    audio = _listdir(c.audio_dir)
+    txts = _listdir(c.transcript_dir) if text else None
+    tgs = _listdir(c.textgrid_dir) if text else None
+    if text and txts is None:
+        add('corpus_warning', '', f"{c.root}: no Transcripts/ folder (needed only by the audio-text method)")
+    if text and tgs is None:
+        add('corpus_warning', '', f"{c.root}: no ForceAligned/ folder (needed only by the audio-text method)")
+    jobs, have = [], np.zeros(len(names), bool)
+    for i, n in enumerate(names):
+        stem = n[:-4]
+        have[i] = audio is not None and n in audio
+        if not have[i]:
+            add('missing_audio', n, str(c.audio_path(n)))
+        t = txts is not None and (stem + '.txt') in txts
+        g = tgs is not None and (stem + '.TextGrid') in tgs
+        if txts is not None and not t:
+            add('missing_transcript', n)
+        if tgs is not None and not g:
+            add('missing_textgrid', n)
+        jobs.append((str(c.audio_path(n)) if have[i] else None, str(c.transcript_path(n)) if t else None,
+                     str(c.textgrid_path(n)) if g else None))
+    if audio is not None:
+        rep['info']['audio_without_label_row'] = len({f for f in audio if f.lower().endswith('.wav')} - set(names))
+
+    bar = dict(total=len(jobs), desc='checking files', unit='file', disable=not progress, mininterval=0.5)
+    if workers > 1 and len(jobs) > 200:
+        with ProcessPoolExecutor(workers) as ex:
+            res = list(tqdm(ex.map(probe, jobs, chunksize=max(1, min(256, len(jobs) // (workers * 8)))), **bar))
+    else:
+        res = [probe(j) for j in tqdm(jobs, **bar)]
+    sec = np.full(len(names), np.nan)
+    for i, (n, o) in enumerate(zip(names, res)):
+        if 'audio_error' in o:
+            add('unreadable_audio', n, o['audio_error'])
+        elif 'sr' in o:
+            sec[i] = o['sec']
+            if o['sr'] != 16000 or o['ch'] != 1:
+                add('wrong_format', n, f"{o['sr']} Hz, {o['ch']} channel(s)")
+            if o['sec'] < min_seconds:
+                add('short_audio', n, f"{o['sec']:.2f} s")
+        if o.get('text_empty'):
+            add('empty_transcript', n)
+        if 'tg_error' in o:
+            add('unreadable_textgrid', n, o['tg_error'])
+        elif o.get('n_words') == 0:
+            add('textgrid_no_words', n)
+
+    # per split summary
+    found = c.splits_found()
+    groups = [(u, u) for u in USER_SPLITS]
+    groups += [(f"  {u}/{s}", s) for u in USER_SPLITS if len(found[u]) > 1 for s in found[u]]
+    for label, split in groups:
+        m = np.isin(names, c.files(split)) if len(names) else np.zeros(0, bool)
+        st = {'release_names': found.get(split, [split]), 'utterances': int(m.sum()),
+              'readable_audio': int(np.isfinite(sec[m]).sum()), 'hours': float(np.nansum(sec[m]) / 3600)}
+        if nval is not None and m.any():
+            a = n_ann.values[m]
+            st['annotators'] = {'min': int(a.min()), 'median': float(np.median(a)), 'max': int(a.max())}
+        if m.any():
+            st['labels'] = {col: [float(np.nanmin(lab[col].values[m])) if np.isfinite(lab[col].values[m]).any()
+                                  else None, float(np.nanmax(lab[col].values[m]))
+                                  if np.isfinite(lab[col].values[m]).any() else None] for col in EMO_COLS}
+        rep['splits'][label.strip()] = st
+        if split in USER_SPLITS and st['utterances'] == 0:
+            add('empty_split', split, f"no Split_Set value maps to {split} (found {sorted(set(lab['Split_Set'].dropna()))})")
+    if rep['splits']['Train']['utterances'] == 0:
+        rep['fatal'].append(f"{c.consensus_path}: no Train utterances (Split_Set values: "
+                            f"{sorted(set(lab['Split_Set'].dropna()))}); training needs a Train split")
+    elif rep['splits']['Train']['readable_audio'] == 0:
+        rep['fatal'].append(f"{c.audio_dir}: none of the {rep['splits']['Train']['utterances']} Train "
+                            f"utterances has readable audio; check the Audio/ or Audios/ folder")
+    for p in problems.values():
+        p['count'] = len(p['items'])
+    return rep
+
+
+def print_report(rep, max_list=20, out=sys.stdout):
+    pr = lambda *a: print(*a, file=out)
+    pr(f"corpus: {rep['root']}")
+    if 'consensus_file' in rep:
+        pr(f"labels: {rep['consensus_file']}; per-annotator: {rep.get('detailed_file')} "
+           f"({rep.get('detailed_format')}); audio: {rep['audio_dir']}")
+        pr('splits found: ' + ', '.join(f"{u} <- {'|'.join(v) or 'none'}" for u, v in rep['splits_found'].items()))
+        pr(f"\n{'split':<18}{'utts':>7}{'audio ok':>9}{'hours':>8}  {'annot. min/med/max':<20}labels (min..max)")
+        for name, st in rep['splits'].items():
+            a = st.get('annotators')
+            a = f"{a['min']}/{a['median']:g}/{a['max']}" if a else '-'
+            lb = ' '.join(f"{k[3:]} {v[0]:.2f}..{v[1]:.2f}" if v[0] is not None else f"{k[3:]} -"
+                          for k, v in st.get('labels', {}).items()) or '-'
+            pr(f"{name:<18}{st['utterances']:>7}{st['readable_audio']:>9}{st['hours']:>8.3f}  {a:<20}{lb}")
+        if rep['info'].get('audio_without_label_row'):
+            pr(f"({rep['info']['audio_without_label_row']} WAV files have no label row; ignored)")
+    n_warn = sum(p['count'] for p in rep['problems'].values())
+    if rep['problems']:
+        pr(f"\nwarnings ({n_warn}):")
+    for key, p in rep['problems'].items():
+        pr(f"[{key}] {p['count']} x {p['description']}")
+        items = p['items'] if max_list <= 0 else p['items'][:max_list]
+        for it in items:
+            pr('   ' + ': '.join(x for x in (it['file'], it['detail']) if x))
+        if len(items) < p['count']:
+            pr(f"   ... and {p['count'] - len(items)} more (--max-list 0 or --json OUT lists all)")
+    for f in rep['fatal']:
+        pr(f"\nFATAL: {f}")
+    pr('\n' + ('FAILED: fix the fatal problems above before training' if rep['fatal'] else
+               f"OK: usable for training ({n_warn} warnings)"))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('root', nargs='?', default=DEFAULT_CORPUS,
+                    help=f'corpus root holding Audio(s)/ and Labels/ (default: the demo corpus {DEFAULT_CORPUS})')
+    ap.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1),
+                    help='processes reading WAV headers and TextGrids (default: min(4, CPUs))')
+    ap.add_argument('--json', metavar='OUT', help='also save the full report (every file) as JSON here')
+    ap.add_argument('--max-list', type=int, default=20,
+                    help='file names printed per problem kind; 0 prints all (default 20)')
+    ap.add_argument('--min-seconds', type=float, default=1.0,
+                    help='clips shorter than this are reported (default 1.0 s, one chunk)')
+    ap.add_argument('--no-text', action='store_true', help='skip the transcript and TextGrid checks')
+    ap.add_argument('--no-progress', action='store_true', help='hide the progress bar')
+    args = ap.parse_args(argv)
+    try:
+        root = ensure_demo_corpus(args.root)
+    except CorpusError as e:
+        print(f"FATAL: {e}", file=sys.stderr)
+        return 1
+    rep = check(root, workers=args.workers, min_seconds=args.min_seconds, text=not args.no_text,
+                progress=not args.no_progress)
+    print_report(rep, args.max_list)
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + '.tmp')
+        tmp.write_text(json.dumps(rep, indent=1, default=str))
+        os.replace(tmp, out)
+        print(f"report saved to {out}")
+    return 1 if rep['fatal'] else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,494 @@
+"""MSP-Podcast corpus reader (every release layout of SPEC §1).
+
+    c = Corpus('path/to/MSP-Podcast')
+    c.files('Train'); c.consensus(name, 'Act'); c.rating_lists('Act', 'Train'); c.words(name)
+
+Handles Audio/ or Audios/, Labels|labels|label/labels_consensus.csv (or the ≤v1.9 spelling
+labels_concensus.csv), per-annotator labels as labels_detailed.json (v1.6), long-form
+labels_detailed.csv (v1.6-v1.10) or EmoDetail strings (v1.11+), Transcripts/ and ForceAligned/
+TextGrids. Tables are read lazily and parsed with vectorised pandas code (150k rows in well
+under a second); nothing here loops over rows in Python except the JSON format.
+"""
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_CORPUS = 'data/demo_corpus'
+REPO = Path(__file__).resolve().parent
+EMOS = ['Act', 'Dom', 'Val']
+EMO_COLS = ['EmoAct', 'EmoVal', 'EmoDom']
+LABEL_COLS = ['FileName', 'EmoClass', 'EmoAct', 'EmoVal', 'EmoDom', 'SpkrID', 'Gender', 'Split_Set']
+REQUIRED_COLS = ['FileName', 'EmoAct', 'EmoVal', 'EmoDom', 'Split_Set']   # the rest are filled with NaN
+RATING_COLS = ['FileName', 'Worker', 'EmoAct', 'EmoVal', 'EmoDom']
+RATING_RANGE = (1.0, 7.0)
+AUDIO_DIRS = ['Audios', 'Audio', 'audios', 'audio']
+LABEL_DIRS = ['Labels', 'labels', 'label', 'Label']
+CONSENSUS_NAMES = ['labels_consensus.csv', 'labels_concensus.csv']
+DETAILED_NAMES = ['labels_detailed.csv', 'labels_detailed.json']
+TRANSCRIPT_DIRS = ['Transcripts', 'transcripts', 'Transcript', 'transcript']
+TEXTGRID_DIRS = ['ForceAligned', 'forcealigned', 'Force_Aligned', 'ForcedAligned', 'TextGrids']
+SILENCE_MARKS = {'', 'sil', 'sp', '<sil>', '{sl}', 'silence', '<eps>'}
+USER_SPLITS = ['Train', 'Validation', 'Test']
+# release split name (lower case) -> user split; names matching Test<digits> also map to Test
+SPLIT_ALIASES = {'train': 'Train', 'training': 'Train',
+                 'validation': 'Validation', 'development': 'Validation', 'dev': 'Validation',
+                 'valid': 'Validation', 'val': 'Validation', 'test': 'Test', 'testing': 'Test'}
+WORKER_ALIASES = ['worker', 'workers', 'workerid', 'worker_id', 'workerids', 'annotator',
+                  'annotatorid', 'annotator_id', 'rater', 'raterid', 'rater_id']
+EMO_ALIASES = {'EmoAct': ['emoact', 'act', 'arousal', 'a'], 'EmoVal': ['emoval', 'val', 'valence', 'v'],
+               'EmoDom': ['emodom', 'dom', 'dominance', 'd']}
+
+
+class CorpusError(Exception):
+    """A corpus that cannot be read; the message names the file and what to do."""
+
+
+def user_split(name):
+    """Map a release split name (Train, Development, Test1, ...) to Train/Validation/Test or None."""
+    s = str(name).strip().lower()
+    if s in SPLIT_ALIASES:
+        return SPLIT_ALIASES[s]
+    return 'Test' if re.fullmatch(r'test[\s_-]*\d+', s) else None
+
+
+def _find(parent, names, want_dir=True):
+    for n in names:
+        p = Path(parent) / n
+        if (p.is_dir() if want_dir else p.is_file()):
+            return p
+    return None
+
+
+def _num(s):
+    """Series of numbers or numeric strings (' 4 ', '4.0', '') -> float64, bad values NaN."""
+    if s.dtype.kind in 'fiu':
+        return s.astype('float64')
+    return pd.to_numeric(s.astype('string').str.strip(), errors='coerce').astype('float64')
+
+
+def _wav_names(s):
+    s = s.astype('string').str.strip()
+    return s.where(s.str.lower().str.endswith('.wav'), s + '.wav').astype(object)
+
+
+def _rename_alias(df, aliases):
+    """Rename columns case-insensitively: {'EmoAct': ['act', ...]} -> EmoAct."""
+    low = {str(c).strip().lower(): c for c in df.columns}
+    ren = {}
+    for canon, names in aliases.items():
+        for n in [canon.lower()] + list(names):
+            if n in low:
+                ren[low[n]] = canon
+                break
+    return df.rename(columns=ren)
+
+
+def _missing_cols_error(path, missing, found, expected):
+    return CorpusError(f"{path}: missing column(s) {missing}; columns found: {list(found)}. "
+                       f"Expected columns {expected} (MSP-Podcast layout); fix the header or pass the "
+                       f"right corpus root")
+
+
+# ---------------------------------------------------------------------------------------------
+# per-annotator label formats
+
+def parse_emodetail(s):
+    """Vectorised parse of v1.11 EmoDetail strings.
+
+    'WORKER00001; Angry; Frustrated, Annoyed; A:5.0; V:2.0; D:6.0;' -> Worker, EmoAct, EmoVal, EmoDom.
+    The secondary-emotion field may hold commas or be empty; keys A/V/D may come in any order;
+    a missing or non-numeric value gives NaN. Cells holding several records are split.
+    """
+    s = pd.Series(s, dtype='string').fillna('')
+    n_rec = s.str.count(r'(?:^|;)\s*A\s*:')
+    multi = n_rec > 1
+    if multi.any():   # rare: several annotators in one cell -> split into single records
+        parts = s[multi].map(_split_records).explode()
+        s = pd.concat([s[~multi], parts.astype('string')]).sort_index(kind='stable')
+    out = pd.DataFrame({'Worker': s.str.extract(r'^\s*([^;]*?)\s*;', expand=False)}, index=s.index)
+    for key, col in (('A', 'EmoAct'), ('V', 'EmoVal'), ('D', 'EmoDom')):
+        out[col] = _num(s.str.extract(rf'(?:^|;)\s*{key}\s*:\s*([^;]*)', expand=False))
+    out['Worker'] = out['Worker'].astype(object)
+    return out
+
+
+def _split_records(cell):
+    toks, recs, cur, seen = [t.strip() for t in str(cell).split(';')], [], [], False
+    for t in toks:
+        is_val = re.match(r'^[AVD]\s*:', t) is not None
+        if not is_val and seen and t:       # a new worker id after a record's values
+            recs.append('; '.join(cur) + ';')
+            cur, seen = [], False
+        if t or cur:
+            cur.append(t)
+        seen = seen or is_val
+    if cur:
+        recs.append('; '.join(cur) + ';')
+    return recs
+
+
+def _read_detailed_csv(path):
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[''], skipinitialspace=True)
+    df.columns = [str(c).strip() for c in df.columns]
+    df = _rename_alias(df, {'FileName': ['filename', 'file_name', 'file', 'name']})
+    if 'FileName' not in df.columns:
+        raise _missing_cols_error(path, ['FileName'], df.columns, ['FileName', 'EmoDetail'] +
+                                  [' or Worker(s)/WorkerID'] + EMO_COLS)
+    low = {c.lower(): c for c in df.columns}
+    if 'emodetail' in low:   # v1.11+
+        out = parse_emodetail(df[low['emodetail']])
+        out.insert(0, 'FileName', df['FileName'].reindex(out.index).values)
+        wcol = next((low[a] for a in WORKER_ALIASES if a in low), None)
+        if wcol is not None:   # an explicit worker column wins over the id inside the string
+            w = df[wcol].reindex(out.index)
+            out['Worker'] = w.where(w.notna(), out['Worker']).values
+        return out.reset_index(drop=True)
+    wcol = next((low[a] for a in WORKER_ALIASES if a in low), None)
+    if wcol is None:
+        wcol = next((c for c in df.columns if 'worker' in c.lower() or 'annotator' in c.lower()), None)
+    df = _rename_alias(df, EMO_ALIASES)
+    missing = (['Workers or WorkerID'] if wcol is None else []) + [c for c in EMO_COLS if c not in df.columns]
+    if missing:
+        raise _missing_cols_error(path, missing, df.columns,
+                                  ['FileName', 'Workers|WorkerID'] + EMO_COLS + [' (or one EmoDetail column)'])
+    out = pd.DataFrame({'FileName': df['FileName'], 'Worker': df[wcol].astype(object)})
+    for c in EMO_COLS:
+        out[c] = _num(df[c])
+    return out
+
+
+def _read_detailed_json(path):
+    try:
+        with open(path, encoding='utf-8-sig') as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise CorpusError(f"{path}: cannot read JSON ({e}); re-download the label file") from None
+    if not isinstance(data, dict):
+        raise CorpusError(f"{path}: expected {{FileName: {{WorkerID: {{EmoAct, EmoDom, EmoVal}}}}}}, "
+                          f"found a {type(data).__name__}")
+    names, workers, vals = [], [], {c: [] for c in EMO_COLS}
+    for fname, entry in data.items():
+        if isinstance(entry, dict) and len(entry) == 1:   # e.g. {"Detailed": {worker: {...}}}
+            (k, v), = entry.items()
+            if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()) \
+                    and not any(c in v for c in EMO_COLS):
+                entry = v
+        items = entry.items() if isinstance(entry, dict) else \
+            [(e.get('WorkerID', e.get('Worker', i)), e) for i, e in enumerate(entry or []) if isinstance(e, dict)]
+        for w, r in items:
+            if not isinstance(r, dict):
+                continue
+            names.append(fname)
+            workers.append(str(w))
+            for c in EMO_COLS:
+                vals[c].append(r.get(c, r.get(c[3:], None)))
+    out = pd.DataFrame({'FileName': pd.Series(names, dtype=object), 'Worker': pd.Series(workers, dtype=object)})
+    for c in EMO_COLS:
+        out[c] = _num(pd.Series(vals[c], dtype=object).astype('string'))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Praat TextGrid (long "ooTextFile" and short format)
+
+_TG_TOKEN = re.compile(r'"((?:[^"]|"")*)"|\[\s*\d*\s*\]|(<exists>|<absent>)|'
+                       r'(?<![\w.])([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?![\w.])')
+
+
+def _read_text(path):
+    raw = Path(path).read_bytes()
+    if raw[:2] in (b'\xff\xfe', b'\xfe\xff'):
+        return raw.decode('utf-16')
+    try:
+        return raw.decode('utf-8-sig')
+    except UnicodeDecodeError:
+        return raw.decode('latin-1')
+
+
+def read_textgrid(path):
+    """Parse a Praat TextGrid (long or short text format).
+
+    Returns a list of tiers: {'class', 'name', 'xmin', 'xmax', 'items'}; items are
+    (xmin, xmax, text) for IntervalTiers and (time, time, mark) for TextTiers.
+    Raises CorpusError naming the file when it is not a TextGrid.
+    """
+    path = Path(path)
+    try:
+        text = _read_text(path)
+    except OSError as e:
+        raise CorpusError(f"{path}: cannot read TextGrid ({e})") from None
+    toks = []   # strings, numbers; bracket indices like [1] and key names are skipped
+    for m in _TG_TOKEN.finditer(text):
+        if m.group(1) is not None:
+            toks.append(m.group(1).replace('""', '"'))
+        elif m.group(2) is not None:
+            toks.append(m.group(2))
+        elif m.group(3) is not None:
+            toks.append(float(m.group(3)))
+    bad = CorpusError(f"{path}: not a readable Praat TextGrid (text format expected); re-export it "
+                      f"from Praat or the aligner, or delete it")
+    try:
+        if toks[:2] != ['ooTextFile', 'TextGrid']:
+            raise bad
+        i = 4
+        if toks[i] == '<absent>':
+            return []
+        n_tiers, i = int(toks[i + 1]), i + 2
+        tiers = []
+        for _ in range(n_tiers):
+            cls, name, xmin, xmax, n = toks[i:i + 5]
+            i += 5
+            width = 3 if cls == 'IntervalTier' else 2
+            flat = toks[i:i + width * int(n)]
+            if len(flat) < width * int(n):
+                raise bad
+            i += width * int(n)
+            if width == 3:
+                items = [(float(flat[k]), float(flat[k + 1]), str(flat[k + 2])) for k in range(0, len(flat), 3)]
+            else:
+                items = [(float(flat[k]), float(flat[k]), str(flat[k + 1])) for k in range(0, len(flat), 2)]
+            tiers.append({'class': cls, 'name': name, 'xmin': float(xmin), 'xmax': float(xmax), 'items': items})
+        return tiers
+    except (IndexError, ValueError, TypeError):
+        raise bad from None
+
+
+def textgrid_words(path):
+    """(start, end, word) of the first interval tier; empty, whitespace and sil/sp marks dropped."""
+    tiers = [t for t in read_textgrid(path) if t['class'] == 'IntervalTier']
+    if not tiers:
+        return []
+    return [(a, b, w.strip()) for a, b, w in tiers[0]['items'] if w.strip().lower() not in SILENCE_MARKS]
+
+
+# ---------------------------------------------------------------------------------------------
+
+class Corpus:
+    """One MSP-Podcast release (or a corpus in its layout). See the module docstring."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise CorpusError(f"corpus folder {self.root} does not exist; pass the MSP-Podcast root "
+                              f"(the folder holding Audios/ and Labels/)")
+        self.name = self.root.resolve().name
+        self.warnings = []   # non-fatal problems found while loading (check_corpus prints them)
+        self.audio_dir = _find(self.root, AUDIO_DIRS) or self.root / 'Audios'
+        if not self.audio_dir.is_dir():
+            self.warnings.append(f"{self.root}: no Audio/ or Audios/ folder; audio cannot be read")
+        self.labels_dir = self.consensus_path = None
+        for d in [self.root / n for n in LABEL_DIRS] + [self.root]:
+            self.consensus_path = _find(d, CONSENSUS_NAMES, want_dir=False)
+            if self.consensus_path:
+                self.labels_dir = d
+                break
+        if self.consensus_path is None:
+            raise CorpusError(f"{self.root}: no consensus label file; looked for "
+                              f"{'|'.join(LABEL_DIRS)}/{' or '.join(CONSENSUS_NAMES)}. Pass the MSP-Podcast "
+                              f"root folder (the one holding Labels/)")
+        self.detailed_path = (_find(self.labels_dir, DETAILED_NAMES, want_dir=False)
+                              or _find(self.root, DETAILED_NAMES, want_dir=False))
+        self.transcript_dir = _find(self.root, TRANSCRIPT_DIRS) or self.root / 'Transcripts'
+        self.textgrid_dir = _find(self.root, TEXTGRID_DIRS) or self.root / 'ForceAligned'
+        self.labels = self._read_consensus(self.consensus_path)
+        self._row = pd.Series(np.arange(len(self.labels)), index=self.labels['FileName'].values)
+        self._split_user = self.labels['Split_Set'].map(user_split)
+        self._ratings = None
+        self._rl_cache = {}
+
+    def __repr__(self):
+        return f"Corpus({str(self.root)!r}, {len(self.labels)} utterances, splits {self.splits_found()})"
+
+    def __len__(self):
+        return len(self.labels)
+
+    # -- consensus labels ----------------------------------------------------------------------
+    def _read_consensus(self, path):
+        try:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=['', 'NaN', 'nan', 'NA'],
+                             skipinitialspace=True)
+        except Exception as e:
+            raise CorpusError(f"{path}: cannot read CSV ({e})") from None
+        df.columns = [str(c).strip() for c in df.columns]
+        df = _rename_alias(df, {c: [] for c in LABEL_COLS})
+        missing = [c for c in REQUIRED_COLS if c not in df.columns]
+        if missing:
+            raise _missing_cols_error(path, missing, df.columns, LABEL_COLS)
+        for c in LABEL_COLS:
+            if c not in df.columns:
+                self.warnings.append(f"{path}: no {c} column; filled with NaN")
+                df[c] = np.nan
+        df = df[LABEL_COLS + [c for c in df.columns if c not in LABEL_COLS]].copy()
+        df['FileName'] = _wav_names(df['FileName'])
+        df['Split_Set'] = df['Split_Set'].astype('string').str.strip().astype(object)
+        for c in EMO_COLS:
+            df[c] = _num(df[c])
+        dup = df['FileName'].duplicated()
+        if dup.any():
+            self.warnings.append(f"{path}: {int(dup.sum())} duplicate FileName rows ignored "
+                                 f"(first kept), e.g. {df['FileName'][dup].iloc[0]}")
+            df = df[~dup]
+        return df.reset_index(drop=True)
+
+    def splits_found(self):
+        """{'Train': ['Train'], 'Validation': ['Development'], 'Test': ['Test1', 'Test2']} (release names)."""
+        names = pd.unique(self.labels['Split_Set'].dropna())
+        out = {u: [] for u in USER_SPLITS}
+        for n in sorted(names, key=str):
+            u = user_split(n)
+            if u:
+                out[u].append(n)
+        return out
+
+    def unmapped_splits(self):
+        """Release split names that are not Train/Validation/Test (e.g. 'Test3_unreleased')."""
+        return sorted(str(n) for n in pd.unique(self.labels['Split_Set'].dropna()) if not user_split(n))
+
+    def _split_mask(self, split):
+        if split is None:
+            return np.ones(len(self.labels), bool)
+        s = str(split).strip()
+        u = {x.lower(): x for x in USER_SPLITS}.get(s.lower())
+        if u is not None:
+            return (self._split_user == u).values
+        release = self.labels['Split_Set']
+        if (release == s).any():
+            return (release == s).values
+        raise CorpusError(f"unknown split {split!r} for {self.consensus_path}; use Train, Validation or Test "
+                          f"(found {self.splits_found()}, other names: {self.unmapped_splits()})")
+
+    def files(self, split=None):
+        """FileNames (with .wav) of a user split (Train|Validation|Test), a release split name
+        (Development, Test1, ...) or all (None). A known split with no utterances gives []."""
+        return self.labels['FileName'][self._split_mask(split)].tolist()
+
+    def audio_path(self, name):
+        return self.audio_dir / name
+
+    def _get(self, name, col):
+        i = self._row.get(name)
+        if i is None:
+            raise CorpusError(f"{name} is not in {self.consensus_path}")
+        return self.labels[col].iat[i]
+
+    def speaker(self, name):
+        s = self._get(name, 'SpkrID')
+        if pd.isna(s) or str(s).strip().lower() in ('', 'unknown', 'nan'):
+            return None
+        return str(s).strip()
+
+    def consensus(self, name, emo):
+        return float(self._get(name, _emo_col(emo)))
+
+    def split_of(self, name):
+        """User split (Train/Validation/Test) of a file, or None for unmapped release splits."""
+        i = self._row.get(name)
+        return None if i is None else self._split_user.iat[i]
+
+    # -- per-annotator labels -----------------------------------------------------------------
+    def ratings(self):
+        """Long table FileName, Worker, EmoAct, EmoVal, EmoDom (float; NaN kept), sorted by FileName.
+
+        Read from labels_detailed.json, long-form labels_detailed.csv or its EmoDetail form; cached.
+        """
+        if self._ratings is None:
+            p = self.detailed_path
+            if p is None:
+                raise CorpusError(f"{self.labels_dir}: no per-annotator labels ({' or '.join(DETAILED_NAMES)}); "
+                                  f"they are needed for the QA preference labels and emotion curves. Copy the "
+                                  f"release's labels_detailed file into {self.labels_dir}")
+            try:
+                r = _read_detailed_json(p) if p.suffix.lower() == '.json' else _read_detailed_csv(p)
+            except CorpusError:
+                raise
+            except Exception as e:
+                raise CorpusError(f"{p}: cannot read per-annotator labels ({e})") from None
+            r['FileName'] = _wav_names(r['FileName'])
+            r['Worker'] = r['Worker'].astype('string').str.strip().astype(object)
+            r = r[RATING_COLS].sort_values('FileName', kind='stable').reset_index(drop=True)
+            self._ratings = r
+        return self._ratings
+
+    @property
+    def detailed_format(self):
+        """'json', 'csv' (long form), 'emodetail' or None."""
+        p = self.detailed_path
+        if p is None:
+            return None
+        if p.suffix.lower() == '.json':
+            return 'json'
+        head = pd.read_csv(p, nrows=0).columns
+        return 'emodetail' if any(str(c).strip().lower() == 'emodetail' for c in head) else 'csv'
+
+    def rating_lists(self, emo, split=None):
+        """FileName -> np.ndarray of that file's annotator ratings for `emo` (NaN and values outside
+        1..7 removed). Files of the split without any valid rating are left out."""
+        key = (_emo_col(emo), None if split is None else str(split))
+        if key not in self._rl_cache:
+            r = self.ratings()
+            col = key[0]
+            v = r[col].values
+            ok = np.isfinite(v) & (v >= RATING_RANGE[0]) & (v <= RATING_RANGE[1])
+            if split is not None:
+                ok &= r['FileName'].isin(set(self.files(split))).values
+            names, vals = r['FileName'].values[ok], v[ok]   # already sorted by FileName
+            uniq, start = np.unique(names, return_index=True)
+            order = np.argsort(start)
+            uniq, start = uniq[order], start[order]
+            self._rl_cache[key] = dict(zip(uniq.tolist(), np.split(vals.astype(np.float64), start[1:])))
+        return self._rl_cache[key]
+
+    # -- text ---------------------------------------------------------------------------------
+    def transcript_path(self, name):
+        return self.transcript_dir / (Path(name).stem + '.txt')
+
+    def textgrid_path(self, name):
+        return self.textgrid_dir / (Path(name).stem + '.TextGrid')
+
+    def transcript(self, name):
+        """Transcript text (stripped), or None when Transcripts/<stem>.txt is missing."""
+        p = self.transcript_path(name)
+        try:
+            return _read_text(p).strip()
+        except FileNotFoundError:
+            return None
+
+    def words(self, name):
+        """[(start, end, word)] from ForceAligned/<stem>.TextGrid's first tier (silence dropped),
+        None when the TextGrid is missing; CorpusError when it is unreadable."""
+        p = self.textgrid_path(name)
+        if not p.is_file():
+            return None
+        return textgrid_words(p)
+
+
+def _emo_col(emo):
+    e = str(emo)
+    if e in EMO_COLS:
+        return e
+    m = {'act': 'EmoAct', 'arousal': 'EmoAct', 'dom': 'EmoDom', 'dominance': 'EmoDom',
+         'val': 'EmoVal', 'valence': 'EmoVal'}.get(e.lower())
+    if m is None:
+        raise CorpusError(f"unknown emotion attribute {emo!r}; use Act, Dom or Val")
+    return m
+
+
+def ensure_demo_corpus(root=DEFAULT_CORPUS):
+    """Return the corpus root; build the embedded demo corpus when the default path is missing."""
+    root = Path(root)
+    default = REPO / DEFAULT_CORPUS
+    is_default = str(root) == DEFAULT_CORPUS or root.resolve() == default.resolve()
+    if root.exists():
+        return root.resolve() if is_default else root
+    if is_default:
+        if default.exists():   # called from another working directory
+            return default
+        import make_demo_corpus   # lazily: only needed the first time
+        make_demo_corpus.build(default, seed=0)
+        return default
+    raise CorpusError(f"corpus folder {root} does not exist; pass --corpus with the MSP-Podcast root "
+                      f"(the folder holding Audios/ and Labels/), or leave it out to use the demo corpus "
+                      f"{DEFAULT_CORPUS}")
