@@ -259,15 +259,16 @@ def main(argv=None):
     except CorpusError as e:
         print(f"FATAL: {e}", file=sys.stderr)
         return 1
+    if args.json:
+        from utils import ensure_dir
+        ensure_dir(Path(args.json).parent, flag='--json')
     rep = check(root, workers=args.workers, min_seconds=args.min_seconds, text=not args.no_text,
                 progress=not args.no_progress)
     print_report(rep, args.max_list)
     if args.json:
         out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + '.tmp')
-        tmp.write_text(json.dumps(rep, indent=1, default=str))
-        os.replace(tmp, out)
+        from utils import atomic_write_text
+        atomic_write_text(out, json.dumps(rep, indent=1, default=str))
         print(f"report saved to {out}")
     return 1 if rep['fatal'] else 0
 

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from feature_store import FeatureStoreWriter, StoreError
+from utils import ensure_dir
 
 SR = 16000
 
@@ -115,7 +116,10 @@ def extract(args):
         names = corpus.files(args.split)
     except CorpusError as e:
         sys.exit(f'error: {e}')
-    out = Path(args.out or Path('features') / corpus.name / args.feature)
+    out = ensure_dir(args.out or Path('features') / corpus.name / args.feature)
+    if not names:
+        sys.exit(f'error: split {args.split} has no utterances in {corpus.consensus_path} '
+                 f'(splits found: {corpus.splits_found()}); pick another --split')
     bad, audio_s, n_done = [], 0.0, 0
 
     if args.feature == 'lld':
@@ -250,7 +254,7 @@ def import_mat(args):
     if not files:
         sys.exit(f'error: no .mat files in {src}')
     corpus_name = Path(args.corpus).name if args.corpus else 'demo_corpus'
-    out = Path(args.out or Path('features') / corpus_name / args.feature)
+    out = ensure_dir(args.out or Path('features') / corpus_name / args.feature)
     bad, good, hops = [], [], []
 
     def read(f):

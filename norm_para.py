@@ -91,7 +91,8 @@ def main(argv=None):
 
     from corpus import DEFAULT_CORPUS, Corpus, CorpusError, ensure_demo_corpus
     from feature_store import FeatureStore, StoreError
-    from utils import EPS_STD, save_norm
+    from utils import EPS_STD, ensure_dir, save_norm
+    ensure_dir(args.out)
     try:
         corpus = Corpus(ensure_demo_corpus(args.corpus or DEFAULT_CORPUS))
         store = FeatureStore(args.features or Path('features') / corpus.name / 'lld')

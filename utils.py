@@ -122,16 +122,13 @@ _NORM_FILES = {"feat": "feat", "Act": "act", "Dom": "dom", "Val": "val"}
 def save_norm(out_dir, stats):
     """stats: {'feat'|'Act'|'Dom'|'Val': (mean, std)} -> NormTerm/<x>_norm_{means,stds}.mat."""
     import scipy.io
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_dir(out_dir)
     for key, (mean, std) in stats.items():
         std = np.where(np.asarray(std, dtype=np.float64) < EPS_STD, EPS_STD, std)
         for kind, arr in (("means", mean), ("stds", std)):
             path = out_dir / f"{_NORM_FILES[key]}_norm_{kind}.mat"
-            fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".mat")
-            os.close(fd)
-            scipy.io.savemat(tmp, {"normal_para": np.atleast_1d(np.asarray(arr, dtype=np.float64))})
-            os.replace(tmp, path)
+            arr2d = np.asarray(arr, dtype=np.float64).reshape(1, -1)  # (1, D) as in the authors' files
+            _atomic(path, lambda f, a=arr2d: scipy.io.savemat(f, {"normal_para": a}))
 
 
 def load_norm(norm_dir, need=("feat", "Act", "Dom", "Val")):
@@ -210,17 +207,39 @@ def unwrap(model):
 
 
 # ---------------------------------------------------------------- files
+class OutputError(SystemExit):
+    """An output location that cannot be written (raised before work is lost where possible)."""
+
+
+def ensure_dir(path, flag="--out"):
+    """Create folder `path` (and parents) or stop with a message naming it and the flag to change."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise OutputError(f"error: cannot create output folder {path}: a file with that name (or a "
+                          f"parent of it) exists; pass another {flag}") from None
+    except PermissionError:
+        raise OutputError(f"error: no permission to create {path}; pass another {flag}") from None
+    if not os.access(path, os.W_OK):
+        raise OutputError(f"error: output folder {path} is not writable; pass another {flag}")
+    return path
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _atomic(path, write):
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(path.parent, os.W_OK):
-        raise PermissionError(f"{path.parent} is not writable; choose another output folder")
+    ensure_dir(path.parent, flag=f"output path (for {path.name})")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -241,7 +260,7 @@ class CSVLogger:
 
     def __init__(self, path, fields, resume=False):
         self.path, self.fields = Path(path), list(fields)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.path.parent)
         if not (resume and self.path.exists()):
             with open(self.path, "w", newline="") as f:
                 csv.writer(f).writerow(self.fields)
@@ -271,8 +290,5 @@ def plot_curves(csv_path, png_path, x="epoch", title=None):
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=Path(png_path).parent, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
+    _atomic(png_path, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
-    os.replace(tmp, png_path)
