@@ -316,7 +316,6 @@ def make_loader(ds, batch, collate, shuffle, workers, device, rank=0, world=1, s
     loader = DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers, collate_fn=collate,
                         pin_memory=device.type == 'cuda', persistent_workers=workers > 0, drop_last=drop_last,
                         generator=torch.Generator().manual_seed(seed))   # keeps the global RNG for dropout only
-
     return loader, sampler
 
 
@@ -497,7 +496,7 @@ class Run:
 
 def base_meta(args, store, m, emo, kind):
     return {'kind': kind, 'emo': emo, 'epochs': args.epochs, 'batch': args.batch_size, 'lr': args.lr,
-            'seed': args.seed, 'corpus': str(Path(store.meta.get('corpus', '')) or ''),
+            'seed': args.seed, 'corpus': store.meta.get('corpus') or args.corpus,
             'features': str(store.path.resolve()), 'feature_preset': store.meta.get('preset'), 'hop': store.hop,
             'm': m, 'K': K_CHUNKS, 'init_from': str(Path(args.init_from).resolve()) if args.init_from else None,
             'freeze': getattr(args, 'freeze', None), 'created': time.strftime('%Y-%m-%d %H:%M:%S')}
