@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from dataloader import PREF_DIR, SPLIT_FILE, die, limit_names, open_corpus, parse_sets  # noqa: E402
-from utils import parse_emos  # noqa: E402
+from utils import ensure_dir, parse_emos  # noqa: E402
 
 MEM_ELEMS = 1 << 25      # elements per temporary comparison block (~32 MB of bools)
 
@@ -68,11 +68,10 @@ def histograms(ratings):
 
 
 def qa_counts_hist(Hi, H, below, pj):
-    """Histogram form of qa_counts_broadcast for rows with histograms Hi (b, V) against all N utterances
-    (one matrix product each), then gathered at the partners pj (b, P) -> (greater, lower, total)."""
-    rows = np.arange(len(pj))[:, None]
-    gt = (Hi @ below.T)[rows, pj]                               # ratings of i above ratings of j
-    eq = (Hi @ H.T)[rows, pj]
+    """Histogram form of qa_counts_broadcast: rows with histograms Hi (b, V) against their partners pj (b, P)
+    -> (greater, lower, total). Only the drawn partners are compared (cost b*P*V, not b*N*V)."""
+    gt = np.einsum('bv,bpv->bp', Hi, below[pj])                # ratings of i above ratings of j
+    eq = np.einsum('bv,bpv->bp', Hi, H[pj])
     tot = Hi.sum(1)[:, None] * H.sum(1)[pj]
     return gt, tot - gt - eq, tot
 
@@ -92,7 +91,7 @@ def preference_pairs(ratings, ratio=0.1, threshold=0.6, seed=31, method='auto'):
     if method == 'hist':
         H, below = histograms(ratings)
     draw_rows = max(1, MEM_ELEMS // (8 * P))
-    cmp_rows = max(1, MEM_ELEMS // (P * R * R) if method == 'broadcast' else MEM_ELEMS // (4 * N))
+    cmp_rows = max(1, MEM_ELEMS // (P * R * R) if method == 'broadcast' else MEM_ELEMS // (3 * P * H.shape[1]))
     out_i, out_j, out_l = [], [], []
     for r0 in range(0, N, draw_rows):
         rows = np.arange(r0, min(r0 + draw_rows, N))
@@ -123,7 +122,7 @@ def write_pairs(path, names, i, j, label):
     """Write Sentence1,Sentence2,PreferLabel rows to a temporary file in the same folder, then os.replace
     (atomic). Rows are streamed per run of equal Sentence1 from pre-encoded name fields (fast for 10^8 rows)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     field = [_csv_field(n) for n in names]
     pre = [(f + ',').encode() for f in field]
     suf = ([(f + ',0\n').encode() for f in field], [(f + ',1\n').encode() for f in field])
@@ -185,6 +184,7 @@ def main(argv=None):
         return benchmark(args.benchmark, args.raters, args.ratio, args.seed, args.method)
     if args.method == 'both':
         die("--method both is for --benchmark only")
+    ensure_dir(args.out)
     corpus = open_corpus(args.corpus)
     from corpus import CorpusError
     written, empty = [], []

@@ -361,9 +361,7 @@ UNWRITABLE = {
     'extract_features': ('extract_features.py', ['--corpus', '{root}', '--out', '{bad}/lld', '--workers', '1'], None),
     'norm_para': ('norm_para.py', ['--corpus', '{root}', '--features', '{lld}', '--out', '{bad}/NormTerm'], None),
     'preference_labels': ('chunk_emotion_rankers/generate_preference_labels.py',
-                          ['-emo', 'Act', '--corpus', '{root}', '--out', '{bad}/pl'],
-                          'generate_preference_labels.py --out <path under a regular file>: uncaught '
-                          'NotADirectoryError traceback from write_pairs (mkdir) after the first pair set'),
+                          ['-emo', 'Act', '--corpus', '{root}', '--out', '{bad}/pl'], None),
     'check_corpus': ('check_corpus.py', ['{root}', '--workers', '1', '--no-progress', '--json', '{bad}/r.json'], None),
     'training_ranker': ('chunk_emotion_rankers/training_ranker.py',
                         ['-emo', 'Act', '-ep', '1', '--corpus', '{root}', '--features', '{lld}', '--pairs', '{pairs}',
