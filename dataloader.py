@@ -417,12 +417,38 @@ def load_lstm(path, kind):
             sd = sd[key]
     sd = {k.removeprefix('module.'): v for k, v in sd.items()}
     model = LSTMnet(out_dim=2 if kind == 'ranker' else 1)
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
+    want = model.state_dict()
+    bad = [f'{k}: expected {tuple(v.shape)}, found {tuple(sd[k].shape)}' for k, v in want.items()
+           if k in sd and hasattr(sd[k], 'shape') and sd[k].shape != v.shape]
+    bad += [f'{k}: missing' for k in want if k not in sd] + [f'{k}: unexpected' for k in sd if k not in want]
+    if bad:
         die(f'{path} is not a {kind} checkpoint of the published shape (LSTM 130->130 x2, fc1 130->130, fc2 130->'
-            f'{2 if kind == "ranker" else 1}): {str(e).splitlines()[0]}')
+            f'{2 if kind == "ranker" else 1}): ' + '; '.join(bad[:6]) + (' ...' if len(bad) > 6 else ''))
+    model.load_state_dict(sd, strict=True)
     return model
+
+
+def load_for_eval(args, kind, emo, corpus, store, device):
+    """Everything testing/ranking scripts need before a forward pass: the checkpoint (ours, --checkpoint or the
+    authors' --pretrained folder), checks that the feature store matches what it was trained on (preset, hop),
+    the feature normalisation and the model in eval mode. Returns (model, fnorm, ckpt, meta, scopes)."""
+    ckpt = find_checkpoint(args.pretrained or args.checkpoint, kind, emo, args.epochs, args.batch_size)
+    meta = read_meta(ckpt)
+    pub = published_dir_of(args.pretrained)
+    if args.pretrained:
+        if pub is None:
+            die(f"--pretrained {args.pretrained}: no NormTerm/ folder there; pass the root of the authors' repository")
+        require_preset(store, PUBLISHED_PRESET, "the authors' released models (--pretrained)")
+    elif meta.get('feature_preset') and meta['feature_preset'] != store.meta.get('preset'):
+        require_preset(store, meta['feature_preset'], f'{ckpt.name} (trained on it)')
+    m = chunk_frames(store.hop)
+    if meta.get('m') and meta['m'] != m:
+        die(f'{ckpt.name} was trained with {meta["m"]}-frame chunks (hop {meta.get("hop")} s), {store.path} has hop '
+            f'{store.hop} s; use features with the same hop')
+    scopes = default_scopes(args, meta, pub)          # (feature scope, label scope, feature dir, label dir)
+    fnorm = build_feat_norm(scopes[0], store, corpus, scopes[2], meta)
+    model = load_lstm(ckpt, kind).to(device).eval()
+    return model, fnorm, ckpt, meta, scopes
 
 
 def published_dir_of(spec):

@@ -47,23 +47,9 @@ def pearson(x, y):
 
 
 def test_emo(args, emo, corpus, store, device, sets):
-    ckpt = D.find_checkpoint(args.pretrained or args.checkpoint, 'seq2seq', emo, args.epochs, args.batch_size)
-    meta = D.read_meta(ckpt)
-    pub = D.published_dir_of(args.pretrained)
-    if args.pretrained:
-        if pub is None:
-            D.die(f"--pretrained {args.pretrained}: no NormTerm/ folder there; pass the root of the authors' repository")
-        D.require_preset(store, D.PUBLISHED_PRESET, "the authors' released models (--pretrained)")
-    elif meta.get('feature_preset') and meta['feature_preset'] != store.meta.get('preset'):
-        D.require_preset(store, meta['feature_preset'], f'{ckpt.name} (trained on it)')
-    m = D.chunk_frames(store.hop)
-    if meta.get('m') and meta['m'] != m:
-        D.die(f'{ckpt.name} was trained with {meta["m"]}-frame chunks (hop {meta.get("hop")} s), {store.path} has hop '
-              f'{store.hop} s; use features with the same hop')
-    fscope, lscope, fdir, ldir = D.default_scopes(args, meta, pub)
-    fnorm = D.build_feat_norm(fscope, store, corpus, fdir, meta)
+    model, fnorm, ckpt, meta, (fscope, lscope, _, ldir) = D.load_for_eval(args, 'seq2seq', emo, corpus, store, device)
     lm, ls = D.label_norm(lscope, emo, corpus, ldir, meta)
-    model = D.load_lstm(ckpt, 'seq2seq').to(device).eval()
+    m = D.chunk_frames(store.hop)
     col = corpus.labels.set_index('FileName')[EMO_COL[emo]]
     rows = []
     for split in sets:

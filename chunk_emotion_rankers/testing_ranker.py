@@ -47,15 +47,7 @@ def main(argv=None):
     m = D.chunk_frames(store.hop)
     rows = []
     for emo in parse_emos(args.emo_attr):
-        ckpt = D.find_checkpoint(args.pretrained or args.checkpoint, 'ranker', emo, args.epochs, args.batch_size)
-        meta = D.read_meta(ckpt)
-        if args.pretrained:
-            D.require_preset(store, D.PUBLISHED_PRESET, "the authors' released rankers")
-        elif meta.get('feature_preset') and meta['feature_preset'] != store.meta.get('preset'):
-            D.require_preset(store, meta['feature_preset'], f'{ckpt.name} (trained on it)')
-        fscope, _, fdir, _ = D.default_scopes(args, meta, D.published_dir_of(args.pretrained))
-        fnorm = D.build_feat_norm(fscope, store, corpus, fdir, meta)
-        model = D.load_lstm(ckpt, 'ranker').to(device).eval()
+        model, fnorm, ckpt, meta, (fscope, *_) = D.load_for_eval(args, 'ranker', emo, corpus, store, device)
         for split in D.parse_sets(args.split_set):
             path = Path(args.pairs) / f'{D.SPLIT_FILE[split]}_{emo}.csv'
             names, a, b, lab = load_pairs(path, store, args.max_pairs, args.seed)
