@@ -134,6 +134,19 @@ def predict(model, loader, m, device, amp, world=1, desc='', show=True):
     return D.gather_eval(out, world)
 
 
+def seq2seq_step(net, opt, scaler, x, lengths, curve, mu, m, device, amp):
+    """One optimiser step: loss = 0.5 (1 - CCC(utterance means, mu)) + 0.5 (1 - CCC(chunks, curves))."""
+    with D.amp_context(device, amp):
+        pred = chunk_predictions(net, x, lengths, m, device)
+    curve, mu = curve.to(device), mu.to(device)
+    loss = 0.5 * ccc_loss(pred.float().mean(1), mu) + 0.5 * ccc_loss(pred.float(), curve)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return loss.item()
+
+
 def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
     set_seed(args.seed)
     lr = args.lr or 1e-3
@@ -188,15 +201,7 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
         losses = []
         for x, lengths, curve, mu, _ in tqdm(tr_loader, desc=f'{emo} ep{ep}', leave=False, disable=not is_main,
                                               dynamic_ncols=True):
-            with D.amp_context(device, args.amp):
-                pred = chunk_predictions(net, x, lengths, m, device)
-            curve, mu = curve.to(device), mu.to(device)
-            loss = 0.5 * ccc_loss(pred.float().mean(1), mu) + 0.5 * ccc_loss(pred.float(), curve)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            losses.append(loss.item())
+            losses.append(seq2seq_step(net, opt, scaler, x, lengths, curve, mu, m, device, args.amp))
         preds = predict(net, va_loader, m, device, args.amp, world, f'{emo} valid', is_main)
         vp = np.array([preds[i][0] for i in range(len(valid))])
         vccc = ccc(vp, valid.targets[0])

@@ -78,22 +78,13 @@ def seq2seq_step_fn(device, amp, seed):
     import dataloader as D
     import training
     from model import LSTMnet
-    from utils import ccc_loss
     torch.manual_seed(seed)
     model = LSTMnet(out_dim=1).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     scaler = D.make_scaler(device, amp)
 
     def step(x, lengths, curve, mu, m):
-        with D.amp_context(device, amp):
-            pred = training.chunk_predictions(model, x, lengths, m, device)
-        curve, mu = curve.to(device), mu.to(device)
-        loss = 0.5 * ccc_loss(pred.float().mean(1), mu) + 0.5 * ccc_loss(pred.float(), curve)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        return loss.item()
+        return training.seq2seq_step(model, opt, scaler, x, lengths, curve, mu, m, device, amp)
     return model, step
 
 
