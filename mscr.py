@@ -242,7 +242,7 @@ def _loader(ds, batch, workers, device, sampler=None, drop_last=False):
     from dataloader import mscr_collate
     return torch.utils.data.DataLoader(ds, batch_size=batch, sampler=sampler, shuffle=False, drop_last=drop_last,
                                        num_workers=workers, collate_fn=mscr_collate,
-                                       pin_memory=device.type == "cuda", persistent_workers=False)
+                                       pin_memory=device.type == "cuda", persistent_workers=workers > 0)
 
 
 # ============================================================================ training

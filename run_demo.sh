@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 EMO=${EMO:-Act}
 PAIRS=${PAIRS:-256}
 MSCR=${MSCR:-0}
-MSCR_ITERS=${MSCR_ITERS:-400}
+MSCR_ITERS=${MSCR_ITERS:-150}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 step() { printf '\n=== %s\n' "$*"; }
 
