@@ -182,6 +182,14 @@ def run_jobs(jobs, n_workers=2, threads=1, desc='jobs'):
     return results, failed
 
 
+def wall_note(wall, results):
+    """'wall time 12.3 min' plus how many steps were reused from an earlier run (their time is not in it)."""
+    steps = [s for outs in results.values() for s in outs]
+    cached = sum(bool(s.get('cached')) for s in steps)
+    return f'wall time {wall / 60:.1f} min' + (f' ({cached} of {len(steps)} steps reused from earlier runs in --work, '
+                                               f'not timed here)' if cached else '')
+
+
 def report_failures(failed, out=print):
     if failed:
         out(f'\n{len(failed)} run(s) FAILED (left out of the tables):')
@@ -323,6 +331,11 @@ def write_markdown(name, text, out_dir):
 def command_line(script, argv):
     """The command that reproduces a run: python bench/<script>.py ARGS."""
     return ' '.join(['python', f'bench/{Path(script).name}', *map(str, argv)])
+
+
+def machine_md(info):
+    """'Machine: CPU, cores, torch, ...' for the markdown tables."""
+    return 'Machine: ' + machine_line(info).removeprefix('machine: ')
 
 
 def header(name, settings, out=print):

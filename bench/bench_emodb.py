@@ -244,7 +244,7 @@ def main(argv=None):
           f'Settings: {split}; seeds {seeds}; Seq2Seq -ep {args.epochs} -batch {args.batch} lr {args.lr}; rankers '
           f'-ep {args.ranker_epochs}, {args.ranker_pairs} pairs/epoch, -batch {args.ranker_batch}, lr {args.ranker_lr}'
           f"{' (REDUCED from the published settings)' if not args.published else ''}.  \n"
-          f'Machine: {A.machine_line(info)}; wall time {wall / 60:.1f} min.  \n'
+          f'{A.machine_md(info)}; {A.wall_note(wall, results)}.  \n'
           f'CCC on the Test speakers, mean ± std over seeds. {A.TRUNCATION_NOTE}\n\n{table}\n')
     if failed:
         md += f'\n{len(failed)} run(s) failed and are left out.\n'

@@ -166,7 +166,7 @@ def main(argv=None):
           f'{" (REDUCED from the published 256/512/3/2, batch 128, 5000 iterations, lr 1e-4)" if not args.published else ""}; '
           f'audio = openSMILE LLDs (not wav2vec2), text = offline MiniLM token embeddings (not roberta-base); '
           f'Test speakers of each corpus ({args.n} utterances per corpus, eSpeak NG speech).  \n'
-          f'Machine: {A.machine_line(info)}; wall time {wall / 60:.1f} min.\n\n'
+          f'{A.machine_md(info)}; {A.wall_note(wall, results)}.\n\n'
           f'Clean test CCC (mean ± std over seeds):\n\n{t1}\n\n'
           f'Mean CCC (average of the three attributes) over the missing fractions {partial[0]:g}-{partial[-1]:g}, '
           f'and at '

@@ -178,7 +178,7 @@ def main(argv=None):
           f'-batch {args.ranker_batch}, lr {args.ranker_lr}'
           f'{" (REDUCED from the published settings)" if not args.published else ""}; '
           f'test utterances {n_utts}.  \n'
-          f'Machine: {A.machine_line(info)}; wall time {wall / 60:.1f} min.  \n'
+          f'{A.machine_md(info)}; {A.wall_note(wall, results)}.  \n'
           f'Pair accuracy (macro over utterances; 0.5 = chance, 1 = every cross-part chunk pair in the true order) / '
           f'Kendall tau, mean ± std over seeds. {A.TRUNCATION_NOTE}\n\n{table}\n')
     if failed:

@@ -189,9 +189,13 @@ def plot(args, summary, path_dir):
     norms = ['published'] + args.norm_list
     colors = {'published': '#7f7f7f', 'train': '#1f77b4', 'speaker': '#ff7f0e', 'corpus': '#2ca02c'}
     conds = [c for c in CONDS if any(s['cond'] == c for s in summary)]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics) + 1, 4.2), squeeze=False)
+    ncol = 2 if len(metrics) > 2 else len(metrics)
+    nrow = -(-len(metrics) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol + 0.6, 3.6 * nrow + 0.9), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.axis('off')
     w = 0.8 / max(sum(any(s['cond'] == c and s['norm'] == n for s in summary) for n in norms) for c in conds)
-    for ax, m in zip(axes[0], metrics):
+    for ax, m in zip(axes.flat, metrics):
         for i, c in enumerate(conds):
             here = [s for n in norms for s in summary if s['cond'] == c and s['norm'] == n and np.isfinite(s[m][0])]
             for j, s in enumerate(here):
@@ -206,12 +210,13 @@ def plot(args, summary, path_dir):
         ax.set_ylim(min(0, *[s[m][0] for s in summary if np.isfinite(s[m][0])]) - 0.05, 1.08)
         ax.axhline(0.5 if m == 'auc_Act' else 0, color='k', lw=0.6)
         ax.grid(axis='y', alpha=0.3)
-    axes[0][0].set_ylabel('mean ± std over seeds')
-    handles = {lab: h for ax in axes[0] for h, lab in zip(*ax.get_legend_handles_labels())}
+    for row in axes:
+        row[0].set_ylabel('mean ± std over seeds')
+    handles = {lab: h for ax in axes.flat for h, lab in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc='lower center', ncol=len(handles), fontsize=9)
     fig.suptitle(f'Emo-DB, speaker-disjoint folds: {args.folds} x 2 test speakers, seeds {args.seeds}; -ep {args.epochs} '
                  f'-batch {args.batch} (clips cut to 2.0 s)', fontsize=10)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return A.save_png(fig, NAME, path_dir)
 
 
@@ -265,7 +270,7 @@ def main(argv=None):
           f"-ep {args.epochs} -batch {args.batch}, lr scratch {args.lr} / fine-tune {args.ft_lr} / frozen LSTM "
           f"{args.freeze_lr}, target curves: {args.curves}"
           f"{' (REDUCED from the published -ep 30 -batch 128)' if not args.published else ''}.  \n"
-          f"Machine: {A.machine_line(info)}; wall time {wall / 60:.1f} min.  \n"
+          f"{A.machine_md(info)}; {A.wall_note(wall, results)}.  \n"
           f'Metrics on the pooled test predictions of all folds (every speaker tested once), mean ± std over '
           f'seeds. {A.TRUNCATION_NOTE}\n\n{table}\n')
     if failed:
