@@ -245,6 +245,17 @@ def write_json(path, obj):
     Path(path).write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def publish_dir(tmp, out):
+    """Move a completely built corpus folder `tmp` to `out`, swapping an existing `out` aside first, so that a
+    crash never leaves a half corpus under the final name."""
+    out = Path(out)
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+        shutil.rmtree(old, ignore_errors=True)
+    os.rename(tmp, out)
+
+
 def window_truth(segments, duration, win=1.0):
     """Per 1-s window (starts 0, 1, ...) the speech-time-weighted mean arousal of the segments."""
     times, act = [], []
@@ -627,12 +638,8 @@ def build(root="data/demo_corpus", n=420, seed=0, text_source=None, workers=2, f
             speakers=spk_txt, labels=EMOBANK_LABELS if text_source else DEMO_LABELS), encoding="utf-8")
         write_json(tmp / "build_info.json", dict(generator="make_demo_corpus.py", version=VERSION, n=n, seed=seed,
                                                   text_source=Path(text_source).name if text_source else None))
-        if root.exists():  # force: swap the old corpus out only once the new one is complete
-            old = root.parent / f".{root.name}.old-{os.getpid()}"
-            os.replace(root, old)
-            shutil.rmtree(old, ignore_errors=True)
         try:
-            os.rename(tmp, root)
+            publish_dir(tmp, root)  # force: the old corpus is swapped out only once the new one is complete
         except OSError:
             if (root / "Labels" / "labels_consensus.csv").exists():  # a concurrent build finished first
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -20,7 +20,6 @@ Labels (the ground truth for chunk-level retrieval):
 Speaker, gender and split are those of the source speaker.
 """
 import argparse
-import os
 import re
 import shutil
 import sys
@@ -32,7 +31,7 @@ import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
 
-from make_demo_corpus import (emo_detail, read_textgrid_words, window_truth, write_json, write_labels,
+from make_demo_corpus import (emo_detail, publish_dir, read_textgrid_words, window_truth, write_json, write_labels,
                               write_textgrid)
 
 EMO_NAMES = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness", "T": "sadness",
@@ -164,11 +163,7 @@ def make(src, out, pairs="WT,LF", from_splits="Train,Development,Test1", max_per
         (tmp / "README.md").write_text(f"# Spliced Emo-DB retrieval set\n\nBuilt by `make_spliced_set.py` from "
                                        f"`{src.name}` ({len(cons)} utterances).\n\n```\n{__doc__}```\n",
                                        encoding="utf-8")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.rename(tmp, out)
+        publish_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

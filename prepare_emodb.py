@@ -46,7 +46,6 @@ How the pieces are derived (real speech, simulated ratings):
 """
 import argparse
 import difflib
-import os
 import re
 import shutil
 import sys
@@ -59,7 +58,7 @@ import soundfile as sf
 import soxr
 from tqdm import tqdm
 
-from make_demo_corpus import SECONDARY, emo_detail, write_json, write_labels, write_textgrid
+from make_demo_corpus import SECONDARY, emo_detail, publish_dir, write_json, write_labels, write_textgrid
 
 SR = 16000
 SPEAKERS = {"03": "Male", "08": "Female", "09": "Female", "10": "Male", "11": "Male",
@@ -302,11 +301,7 @@ def prepare(src, out, test="03,08", dev="09,10", loso=None, speakers=None, conse
             "# Emo-DB in the MSP-Podcast layout\n\nBuilt by `prepare_emodb.py` from the Berlin Database of "
             "Emotional Speech (F. Burkhardt et al., Interspeech 2005; freely distributed for research).\n"
             f"Splits (speaker-disjoint): {spl}.\n\n## Derivation\n```\n{__doc__}```\n", encoding="utf-8")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.rename(tmp, out)
+        publish_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
