@@ -328,6 +328,17 @@ def write_markdown(name, text, out_dir):
     return path
 
 
+def report(name, md, failed, out_dir, *, settings, info, wall, png, command, **fields):
+    """The common end of an accuracy bench: note failed runs, write <name>.md and <name>.json, return the results."""
+    if failed:
+        md += f'\n{len(failed)} run(s) failed and are left out.\n'
+    write_markdown(name, md, out_dir)
+    res = {'settings': settings, 'machine': info, 'wall_seconds': round(wall, 1), **fields,
+           'failed': [[str(k), e] for k, e in failed], 'png': str(png) if png else None, 'command': command}
+    save_results(name, res, out_dir)
+    return res
+
+
 def command_line(script, argv):
     """The command that reproduces a run: python bench/<script>.py ARGS."""
     return ' '.join(['python', f'bench/{Path(script).name}', *map(str, argv)])

@@ -246,14 +246,8 @@ def main(argv=None):
           f"{' (REDUCED from the published settings)' if not args.published else ''}.  \n"
           f'{A.machine_md(info)}; {A.wall_note(wall, results)}.  \n'
           f'CCC on the Test speakers, mean ± std over seeds. {A.TRUNCATION_NOTE}\n\n{table}\n')
-    if failed:
-        md += f'\n{len(failed)} run(s) failed and are left out.\n'
-    A.write_markdown(NAME, md, args.out)
-    res = {'settings': settings, 'machine': info, 'wall_seconds': round(wall, 1), 'summary': summary, 'runs': runs,
-           'failed': [[str(k), e] for k, e in failed], 'png': str(png) if png else None,
-           'command': args.cmd, 'note': A.TRUNCATION_NOTE}
-    A.save_results(NAME, res, args.out)
-    return res
+    return A.report(NAME, md, failed, args.out, settings=settings, info=info, wall=wall, png=png, command=args.cmd,
+                    summary=summary, runs=runs, note=A.TRUNCATION_NOTE)
 
 
 def plot(summary, emos, args, out_dir):

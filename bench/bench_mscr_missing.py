@@ -171,14 +171,8 @@ def main(argv=None):
           f'Mean CCC (average of the three attributes) over the missing fractions {partial[0]:g}-{partial[-1]:g}, '
           f'and at '
           f'1.0 (all missing):\n\n{t2}\n')
-    if failed:
-        md += f'\n{len(failed)} run(s) failed and are left out.\n'
-    A.write_markdown(NAME, md, args.out)
-    res = {'settings': settings, 'machine': info, 'wall_seconds': round(wall, 1), 'robustness': robust,
-           'curves': agg.to_dict('records'), 'failed': [[str(k), e] for k, e in failed],
-           'png': str(png) if png else None, 'command': args.cmd}
-    A.save_results(NAME, res, args.out)
-    return res
+    return A.report(NAME, md, failed, args.out, settings=settings, info=info, wall=wall, png=png, command=args.cmd,
+                    robustness=robust, curves=agg.to_dict('records'))
 
 
 def plot(agg, corpora, args, seeds, out_dir):

@@ -181,14 +181,8 @@ def main(argv=None):
           f'{A.machine_md(info)}; {A.wall_note(wall, results)}.  \n'
           f'Pair accuracy (macro over utterances; 0.5 = chance, 1 = every cross-part chunk pair in the true order) / '
           f'Kendall tau, mean ± std over seeds. {A.TRUNCATION_NOTE}\n\n{table}\n')
-    if failed:
-        md += f'\n{len(failed)} run(s) failed and are left out.\n'
-    A.write_markdown(NAME, md, args.out)
-    res = {'settings': settings, 'machine': info, 'wall_seconds': round(wall, 1), 'summary': summary, 'runs': runs,
-           'n_utts': n_utts, 'failed': [[str(k), e] for k, e in failed], 'png': str(png) if png else None,
-           'command': args.cmd, 'note': A.TRUNCATION_NOTE}
-    A.save_results(NAME, res, args.out)
-    return res
+    return A.report(NAME, md, failed, args.out, settings=settings, info=info, wall=wall, png=png, command=args.cmd,
+                    summary=summary, runs=runs, n_utts=n_utts, note=A.TRUNCATION_NOTE)
 
 
 def plot(summary, cols, args, out_dir):
