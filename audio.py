@@ -4,10 +4,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from errors import ToolkitError
+
 SR = 16000
 
 
-class AudioError(Exception):
+class AudioError(ToolkitError):
     """An audio file that cannot be used; the message names the file and what to do."""
 
 

@@ -17,8 +17,16 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from corpus import (DEFAULT_CORPUS, EMO_COLS, RATING_RANGE, USER_SPLITS, Corpus, CorpusError,
-                    ensure_demo_corpus, textgrid_words)
+from corpus import (
+    DEFAULT_CORPUS,
+    EMO_COLS,
+    RATING_RANGE,
+    USER_SPLITS,
+    Corpus,
+    CorpusError,
+    ensure_demo_corpus,
+    textgrid_words,
+)
 
 PROBLEMS = {   # key -> what it means / what to do (printed above the file list)
     'missing_audio': 'label row without audio file (skipped by training; remove the row or add the WAV)',
@@ -59,7 +67,7 @@ def probe(job):
         try:
             t = Path(txt).read_text(encoding='utf-8', errors='replace')
             out['text_empty'] = not any(ch.isalnum() for ch in t)
-        except OSError as e:
+        except OSError:
             out['text_empty'] = True
     if tg:
         try:

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from errors import ToolkitError
+
 DEFAULT_CORPUS = 'data/demo_corpus'
 REPO = Path(__file__).resolve().parent
 EMOS = ['Act', 'Dom', 'Val']
@@ -42,7 +44,7 @@ EMO_ALIASES = {'EmoAct': ['emoact', 'act', 'arousal', 'a'], 'EmoVal': ['emoval',
                'EmoDom': ['emodom', 'dom', 'dominance', 'd']}
 
 
-class CorpusError(Exception):
+class CorpusError(ToolkitError):
     """A corpus that cannot be read; the message names the file and what to do."""
 
 
@@ -486,7 +488,7 @@ def ensure_demo_corpus(root=DEFAULT_CORPUS):
     if is_default:
         if default.exists():   # called from another working directory
             return default
-        import make_demo_corpus   # lazily: only needed the first time
+        import make_demo_corpus  # lazily: only needed the first time
         make_demo_corpus.build(default, seed=0)
         return default
     raise CorpusError(f"corpus folder {root} does not exist; pass --corpus with the MSP-Podcast root "

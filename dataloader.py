@@ -26,8 +26,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from utils import (EMOS, EMO_COL, EPS_STD, atomic_torch_save, atomic_write_text, dynamic_chunk_split,
-                   load_norm, normalize_feats, pad_batch, unwrap)
+from utils import (
+    EMO_COL,
+    EMOS,
+    EPS_STD,
+    atomic_torch_save,
+    atomic_write_text,
+    dynamic_chunk_split,
+    load_norm,
+    normalize_feats,
+    pad_batch,
+    unwrap,
+)
 
 REPO = Path(__file__).resolve().parent
 K_CHUNKS = 22                        # C = 11 chunks x scaling factor n = 2 (SPEC §3)
@@ -157,7 +167,7 @@ class FeatNorm:
 
     def stats(self, name):
         g = self.group_of.get(name)
-        return self.groups[g] if g in self.groups else (self.mean, self.std)
+        return self.groups.get(g, (self.mean, self.std))
 
     def __call__(self, name, x):
         """z-normalise, NaN -> 0, clip to [-3, 3] (SPEC §2)."""
@@ -538,6 +548,7 @@ def mscr_word_counts(corpus, names, cache_path=None):
     TextGrids takes a while; an unwritable cache is skipped."""
     import pandas as pd
     from tqdm import tqdm
+
     from corpus import CorpusError
     tg_dir = getattr(corpus, 'textgrid_dir', None)
     stamp = str(os.path.getmtime(tg_dir)) if tg_dir is not None and os.path.isdir(tg_dir) else 'none'
@@ -606,7 +617,7 @@ class MSCRDataset(Dataset):
             if src != 'textgrid':
                 fallback[src] += 1
             C = max(int(round(a_len[n] * audio.hop)) if nw is None else nw, 2)
-            capped_words += C > self.cap
+            capped_words += self.cap < C
             capped_tokens += t_len[n] > self.cap
             z = np.float32([(y[i] - norm[e][0]) / norm[e][1] for i, e in enumerate(EMOS)])
             self.items.append((n, min(C, self.cap), z))

@@ -109,8 +109,8 @@ def _report(out, bad, n_total, n_done, wall, audio_s, what):
 
 
 def extract(args):
-    from corpus import DEFAULT_CORPUS, Corpus, CorpusError, ensure_demo_corpus
     import features as F
+    from corpus import DEFAULT_CORPUS, Corpus, CorpusError, ensure_demo_corpus
     try:
         corpus = Corpus(ensure_demo_corpus(args.corpus or DEFAULT_CORPUS))
         names = corpus.files(args.split)
@@ -173,6 +173,7 @@ def extract(args):
                     pool.terminate()
         elif args.feature == 'wav2vec2':
             import soundfile as sf
+
             from audio import load_audio
             dur = {}
             for n in todo:

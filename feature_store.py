@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from errors import ToolkitError
+
 DTYPE = np.dtype('<f4')
 INDEX_COLS = ['FileName', 'offset', 'length']
 
 
-class StoreError(Exception):
+class StoreError(ToolkitError):
     """A missing, incomplete, corrupt or mismatching feature store; the message says what to do."""
 
 

@@ -31,8 +31,15 @@ import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
 
-from make_demo_corpus import (emo_detail, publish_dir, read_textgrid_words, window_truth, write_json, write_labels,
-                              write_textgrid)
+from make_demo_corpus import (
+    emo_detail,
+    publish_dir,
+    read_textgrid_words,
+    window_truth,
+    write_json,
+    write_labels,
+    write_textgrid,
+)
 
 EMO_NAMES = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness", "T": "sadness",
              "N": "neutral"}
@@ -90,7 +97,7 @@ def make(src, out, pairs="WT,LF", from_splits="Train,Development,Test1", max_per
     detail = _detail(lab_dir)
     rng = np.random.default_rng(seed)
     jobs = []
-    for spk, g in lab.groupby("spk", sort=True):
+    for _spk, g in lab.groupby("spk", sort=True):
         for a, b in pair_list:
             ga, gb = g[g["emo"] == a], g[g["emo"] == b]
             cand = [(x, y) for x in ga.itertuples() for y in gb.itertuples() if x.code != y.code]
@@ -134,7 +141,7 @@ def make(src, out, pairs="WT,LF", from_splits="Train,Development,Test1", max_per
                     words += [(s + off, e + off, w) for s, e, w in read_textgrid_words(tg)]
             write_textgrid(tmp / "ForceAligned" / f"{name}.TextGrid", words, dur)
             w1, w2 = d1 / (d1 + dur - p1), (dur - p1) / (d1 + dur - p1)
-            mix = lambda a, b: round(w1 * a + w2 * b, 6)  # noqa: E731
+            mix = lambda a, b, w1=w1, w2=w2: round(w1 * a + w2 * b, 6)
             cons.append((fn, "X", mix(x.EmoAct, y.EmoAct), mix(x.EmoVal, y.EmoVal), mix(x.EmoDom, y.EmoDom),
                          x.SpkrID, x.Gender, x.Split_Set))
             rx, ry = detail.get(x.FileName, []), detail.get(y.FileName, [])

@@ -1,6 +1,10 @@
 """Models: the chunk LSTM of method 1 (ranker and Seq2Seq) and the MSCR co-attention transformer."""
+import math
+
 import torch
 import torch.nn as nn
+
+from utils import chunk_starts
 
 
 class LSTMnet(nn.Module):
@@ -30,10 +34,6 @@ class LSTMnet(nn.Module):
 
 
 # ================================================================ MSCR (method 2) — below this line
-import math
-
-from utils import chunk_starts
-
 MSCR_SCALES = (0.2, 0.4, 0.6, 0.8, 1.0)
 MIN_POOL_FRAMES = 5   # chunks with fewer valid frames use the whole-chunk mean for all 7 slots
 

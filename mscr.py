@@ -40,8 +40,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils import (EMOS, atomic_torch_save, atomic_write_text, ccc, ccc_loss, ddp_cleanup, ddp_setup, get_device,
-                   load_norm, plot_curves, set_seed, unwrap)
+from utils import (
+    EMOS,
+    atomic_torch_save,
+    atomic_write_text,
+    ccc,
+    ccc_loss,
+    ddp_cleanup,
+    ddp_setup,
+    get_device,
+    load_norm,
+    plot_curves,
+    set_seed,
+    unwrap,
+)
 
 MODES = ("frames", "chunks", "tokens", "modality")
 DEFAULT_LR = 1e-4
@@ -504,6 +516,7 @@ def _test_split(args, split, model, meta, corpus, audio, text, norm, device, amp
 def plot_sweep(df, png, title):
     """CCC vs missing fraction, one panel per attribute, one line per condition (audio/text/both)."""
     import tempfile
+
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

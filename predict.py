@@ -50,8 +50,18 @@ import torch
 
 from audio import SR, AudioError, load_audio
 from model import LSTMnet
-from utils import (EMOS, dynamic_chunk_split, get_device, load_norm, normalize_feats, pad_batch,
-                   parse_emos, rank_desc_min, chunk_starts, atomic_write_text)
+from utils import (
+    EMOS,
+    atomic_write_text,
+    chunk_starts,
+    dynamic_chunk_split,
+    get_device,
+    load_norm,
+    normalize_feats,
+    pad_batch,
+    parse_emos,
+    rank_desc_min,
+)
 
 ROOT = Path(__file__).resolve().parent
 K = 22  # chunks per utterance (C = 11 chunks x scaling factor n = 2)
@@ -132,7 +142,7 @@ def resolve_models(args):
             if len(set(files.values())) < len(emos):
                 raise PredictError(f"--checkpoint {sdir} is one file but -emo asks for {', '.join(emos)}; pass -emo "
                                    f"{emos[0]}, a folder, or a path with '{{emo}}' (e.g. run/LSTM_..._{{emo}}.pth.tar)")
-            for e, f in files.items():
+            for _e, f in files.items():
                 if not f.is_file():
                     raise PredictError(f"--checkpoint: {f} does not exist; check the path (and -emo)")
             sdir = files[emos[0]].parent

@@ -37,8 +37,7 @@ import torch
 from tqdm import tqdm
 
 import dataloader as D
-from utils import (EMO_COL, ccc, ccc_loss, ddp_cleanup, ddp_setup, generate_chunk_EmoSeq, parse_emos, set_seed,
-                   unwrap)
+from utils import EMO_COL, ccc, ccc_loss, ddp_cleanup, ddp_setup, generate_chunk_EmoSeq, parse_emos, set_seed, unwrap
 
 
 def build_parser(desc=__doc__, train=True):

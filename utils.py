@@ -71,7 +71,7 @@ def dynamic_chunk_split(x, lengths, m, K):
     padding SPEC §3 asks for when an utterance is shorter than m frames.
     """
     B, T, D = x.shape
-    if T < m:
+    if m > T:
         x = torch.nn.functional.pad(x, (0, 0, 0, m - T))
     starts, _ = chunk_starts(lengths, m, K)
     idx = starts.to(x.device)[:, :, None] + torch.arange(m, device=x.device)  # (B, K, m)

@@ -165,8 +165,7 @@ def mscr_loader(ds, batch, workers, device, seed):
         ep = 0
         while True:
             sampler.set_epoch(ep)
-            for b in loader:
-                yield b
+            yield from loader
             ep += 1
     return stream()
 
@@ -226,7 +225,7 @@ def mscr_model_only(setup, batch, device, amp, seed, reps):
 
 
 def verdict(r):
-    lo, mo, both = r['loader']['utt_per_s'], r['model']['utt_per_s'], r['loader_model']['utt_per_s']
+    lo, mo, _both = r['loader']['utt_per_s'], r['model']['utt_per_s'], r['loader_model']['utt_per_s']
     return 'model-bound' if lo > 2 * mo else 'loader-bound' if mo > 2 * lo else 'balanced'
 
 

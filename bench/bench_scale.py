@@ -64,9 +64,10 @@ def main(argv=None):
     p.add_argument('--out', default=None, help='folder for the JSON (default bench/results)')
     args = p.parse_args(argv)
     common.set_threads(args.threads)
-    import dataloader as D
     from bench_pipeline import seq2seq_epoch, seq2seq_setup
     from bench_ranking import allpairs_ranks, batched_ranks, build_ranker
+
+    import dataloader as D
     device = common.pick_device(args.device)
     info = common.machine(device)
     print(common.machine_line(info))
@@ -100,7 +101,7 @@ def main(argv=None):
         from utils import atomic_write_text
         atomic_write_text(wd / 'training_Act.json', json.dumps({k: {'ChunkRankSeq': r} for k, r in ranks.items()}))
         rank_rate = N / t_rank
-        res = dict(machine=info, n_utts=N, target_utts=target, extrapolated=N < target, frames=int(frames),
+        res = dict(machine=info, n_utts=N, target_utts=target, extrapolated=target > N, frames=int(frames),
                    store_gb=common.gb(frames * 130 * 4), store_seconds=t_store, batch=args.batch, workers=args.workers,
                    norm_stats=dict(seconds=t_norm, seconds_at_target=t_norm * scale),
                    ranking=dict(seconds=t_rank, utt_per_s=rank_rate, seconds_at_target=target / rank_rate))
@@ -129,7 +130,7 @@ def main(argv=None):
                                   utt_per_s=ep_rate, seconds_at_target=target / ep_rate, loss=loss)
             print(f'Seq2Seq epoch: {n:,} utt in {t_ep:.1f} s = {common.fmt_rate(ep_rate)} utt/s (set-up {t_setup:.1f} s) '
                   f'-> {hms(target / ep_rate)} per epoch of {target:,}')
-        tag = f'extrapolated from {N:,}' if N < target else 'measured'
+        tag = f'extrapolated from {N:,}' if target > N else 'measured'
         line = f'ranking {hms(target / rank_rate)}'
         if 'tournament' in res:
             line += f' (all-pairs tournament {hms(res["tournament"]["seconds_at_target"])}, ' \

@@ -156,8 +156,9 @@ def make_store(path, n, dim=130, hop=0.016, mean_sec=MSP_MEAN_SEC, seed=0, featu
     Rows are slices of a 200k-row pool of Gaussian frames (mean 1, std 2 per dimension) at random offsets,
     so building a multi-GB store costs disk bandwidth, not random-number generation. The content does not
     matter for speed; shapes, lengths and the on-disk layout are those of a real store."""
-    from feature_store import FeatureStore, FeatureStoreWriter
     from tqdm import tqdm
+
+    from feature_store import FeatureStore, FeatureStoreWriter
     path = Path(path)
     if (path / 'meta.json').exists():
         try:
@@ -177,7 +178,7 @@ def make_store(path, n, dim=130, hop=0.016, mean_sec=MSP_MEAN_SEC, seed=0, featu
                             flush_seconds=1e9) as w:
         for name, o, T in tqdm(zip(utt_names(n), offs, lengths), total=n, desc=f'synthetic store {path.name}',
                                unit='utt', disable=not progress, dynamic_ncols=True, mininterval=2):
-            if T > pool_rows:
+            if pool_rows < T:
                 w.add(name, np.resize(pool, (T, dim)))
             else:
                 w.add(name, pool[o:o + T])

@@ -27,7 +27,6 @@ The authors' models are not part of this repository: clone https://github.com/wi
 Chunk-Level-Emotion-Retrieval and pass its root with --pretrained (rows (a), (c), (d) need it).
 """
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

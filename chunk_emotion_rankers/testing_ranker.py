@@ -17,9 +17,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from training_ranker import load_pairs, macro_f1, run_epoch  # noqa: E402
 
 import dataloader as D  # noqa: E402
-from training_ranker import load_pairs, macro_f1, run_epoch  # noqa: E402
 from utils import get_device, parse_emos, set_seed  # noqa: E402
 
 

@@ -15,8 +15,7 @@ import pandas as pd
 import soundfile as sf
 
 SR = 16000
-WORDS = ('i really think that we should talk about this tomorrow because the show was great '
-         'and people loved it but nobody knew what happened next so they called me again').split()
+WORDS = ['i', 'really', 'think', 'that', 'we', 'should', 'talk', 'about', 'this', 'tomorrow', 'because', 'the', 'show', 'was', 'great', 'and', 'people', 'loved', 'it', 'but', 'nobody', 'knew', 'what', 'happened', 'next', 'so', 'they', 'called', 'me', 'again']
 CLASSES = {'A': 'Angry', 'H': 'Happy', 'S': 'Sad', 'N': 'Neutral', 'C': 'Contempt', 'U': 'Surprise'}
 SECOND = ['', 'Frustrated, Annoyed', 'Concerned', 'Amused', '', 'Disappointed, Sad, Bored']
 

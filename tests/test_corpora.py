@@ -321,5 +321,5 @@ def test_sentence_bank():
     from demo_text import SENTENCES
     assert len(SENTENCES) >= 300 and len({t for t, _ in SENTENCES}) == len(SENTENCES)
     v = np.array([v for _, v in SENTENCES])
-    assert ((1 <= v) & (v <= 7)).all()
+    assert ((v >= 1) & (v <= 7)).all()
     assert min((v < 3.5).sum(), ((v >= 3.5) & (v <= 4.5)).sum(), (v > 4.5).sum()) >= 90

@@ -62,7 +62,7 @@ def test_reader_contents(tiny_corpus):
     assert list(r.columns) == corpus.RATING_COLS and r['Worker'].str.startswith('WORKER').all()
     n_ann = r.groupby('FileName').size()
     assert n_ann.between(3, 6).all() and len(n_ann) == 24
-    for emo, col in (('Act', 'EmoAct'), ('Dom', 'EmoDom'), ('Val', 'EmoVal')):
+    for emo, _col in (('Act', 'EmoAct'), ('Dom', 'EmoDom'), ('Val', 'EmoVal')):
         rl = c.rating_lists(emo)
         for n in c.files():   # consensus is the mean of integer ratings 1..7
             v = rl[n]

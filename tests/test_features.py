@@ -46,6 +46,7 @@ def test_lld_published_on_emodb(lld):
 def test_lld_single_pass_equals_two_levels_trimmed(lld):
     """The config's lld_lld_de level == Smile(lld) ++ Smile(lld_de), trimmed to the shorter."""
     import opensmile
+
     from audio import load_audio
     a, b = opensmile.Smile(lld.config, 'lld'), opensmile.Smile(lld.config, 'lld_de')
     for x in [load_audio(emodb_files(1)[0]), np.random.default_rng(0).standard_normal(3001).astype(np.float32) * .1]:
@@ -96,8 +97,8 @@ def test_lld_bad_inputs(lld):
 # ----------------------------------------------------------------------------- tiny neural models
 @pytest.fixture(scope='module')
 def tiny_w2v(tmp_path_factory):
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
     import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
     torch.manual_seed(0)
     cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
                          conv_dim=(16,) * 7, num_conv_pos_embedding_groups=4, feat_extract_norm='layer',
@@ -109,8 +110,8 @@ def tiny_w2v(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def tiny_bert(tmp_path_factory):
-    from transformers import AutoTokenizer, BertConfig, BertModel
     import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(F.default_text_model(), local_files_only=True)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -305,6 +306,7 @@ def test_cli_wav2vec2_and_text(corpus, tiny_w2v, tiny_bert, tmp_path, capsys):
 
 def test_import_mat(tmp_path, capsys):
     import scipy.io
+
     import extract_features
     src = tmp_path / 'mat'
     src.mkdir()

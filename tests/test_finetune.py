@@ -132,7 +132,7 @@ def test_speaker_norm_removes_constant_speaker_offsets(tmp_path):
     by_u = {}
     for name in corpus.files():
         by_u.setdefault(int(name[-8:-4]), []).append((spk(name, store.get(name)), glob(name, store.get(name))))
-    for u, outs in by_u.items():
+    for outs in by_u.values():
         for s_, g_ in outs[1:]:
             np.testing.assert_allclose(s_, outs[0][0], atol=1e-4)          # identical across speakers
             assert np.abs(g_ - outs[0][1]).max() > 0.5                    # not with corpus statistics

@@ -199,6 +199,7 @@ def test_predict_ten_minute_clip_in_windows(pub, tmp_path):
 def test_nan_in_feature_file(bad, tmp_path):
     """Published-format .mat feature files with NaN frames: imported, statistics finite, inputs finite."""
     import scipy.io
+
     from utils import load_norm, normalize_feats
     rng = np.random.default_rng(0)
     mats = tmp_path / 'mats'

@@ -11,16 +11,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import rankdata
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'chunk_emotion_rankers'))
 
-import dataloader as D  # noqa: E402
-from generate_preference_labels import (histograms, pad_ratings, preference_pairs, qa_counts_broadcast,  # noqa: E402
-                                        qa_counts_hist, write_pairs)
+from generate_preference_labels import (  # noqa: E402
+    histograms,
+    pad_ratings,
+    preference_pairs,
+    qa_counts_broadcast,
+    qa_counts_hist,
+    write_pairs,
+)
 from generate_ranking_seqence import rank_sequence_allpairs, rank_sequences  # noqa: E402
+
+import dataloader as D  # noqa: E402
 from model import LSTMnet  # noqa: E402
 from utils import ccc, ccc_loss, chunk_starts, dynamic_chunk_split, generate_chunk_EmoSeq, rank_desc_min  # noqa: E402
 

@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from model import (MSCR_SCALES, TransformerENC_CoAtten, audio_chunk_features, multiscale_crop, pyramid_pool,
-                   word_chunks)
+from model import MSCR_SCALES, TransformerENC_CoAtten, audio_chunk_features, multiscale_crop, pyramid_pool, word_chunks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -205,7 +204,7 @@ def test_missing_masks_are_seeded_nested_and_exact():
     prev = None
     for p in (0.0, 0.25, 0.5, 1.0):
         mk = mscr_missing_masks(40, 8, 10, dict(audio=p, text=p, mode='frames'), 0, 3)
-        half_up = lambda n: math.floor(p * n + 0.5)
+        half_up = lambda n, p=p: math.floor(p * n + 0.5)
         assert (~mk['frame_keep']).sum() == half_up(40) and (~mk['token_keep']).sum() == half_up(10)
         assert mk['chunk_keep'].all()
         if prev is not None:
@@ -287,7 +286,7 @@ def test_train_test_sweep_end_to_end(stores):
     audio_only = mscr.predict_utterance(model, meta, a, None, None)
     assert all(np.isfinite(p[e]) for p in (full, text_only, audio_only) for e in ('Act', 'Dom', 'Val'))
     assert full != text_only and full != audio_only
-    for scales, ck in ckpts.items():
+    for ck in ckpts.values():
         df = mscr.main(['test', *fl('--checkpoint', str(ck), '--sweep', '--sweep-fracs', '0,0.5,1',
                                     '--missing-mode', 'frames,chunks,modality')])
         assert len(df) == 3 * 3 * 3 and np.isfinite(df[['ccc_Act', 'ccc_Dom', 'ccc_Val']].to_numpy()).all()
