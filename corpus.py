@@ -1,4 +1,5 @@
-"""MSP-Podcast corpus reader (every release layout of SPEC §1).
+"""MSP-Podcast corpus layout: the reader of every release layout, and the writers the corpus builders share
+(docs/corpus.md).
 
     c = Corpus('path/to/MSP-Podcast')
     c.files('Train'); c.consensus(name, 'Act'); c.rating_lists('Act', 'Train'); c.words(name)
@@ -8,9 +9,18 @@ labels_concensus.csv), per-annotator labels as labels_detailed.json (v1.6), long
 labels_detailed.csv (v1.6-v1.10) or EmoDetail strings (v1.11+), Transcripts/ and ForceAligned/
 TextGrids. Tables are read lazily and parsed with vectorised pandas code (150k rows in well
 under a second); nothing here loops over rows in Python except the JSON format.
+
+Writing (make_demo_corpus.py, prepare_emodb.py, make_spliced_set.py): `staged_dir` builds a corpus in a
+hidden folder next to its final place and `publish_dir` moves it there when it is complete;
+`write_textgrid`, `write_labels` (consensus + v1.11 EmoDetail), `emo_detail`, `write_json` and
+`window_truth` (ChunkTruth) write the pieces.
 """
+import contextlib
 import json
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +56,10 @@ EMO_ALIASES = {'EmoAct': ['emoact', 'act', 'arousal', 'a'], 'EmoVal': ['emoval',
 
 class CorpusError(ToolkitError):
     """A corpus that cannot be read; the message names the file and what to do."""
+
+
+class CorpusExistsError(CorpusError, FileExistsError):
+    """A corpus builder's output folder exists already."""
 
 
 def user_split(name):
@@ -264,6 +278,103 @@ def textgrid_words(path):
     if not tiers:
         return []
     return [(a, b, w.strip()) for a, b, w in tiers[0]['items'] if w.strip().lower() not in SILENCE_MARKS]
+
+
+# ---------------------------------------------------------------------------------------------
+# writing the layout (the corpus builders)
+
+def _tg_num(x):
+    return f"{x:.4f}".rstrip("0").rstrip(".")
+
+
+def write_textgrid(path, words, duration):
+    """Long-format Praat TextGrid, one 'words' tier; gaps become empty (silence) intervals."""
+    iv, t = [], 0.0
+    for s, e, w in sorted(words):
+        s, e = max(s, t), min(e, duration)
+        if e - s <= 1e-4:
+            continue
+        if s - t > 1e-4:
+            iv.append((t, s, ""))
+        iv.append((s, e, w))
+        t = e
+    if duration - t > 1e-4 or not iv:
+        iv.append((t, duration, ""))
+    q = _tg_num
+    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0 ", f"xmax = {q(duration)} ",
+             "tiers? <exists> ", "size = 1 ", "item []: ", "    item [1]:", '        class = "IntervalTier" ',
+             '        name = "words" ', "        xmin = 0 ", f"        xmax = {q(duration)} ",
+             f"        intervals: size = {len(iv)} "]
+    for k, (s, e, w) in enumerate(iv, 1):
+        w = w.replace('"', '""')
+        lines += [f"        intervals [{k}]:", f"            xmin = {q(s)} ", f"            xmax = {q(e)} ",
+                  f'            text = "{w}" ']
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def emo_detail(worker, cls, secondary, a, v, d):
+    """One v1.11 EmoDetail record: 'WORKER00001; Angry; Frustrated, Annoyed; A:5.0; V:2.0; D:6.0;'."""
+    return f"{worker}; {cls}; {', '.join(secondary)}; A:{a:.1f}; V:{v:.1f}; D:{d:.1f};"
+
+
+def write_labels(root, consensus_rows, detail_rows):
+    """labels_consensus.csv (FileName, EmoClass, EmoAct, EmoVal, EmoDom, SpkrID, Gender, Split_Set)
+    and v1.11-style labels_detailed.csv (FileName, EmoDetail), one row per rating."""
+    lab = Path(root) / "Labels"
+    lab.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(consensus_rows, columns=LABEL_COLS).to_csv(lab / "labels_consensus.csv", index=False,
+                                                             float_format="%.6g")
+    pd.DataFrame(detail_rows, columns=["FileName", "EmoDetail"]).to_csv(lab / "labels_detailed.csv", index=False)
+
+
+def write_json(path, obj):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def window_truth(segments, duration, win=1.0):
+    """ChunkTruth: per 1-s window (starts 0, 1, ...) the speech-time-weighted mean arousal of the segments
+    [(start, end, arousal)] -> (window starts, arousal per window)."""
+    times, act = [], []
+    for t0 in np.arange(0.0, max(duration - win, 0.0) + 1e-9, win):
+        w = [(min(e, t0 + win) - max(s, t0), a) for s, e, a in segments]
+        w = [(x, a) for x, a in w if x > 0]
+        if w:
+            times.append(round(float(t0), 3))
+            act.append(round(sum(x * a for x, a in w) / sum(x for x, _ in w), 4))
+    return times, act
+
+
+def refuse_existing(out, force=False):
+    """A builder's output folder must not exist unless `force` (then it is replaced when the new one is done)."""
+    if Path(out).exists() and not force:
+        raise CorpusExistsError(f"{out} exists; delete it or pass --force to rebuild")
+
+
+@contextlib.contextmanager
+def staged_dir(out, subdirs=()):
+    """Yield a hidden temporary folder next to `out` holding `subdirs`; the caller fills it and publishes it
+    with `publish_dir`. Whatever is left of it when the block ends (an error, or not published) is removed."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        for d in subdirs:
+            (tmp / d).mkdir()
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_dir(tmp, out):
+    """Move a completely built corpus folder `tmp` to `out`, swapping an existing `out` aside first, so that a
+    crash never leaves a half corpus under the final name."""
+    out = Path(out)
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+        shutil.rmtree(old, ignore_errors=True)
+    os.rename(tmp, out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,8 +599,9 @@ def ensure_demo_corpus(root=DEFAULT_CORPUS):
     if is_default:
         if default.exists():   # called from another working directory
             return default
-        import make_demo_corpus  # lazily: only needed the first time
-        make_demo_corpus.build(default, seed=0)
+        # imported here, not at the top: demo_corpus writes the layout with this module's writers
+        import demo_corpus
+        demo_corpus.build(default, seed=0)
         return default
     raise CorpusError(f"corpus folder {root} does not exist; pass --corpus with the MSP-Podcast root "
                       f"(the folder holding Audios/ and Labels/), or leave it out to use the demo corpus "

@@ -1,5 +1,5 @@
 """Spliced-chunk retrieval set: two Emo-DB utterances of one speaker with clearly different
-arousal, joined with a short pause, in the MSP-Podcast layout (SPEC §1) plus chunk truth.
+arousal, joined with a short pause, in the MSP-Podcast layout (docs/corpus.md) plus chunk truth.
 
     python prepare_emodb.py ../shared/datasets/emodb data/emodb
     python make_spliced_set.py data/emodb data/emodb_spliced
@@ -21,9 +21,6 @@ Speaker, gender and split are those of the source speaker.
 """
 import argparse
 import re
-import shutil
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,26 +28,23 @@ import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
 
-from make_demo_corpus import (
+from cli import run_script
+from corpus import (
+    Corpus,
     emo_detail,
     publish_dir,
-    read_textgrid_words,
+    refuse_existing,
+    staged_dir,
     window_truth,
     write_json,
     write_labels,
     write_textgrid,
 )
+from errors import ToolkitError
 
 EMO_NAMES = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness", "T": "sadness",
              "N": "neutral"}
 DETAIL_RE = re.compile(r"^\s*([^;]*);\s*([^;]*);\s*([^;]*);\s*A:\s*([\d.]+);\s*V:\s*([\d.]+);\s*D:\s*([\d.]+);")
-
-
-def _labels_dir(root):
-    for d in ("Labels", "labels", "label"):
-        if (root / d).is_dir():
-            return root / d
-    raise FileNotFoundError(f"{root}: no Labels/ folder; pass a corpus made by prepare_emodb.py")
 
 
 def _detail(lab_dir):
@@ -66,18 +60,9 @@ def _detail(lab_dir):
     return out
 
 
-def make(src, out, pairs="WT,LF", from_splits="Train,Development,Test1", max_per_pair=12, pause=0.3, seed=0,
-         force=False, progress=True):
-    """Build the spliced corpus at `out` (atomically); -> (Path, number of utterances)."""
-    src, out = Path(src), Path(out)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; delete it or pass --force")
-    lab_dir = _labels_dir(src)
-    cons_p = lab_dir / "labels_consensus.csv"
-    if not cons_p.exists():
-        raise FileNotFoundError(f"{cons_p} missing; run prepare_emodb.py first")
-    lab = pd.read_csv(cons_p)
-    audio_dir = src / "Audios" if (src / "Audios").is_dir() else src / "Audio"
+def _source_table(c, from_splits):
+    """Consensus table of the Emo-DB utterances (speaker, sentence, emotion parsed from SSTTTEV) of the splits."""
+    lab = pd.read_csv(c.consensus_path)
     lab["stem"] = lab["FileName"].str.replace(r"\.wav$", "", regex=True)
     m = lab["stem"].str.extract(r"^(\d\d)([ab]\d\d)([WLEAFTN])[a-z]$")
     lab["spk"], lab["code"], lab["emo"] = m[0], m[1], m[2]
@@ -87,14 +72,18 @@ def make(src, out, pairs="WT,LF", from_splits="Train,Development,Test1", max_per
     keep = set(s.strip() for s in from_splits.split(","))
     lab = lab[lab["emo"].notna() & lab["Split_Set"].isin(keep)]
     if lab.empty:
-        raise ValueError(f"{cons_p}: no Emo-DB utterances in splits {sorted(keep)}")
+        raise ValueError(f"{c.consensus_path}: no Emo-DB utterances in splits {sorted(keep)}")
+    return lab, keep
+
+
+def _draw_jobs(lab, pairs, max_per_pair, seed):
+    """(x, y) label rows to splice: per speaker and ordered emotion pair at most max_per_pair, different sentences."""
     pair_list = []
     for p in pairs.split(","):
         p = p.strip().upper()
         if len(p) != 2 or not set(p) <= set(EMO_NAMES):
             raise ValueError(f"--pairs {p}: use two Emo-DB letters, e.g. WT (anger+sadness), LF (boredom+happiness)")
         pair_list += [(p[0], p[1]), (p[1], p[0])]
-    detail = _detail(lab_dir)
     rng = np.random.default_rng(seed)
     jobs = []
     for _spk, g in lab.groupby("spk", sort=True):
@@ -103,61 +92,76 @@ def make(src, out, pairs="WT,LF", from_splits="Train,Development,Test1", max_per
             cand = [(x, y) for x in ga.itertuples() for y in gb.itertuples() if x.code != y.code]
             idx = rng.permutation(len(cand))[:max_per_pair]
             jobs += [cand[i] for i in sorted(idx)]
+    return jobs
+
+
+def _splice(c, tmp, x, y, pause, detail):
+    """Write one spliced utterance (audio, transcript, TextGrid) into `tmp` -> (consensus row, detail rows,
+    chunk truth entry), or a problem string when the parts cannot be joined."""
+    try:
+        (xa, sr1), (ya, sr2) = (sf.read(str(c.audio_path(u.FileName)), dtype="float32") for u in (x, y))
+    except Exception as e:  # noqa: BLE001 - report, skip
+        return f"{x.FileName}/{y.FileName}: unreadable audio ({e})"
+    if sr1 != sr2 or xa.ndim != 1 or ya.ndim != 1:
+        return f"{x.FileName}/{y.FileName}: sample rates or channels differ"
+    sr = sr1
+    gap = np.zeros(int(round(pause * sr)), np.float32)
+    sig = np.concatenate([xa, gap, ya])
+    d1, p1 = len(xa) / sr, (len(xa) + len(gap)) / sr
+    dur = len(sig) / sr
+    name = f"{x.stem}_{y.stem}"
+    fn = f"{name}.wav"
+    sf.write(str(tmp / "Audios" / fn), sig, sr, subtype="PCM_16")
+    texts = [c.transcript(u.FileName) or "" for u in (x, y)]
+    (tmp / "Transcripts" / f"{name}.txt").write_text(" ".join(t for t in texts if t) + "\n", encoding="utf-8")
+    words = []
+    for u, off in ((x, 0.0), (y, p1)):
+        words += [(s + off, e + off, w) for s, e, w in (c.words(u.FileName) or [])]
+    write_textgrid(tmp / "ForceAligned" / f"{name}.TextGrid", words, dur)
+    w1, w2 = d1 / (d1 + dur - p1), (dur - p1) / (d1 + dur - p1)
+
+    def mix(a, b):
+        return round(w1 * a + w2 * b, 6)
+    cons = (fn, "X", mix(x.EmoAct, y.EmoAct), mix(x.EmoVal, y.EmoVal), mix(x.EmoDom, y.EmoDom), x.SpkrID,
+            x.Gender, x.Split_Set)
+    det = []
+    rx, ry = detail.get(x.FileName, []), detail.get(y.FileName, [])
+    for k in range(min(len(rx), len(ry))):
+        main = rx[k] if w1 >= w2 else ry[k]
+        sec = sorted({rx[k][1], ry[k][1]})
+        det.append((fn, emo_detail(main[0], main[1], sec, *(round(w1 * rx[k][q] + w2 * ry[k][q], 1)
+                                                             for q in (2, 3, 4)))))
+    segs = [dict(start=0.0, end=round(d1, 4), Act=x.EmoAct, Val=x.EmoVal, Dom=x.EmoDom, file=x.FileName,
+                 emotion=EMO_NAMES[x.emo]),
+            dict(start=round(p1, 4), end=round(dur, 4), Act=y.EmoAct, Val=y.EmoVal, Dom=y.EmoDom,
+                 file=y.FileName, emotion=EMO_NAMES[y.emo])]
+    times, act = window_truth([(s["start"], s["end"], s["Act"]) for s in segs], dur)
+    truth = dict(duration=round(dur, 4), split_point=round(d1, 4), pause=[round(d1, 4), round(p1, 4)],
+                 trajectory="rising" if y.EmoAct > x.EmoAct else "falling", segments=segs, times=times, Act=act)
+    return cons, det, truth
+
+
+def make(src, out, pairs="WT,LF", from_splits="Train,Development,Test1", max_per_pair=12, pause=0.3, seed=0,
+         force=False, progress=True):
+    """Build the spliced corpus at `out` (atomically); -> (Path, number of utterances)."""
+    src, out = Path(src), Path(out)
+    refuse_existing(out, force)
+    c = Corpus(src)
+    lab, keep = _source_table(c, from_splits)
+    jobs = _draw_jobs(lab, pairs, max_per_pair, seed)
     if not jobs:
         raise ValueError(f"no pairs {pairs} found for the speakers of {sorted(keep)}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    problems = []
-    try:
-        for d in ("Audios", "Transcripts", "ForceAligned", "Labels", "ChunkTruth"):
-            (tmp / d).mkdir()
-        cons, det, truth = [], [], {}
+    detail = _detail(c.labels_dir)
+    problems, cons, det, truth = [], [], [], {}
+    with staged_dir(out, ("Audios", "Transcripts", "ForceAligned", "Labels", "ChunkTruth")) as tmp:
         for x, y in tqdm(jobs, desc="splicing", unit="utt", disable=not progress):
-            try:
-                (xa, sr1), (ya, sr2) = (sf.read(str(audio_dir / u.FileName), dtype="float32") for u in (x, y))
-            except Exception as e:  # noqa: BLE001 - report, skip
-                problems.append(f"{x.FileName}/{y.FileName}: unreadable audio ({e})")
+            res = _splice(c, tmp, x, y, pause, detail)
+            if isinstance(res, str):
+                problems.append(res)
                 continue
-            if sr1 != sr2 or xa.ndim != 1 or ya.ndim != 1:
-                problems.append(f"{x.FileName}/{y.FileName}: sample rates or channels differ")
-                continue
-            sr = sr1
-            gap = np.zeros(int(round(pause * sr)), np.float32)
-            sig = np.concatenate([xa, gap, ya])
-            d1, p1 = len(xa) / sr, (len(xa) + len(gap)) / sr
-            dur = len(sig) / sr
-            name = f"{x.stem}_{y.stem}"
-            fn = f"{name}.wav"
-            sf.write(str(tmp / "Audios" / fn), sig, sr, subtype="PCM_16")
-            texts = []
-            for u in (x, y):
-                t = src / "Transcripts" / f"{u.stem}.txt"
-                texts.append(t.read_text(encoding="utf-8").strip() if t.exists() else "")
-            (tmp / "Transcripts" / f"{name}.txt").write_text(" ".join(t for t in texts if t) + "\n", encoding="utf-8")
-            words = []
-            for u, off in ((x, 0.0), (y, p1)):
-                tg = src / "ForceAligned" / f"{u.stem}.TextGrid"
-                if tg.exists():
-                    words += [(s + off, e + off, w) for s, e, w in read_textgrid_words(tg)]
-            write_textgrid(tmp / "ForceAligned" / f"{name}.TextGrid", words, dur)
-            w1, w2 = d1 / (d1 + dur - p1), (dur - p1) / (d1 + dur - p1)
-            mix = lambda a, b, w1=w1, w2=w2: round(w1 * a + w2 * b, 6)
-            cons.append((fn, "X", mix(x.EmoAct, y.EmoAct), mix(x.EmoVal, y.EmoVal), mix(x.EmoDom, y.EmoDom),
-                         x.SpkrID, x.Gender, x.Split_Set))
-            rx, ry = detail.get(x.FileName, []), detail.get(y.FileName, [])
-            for k in range(min(len(rx), len(ry))):
-                main = rx[k] if w1 >= w2 else ry[k]
-                sec = sorted({rx[k][1], ry[k][1]})
-                det.append((fn, emo_detail(main[0], main[1], sec, *(round(w1 * rx[k][q] + w2 * ry[k][q], 1)
-                                                                     for q in (2, 3, 4)))))
-            segs = [dict(start=0.0, end=round(d1, 4), Act=x.EmoAct, Val=x.EmoVal, Dom=x.EmoDom, file=x.FileName,
-                         emotion=EMO_NAMES[x.emo]),
-                    dict(start=round(p1, 4), end=round(dur, 4), Act=y.EmoAct, Val=y.EmoVal, Dom=y.EmoDom,
-                         file=y.FileName, emotion=EMO_NAMES[y.emo])]
-            times, act = window_truth([(s["start"], s["end"], s["Act"]) for s in segs], dur)
-            truth[fn] = dict(duration=round(dur, 4), split_point=round(d1, 4), pause=[round(d1, 4), round(p1, 4)],
-                             trajectory="rising" if y.EmoAct > x.EmoAct else "falling", segments=segs,
-                             times=times, Act=act)
+            cons.append(res[0])
+            det += res[1]
+            truth[res[0][0]] = res[2]
         if not cons:
             raise ValueError(f"no spliced utterance could be made: {problems[:3]}")
         cons.sort()
@@ -171,15 +175,12 @@ def make(src, out, pairs="WT,LF", from_splits="Train,Development,Test1", max_per
                                        f"`{src.name}` ({len(cons)} utterances).\n\n```\n{__doc__}```\n",
                                        encoding="utf-8")
         publish_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for p in problems:
         print("note:", p)
     return out, len(cons)
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", help="Emo-DB corpus made by prepare_emodb.py (MSP layout)")
     p.add_argument("out", help="output corpus root (created; must not exist unless --force)")
@@ -193,13 +194,14 @@ def main():
     p.add_argument("--pause", type=float, default=0.3, help="silence between the parts in seconds (default 0.3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the pair selection")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     try:
         out, n = make(a.src, a.out, a.pairs, a.from_splits, a.max_per_pair, a.pause, a.seed, a.force)
-    except (FileExistsError, FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
+    except (FileNotFoundError, ValueError) as e:
+        raise ToolkitError(str(e)) from None
     print(f"wrote {out}: {n} spliced utterances")
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

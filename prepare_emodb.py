@@ -1,4 +1,4 @@
-"""Convert Emo-DB (Berlin Database of Emotional Speech) to the MSP-Podcast layout (SPEC §1).
+"""Convert Emo-DB (Berlin Database of Emotional Speech) to the MSP-Podcast layout (docs/corpus.md).
 
     python prepare_emodb.py ../shared/datasets/emodb data/emodb
     python prepare_emodb.py ../shared/datasets/emodb data/emodb_loso03 --loso 03
@@ -47,9 +47,6 @@ How the pieces are derived (real speech, simulated ratings):
 import argparse
 import difflib
 import re
-import shutil
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +55,10 @@ import soundfile as sf
 import soxr
 from tqdm import tqdm
 
-from make_demo_corpus import SECONDARY, emo_detail, publish_dir, write_json, write_labels, write_textgrid
+from cli import run_script
+from corpus import emo_detail, publish_dir, refuse_existing, staged_dir, write_json, write_labels, write_textgrid
+from demo_corpus import SECONDARY
+from errors import ToolkitError
 
 SR = 16000
 SPEAKERS = {"03": "Male", "08": "Female", "09": "Female", "10": "Male", "11": "Male",
@@ -221,12 +221,70 @@ def _ratings(letter, rec, rng, bias):
     return out
 
 
+def _convert_one(src, tmp, item, split, recog, seed, bias, consensus, problems):
+    """Audio, transcript and TextGrid of one Emo-DB file into `tmp` -> (consensus row, detail rows, info row,
+    truncated), or None when the audio is unreadable (reported in `problems`)."""
+    name, spk, code, letter = item
+    try:
+        x, sr = sf.read(str(src / "wav" / f"{name}.wav"), dtype="float32", always_2d=True)
+    except Exception as e:  # noqa: BLE001 - report and skip unreadable audio
+        problems.append(f"{name}.wav: unreadable ({e}); skipped")
+        return None
+    x = x.mean(1)
+    y = soxr.resample(x, sr, SR, quality="HQ") if sr != SR else x
+    y = np.clip(y, -1, 1).astype(np.float32)
+    dur = len(y) / SR
+    sf.write(str(tmp / "Audios" / f"{name}.wav"), y, SR, subtype="PCM_16")
+    text = SENTENCES[code]
+    words = [w.strip(",.?!") for w in text.split()]
+    syl, end = read_silb(src / "silb" / f"{name}.silb")
+    aligned = group_syllables(syl, words) if syl else None
+    if aligned is None:
+        problems.append(f"{name}: syllable file missing/empty/too short -> words spread over voiced span")
+        aligned = spread_words(y, SR, words)
+    audible = [(s, min(e, dur), w) for s, e, w in aligned if s < dur - 0.05]
+    truncated = len(audible) < len(words)
+    if truncated:  # the recording stops before the sentence ends: transcribe what is audible
+        text = " ".join(w for _, _, w in audible)
+    (tmp / "Transcripts" / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
+    write_textgrid(tmp / "ForceAligned" / f"{name}.TextGrid", audible, dur)
+    rec, nat = recog.get(name, (None, None))
+    if rec is None:
+        problems.append(f"{name}: not in erkennung.txt -> recognition 0.8 assumed")
+    r = (rec if rec is not None else 80.0) / 100
+    fn = f"{name}.wav"
+    rats = _ratings(letter, r, np.random.default_rng([seed, int(spk), int(code[1:]), ord(code[0]), ord(letter),
+                                                       ord(name[-1])]), bias)
+    det = [(fn, emo_detail(wid, cls, sec, a, v, d)) for wid, cls, sec, a, v, d in rats]
+    if consensus == "raters":
+        act, val, dom = (round(float(np.mean([q[k] for q in rats])), 6) for k in (3, 4, 5))
+    else:
+        act, val, dom = pad_labels(letter)
+    cons = (fn, EMOTIONS[letter][2], act, val, dom, int(spk), SPEAKERS[spk], split)
+    info = (fn, spk, code, letter, EMOTIONS[letter][0], rec, nat, round(dur, 4), round(end, 4) if end else None,
+            truncated)
+    return cons, det, info, truncated
+
+
+def _write_tables(tmp, cons, det, info, split_of, seed, consensus, problems):
+    write_labels(tmp, cons, det)
+    cols = ["FileName", "Speaker", "Sentence", "EmoLetter", "Emotion", "Recognition", "Naturalness",
+            "Duration", "SpeechEnd", "Truncated"]
+    pd.DataFrame(info, columns=cols).to_csv(tmp / "Labels" / "emodb_info.csv", index=False)
+    spl = {k: sorted(s for s, v in split_of.items() if v == k) for k in ("Train", "Development", "Test1")}
+    write_json(tmp / "build_info.json", dict(generator="prepare_emodb.py", seed=seed, consensus=consensus,
+                                              splits=spl, n=len(cons), problems=problems))
+    (tmp / "README.md").write_text(
+        "# Emo-DB in the MSP-Podcast layout\n\nBuilt by `prepare_emodb.py` from the Berlin Database of "
+        "Emotional Speech (F. Burkhardt et al., Interspeech 2005; freely distributed for research).\n"
+        f"Splits (speaker-disjoint): {spl}.\n\n## Derivation\n```\n{__doc__}```\n", encoding="utf-8")
+
+
 def prepare(src, out, test="03,08", dev="09,10", loso=None, speakers=None, consensus="table", seed=0,
             force=False, progress=True):
     """Build the MSP-layout Emo-DB corpus at `out` (atomically); -> (Path, problems list)."""
     src, out = Path(src), Path(out)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; delete it or pass --force")
+    refuse_existing(out, force)
     split_of = splits(test, dev, loso)
     items, problems = scan(src)
     if speakers:
@@ -237,78 +295,29 @@ def prepare(src, out, test="03,08", dev="09,10", loso=None, speakers=None, conse
     recog = read_recognition(src / "erkennung.txt")
     rng = np.random.default_rng(seed)
     bias = rng.normal(0, 0.3, (POOL, 3))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        for d in ("Audios", "Transcripts", "ForceAligned", "Labels"):
-            (tmp / d).mkdir()
+    with staged_dir(out, ("Audios", "Transcripts", "ForceAligned", "Labels")) as tmp:
         cons, det, info, n_trunc = [], [], [], 0
-        for name, spk, code, letter in tqdm(items, desc="Emo-DB", unit="utt", disable=not progress):
-            try:
-                x, sr = sf.read(str(src / "wav" / f"{name}.wav"), dtype="float32", always_2d=True)
-            except Exception as e:  # noqa: BLE001 - report and skip unreadable audio
-                problems.append(f"{name}.wav: unreadable ({e}); skipped")
+        for item in tqdm(items, desc="Emo-DB", unit="utt", disable=not progress):
+            res = _convert_one(src, tmp, item, split_of[item[1]], recog, seed, bias, consensus, problems)
+            if res is None:
                 continue
-            x = x.mean(1)
-            y = soxr.resample(x, sr, SR, quality="HQ") if sr != SR else x
-            y = np.clip(y, -1, 1).astype(np.float32)
-            dur = len(y) / SR
-            sf.write(str(tmp / "Audios" / f"{name}.wav"), y, SR, subtype="PCM_16")
-            text = SENTENCES[code]
-            words = [w.strip(",.?!") for w in text.split()]
-            syl, end = read_silb(src / "silb" / f"{name}.silb")
-            aligned = group_syllables(syl, words) if syl else None
-            if aligned is None:
-                problems.append(f"{name}: syllable file missing/empty/too short -> words spread over voiced span")
-                aligned = spread_words(y, SR, words)
-            audible = [(s, min(e, dur), w) for s, e, w in aligned if s < dur - 0.05]
-            truncated = len(audible) < len(words)
-            if truncated:  # the recording stops before the sentence ends: transcribe what is audible
-                text = " ".join(w for _, _, w in audible)
-                n_trunc += 1
-            (tmp / "Transcripts" / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
-            write_textgrid(tmp / "ForceAligned" / f"{name}.TextGrid", audible, dur)
-            rec, nat = recog.get(name, (None, None))
-            if rec is None:
-                problems.append(f"{name}: not in erkennung.txt -> recognition 0.8 assumed")
-            r = (rec if rec is not None else 80.0) / 100
-            fn = f"{name}.wav"
-            rats = _ratings(letter, r, np.random.default_rng([seed, int(spk), int(code[1:]), ord(code[0]),
-                                                               ord(letter), ord(name[-1])]), bias)
-            for wid, cls, sec, a, v, d in rats:
-                det.append((fn, emo_detail(wid, cls, sec, a, v, d)))
-            if consensus == "raters":
-                act, val, dom = (round(float(np.mean([q[k] for q in rats])), 6) for k in (3, 4, 5))
-            else:
-                act, val, dom = pad_labels(letter)
-            cons.append((fn, EMOTIONS[letter][2], act, val, dom, int(spk), SPEAKERS[spk], split_of[spk]))
-            info.append((fn, spk, code, letter, EMOTIONS[letter][0], rec, nat, round(dur, 4),
-                         round(end, 4) if end else None, truncated))
+            c, d, i, truncated = res
+            cons.append(c)
+            det += d
+            info.append(i)
+            n_trunc += truncated
         empty = sorted({"Train", "Development", "Test1"} - {c[-1] for c in cons})
         if empty:
             problems.append(f"no utterances in split(s) {empty}: --speakers holds none of their speakers")
         if n_trunc:
             problems.append(f"{n_trunc} recordings end before their sentence does (audio shorter than the "
                             f"syllable file's end of speech): transcripts and TextGrids hold the audible words")
-        write_labels(tmp, cons, det)
-        cols = ["FileName", "Speaker", "Sentence", "EmoLetter", "Emotion", "Recognition", "Naturalness",
-                "Duration", "SpeechEnd", "Truncated"]
-        pd.DataFrame(info, columns=cols).to_csv(tmp / "Labels" / "emodb_info.csv", index=False)
-        spl = {k: sorted(s for s, v in split_of.items() if v == k) for k in ("Train", "Development", "Test1")}
-        write_json(tmp / "build_info.json", dict(generator="prepare_emodb.py", seed=seed, consensus=consensus,
-                                                  splits=spl, n=len(cons), problems=problems))
-        (tmp / "README.md").write_text(
-            "# Emo-DB in the MSP-Podcast layout\n\nBuilt by `prepare_emodb.py` from the Berlin Database of "
-            "Emotional Speech (F. Burkhardt et al., Interspeech 2005; freely distributed for research).\n"
-            f"Splits (speaker-disjoint): {spl}.\n\n## Derivation\n```\n{__doc__}```\n", encoding="utf-8")
+        _write_tables(tmp, cons, det, info, split_of, seed, consensus, problems)
         publish_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out, problems
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description="Convert Emo-DB to the MSP-Podcast layout (16 kHz, transcripts, "
                                 "TextGrids, PAD labels, simulated raters, speaker-disjoint splits).",
                                 epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -323,18 +332,19 @@ def main():
                    help="consensus A/V/D: the PAD table value (default) or the mean of the simulated raters")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated raters")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     try:
         out, problems = prepare(a.src, a.out, a.test_speakers, a.dev_speakers, a.loso, a.speakers, a.consensus,
                                 a.seed, a.force)
-    except (FileExistsError, FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
+    except (FileNotFoundError, ValueError) as e:
+        raise ToolkitError(str(e)) from None
     lab = pd.read_csv(out / "Labels" / "labels_consensus.csv")
     for pr in problems:
         print("note:", pr)
     print(f"wrote {out}: {len(lab)} utterances; per split "
           f"{ {k: sorted(int(x) for x in v) for k, v in lab.groupby('Split_Set')['SpkrID'].unique().items()} }")
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -16,10 +16,12 @@ DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 EMODB = DATASETS / "emodb"
 EMOBANK = DATASETS / "emobank"
 
+import demo_corpus as mdc  # noqa: E402
 import evaluate_retrieval as er  # noqa: E402
-import make_demo_corpus as mdc  # noqa: E402
+import make_demo_corpus  # noqa: E402
 import make_spliced_set as mss  # noqa: E402
 import prepare_emodb as pe  # noqa: E402
+from corpus import textgrid_words  # noqa: E402
 
 N_DEMO = 40
 
@@ -84,7 +86,7 @@ def test_demo_text_alignment_and_chunk_truth(demo):
     n_vary = 0
     for fn, g in truth.items():
         stem = fn[:-4]
-        words = mdc.read_textgrid_words(demo / "ForceAligned" / f"{stem}.TextGrid")
+        words = textgrid_words(demo / "ForceAligned" / f"{stem}.TextGrid")
         text = (demo / "Transcripts" / f"{stem}.txt").read_text().split()
         assert len(words) == len(text) and all(e > s for s, e, _ in words)
         assert all(b[0] >= a[1] - 1e-6 for a, b in zip(words, words[1:]))  # ordered, no overlap
@@ -230,12 +232,12 @@ def test_emodb_prepared(emodb):
     assert spread[rec >= 100].mean() + 0.15 < spread[rec <= 85].mean()
     # word alignment from the syllable files: words inside the audio, transcript = audible words
     name = "03a01Fa"
-    words = mdc.read_textgrid_words(emodb / "ForceAligned" / f"{name}.TextGrid")
+    words = textgrid_words(emodb / "ForceAligned" / f"{name}.TextGrid")
     assert [w for *_, w in words] == ["Der", "Lappen", "liegt", "auf", "dem", "Eisschrank"]
     assert abs(words[0][0] - 0.0801) < 1e-3 and abs(words[-1][1] - 1.8414) < 1e-3
     for f in lab["FileName"][::5]:
         stem = f[:-4]
-        ws = mdc.read_textgrid_words(emodb / "ForceAligned" / f"{stem}.TextGrid")
+        ws = textgrid_words(emodb / "ForceAligned" / f"{stem}.TextGrid")
         assert len(ws) == len((emodb / "Transcripts" / f"{stem}.txt").read_text().split()) >= 1
     corpus = pytest.importorskip("corpus")
     assert len(corpus.Corpus(emodb).files("Test")) == (lab["Split_Set"] == "Test1").sum()
@@ -306,7 +308,7 @@ def test_chunk_geometry():
     assert np.all((t[mid] >= 2.1) & (t[mid] <= 5.8)) and np.any((t[mid] > 2.2) & (t[mid] < 5.7))
 
 
-@pytest.mark.parametrize("mod", [mdc, pe, mss, er])
+@pytest.mark.parametrize("mod", [make_demo_corpus, pe, mss, er])
 def test_cli_help(mod, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", [f"{mod.__name__}.py", "--help"])
     with pytest.raises(SystemExit) as e:

@@ -314,9 +314,9 @@ def test_ensure_demo_corpus(tmp_path, monkeypatch, tiny_corpus):
     with pytest.raises(CorpusError, match='does not exist.*--corpus'):
         ensure_demo_corpus(tmp_path / 'not_there')
     built = []
-    fake = types.ModuleType('make_demo_corpus')
+    fake = types.ModuleType('demo_corpus')
     fake.build = lambda root, seed=0: built.append((root, seed)) or make_tiny_corpus(root, n=6, with_text=False)
-    monkeypatch.setitem(sys.modules, 'make_demo_corpus', fake)
+    monkeypatch.setitem(sys.modules, 'demo_corpus', fake)
     monkeypatch.setattr(corpus, 'REPO', tmp_path)
     monkeypatch.chdir(tmp_path)
     p = ensure_demo_corpus()
