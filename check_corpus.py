@@ -7,6 +7,7 @@ problems that stop training (no label file, missing required columns, no Train s
 Train audio); everything else is a warning and the exit status is 0.
 """
 import argparse
+import functools
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from cli import run_script
 from corpus import (
     DEFAULT_CORPUS,
     EMO_COLS,
@@ -27,6 +29,7 @@ from corpus import (
     ensure_demo_corpus,
     textgrid_words,
 )
+from utils import atomic_write_text, ensure_dir
 
 PROBLEMS = {   # key -> what it means / what to do (printed above the file list)
     'missing_audio': 'label row without audio file (skipped by training; remove the row or add the WAV)',
@@ -84,62 +87,43 @@ def _listdir(d):
         return None
 
 
-def check(root, workers=1, min_seconds=1.0, text=True, progress=True):
-    """Return the report dict (see --json). Never raises for bad corpora: fatal problems are listed."""
-    rep = {'root': str(root), 'fatal': [], 'splits': {}, 'problems': {}, 'info': {}}
-    problems = rep['problems']
+def _add(problems, key, file, detail=''):
+    p = problems.setdefault(key, {'description': PROBLEMS[key], 'items': []})
+    p['items'].append({'file': file, 'detail': detail})
 
-    def add(key, file, detail=''):
-        p = problems.setdefault(key, {'description': PROBLEMS[key], 'items': []})
-        p['items'].append({'file': file, 'detail': detail})
 
-    try:
-        c = Corpus(root)
-    except CorpusError as e:
-        rep['fatal'].append(str(e))
-        return rep
-    rep.update(consensus_file=str(c.consensus_path), detailed_file=c.detailed_path and str(c.detailed_path),
-               audio_dir=str(c.audio_dir), splits_found=c.splits_found())
-    for w in c.warnings:
-        add('corpus_warning', '', w)
-    for s in c.unmapped_splits():
-        add('unmapped_split', '', f"{s} ({int((c.labels['Split_Set'] == s).sum())} utterances)")
-    lab = c.labels
-    names = lab['FileName'].tolist()
-
-    # annotator ratings (vectorised)
-    nval = None
+def _check_ratings(c, names, rep, add):
+    """Annotator ratings (vectorised): NaN / out-of-range ratings, files with 0 or 1 valid rating.
+    -> annotators per file (Series over `names`), or None when there are no readable per-annotator labels."""
     try:
         rep['detailed_format'] = c.detailed_format
         r = c.ratings()
-        r = r[r['FileName'].isin(set(names))]
-        nval = {}
-        for col in EMO_COLS:
-            v = r[col].values
-            for i in np.flatnonzero(np.isnan(v)):
-                add('nan_rating', r['FileName'].iat[i], f"{r['Worker'].iat[i]} {col}")
-            bad = ~np.isnan(v) & ((v < RATING_RANGE[0]) | (v > RATING_RANGE[1]))
-            for i in np.flatnonzero(bad):
-                add('out_of_range_rating', r['FileName'].iat[i], f"{r['Worker'].iat[i]} {col}={v[i]:g}")
-            ok = ~np.isnan(v) & ~bad
-            nval[col] = r['FileName'][ok].value_counts().reindex(names, fill_value=0)
-        n_ann = r.groupby('FileName').size().reindex(names, fill_value=0)
-        low = np.minimum.reduce([nval[col].values for col in EMO_COLS])
-        for i in np.flatnonzero(low <= 1):
-            which = ', '.join(col for col in EMO_COLS if nval[col].iat[i] == low[i])
-            add('no_ratings' if low[i] == 0 else 'single_rater', names[i],
-                f"{int(low[i])} valid rating(s) for {which}")
     except CorpusError as e:
         if c.detailed_path is None:
             add('corpus_warning', '', str(e))
         else:   # present but malformed: the user meant to use it
             rep['fatal'].append(str(e))
+        return None
+    r = r[r['FileName'].isin(set(names))]
+    nval = {}
     for col in EMO_COLS:
-        v = lab[col].values
-        for i in np.flatnonzero(~((v >= RATING_RANGE[0]) & (v <= RATING_RANGE[1]))):
-            add('nan_consensus', names[i], f"{col}={v[i]:g}")
+        v = r[col].values
+        for i in np.flatnonzero(np.isnan(v)):
+            add('nan_rating', r['FileName'].iat[i], f"{r['Worker'].iat[i]} {col}")
+        bad = ~np.isnan(v) & ((v < RATING_RANGE[0]) | (v > RATING_RANGE[1]))
+        for i in np.flatnonzero(bad):
+            add('out_of_range_rating', r['FileName'].iat[i], f"{r['Worker'].iat[i]} {col}={v[i]:g}")
+        ok = ~np.isnan(v) & ~bad
+        nval[col] = r['FileName'][ok].value_counts().reindex(names, fill_value=0)
+    low = np.minimum.reduce([nval[col].values for col in EMO_COLS])
+    for i in np.flatnonzero(low <= 1):
+        which = ', '.join(col for col in EMO_COLS if nval[col].iat[i] == low[i])
+        add('no_ratings' if low[i] == 0 else 'single_rater', names[i], f"{int(low[i])} valid rating(s) for {which}")
+    return r.groupby('FileName').size().reindex(names, fill_value=0)
 
-    # files on disk
+
+def _file_jobs(c, names, text, rep, add):
+    """Which files exist (one directory listing per folder, no stat per file) -> probe jobs per utterance."""
     audio = _listdir(c.audio_dir)
     txts = _listdir(c.transcript_dir) if text else None
     tgs = _listdir(c.textgrid_dir) if text else None
@@ -147,11 +131,11 @@ def check(root, workers=1, min_seconds=1.0, text=True, progress=True):
         add('corpus_warning', '', f"{c.root}: no Transcripts/ folder (needed only by the audio-text method)")
     if text and tgs is None:
         add('corpus_warning', '', f"{c.root}: no ForceAligned/ folder (needed only by the audio-text method)")
-    jobs, have = [], np.zeros(len(names), bool)
-    for i, n in enumerate(names):
+    jobs = []
+    for n in names:
         stem = n[:-4]
-        have[i] = audio is not None and n in audio
-        if not have[i]:
+        have = audio is not None and n in audio
+        if not have:
             add('missing_audio', n, str(c.audio_path(n)))
         t = txts is not None and (stem + '.txt') in txts
         g = tgs is not None and (stem + '.TextGrid') in tgs
@@ -159,11 +143,15 @@ def check(root, workers=1, min_seconds=1.0, text=True, progress=True):
             add('missing_transcript', n)
         if tgs is not None and not g:
             add('missing_textgrid', n)
-        jobs.append((str(c.audio_path(n)) if have[i] else None, str(c.transcript_path(n)) if t else None,
+        jobs.append((str(c.audio_path(n)) if have else None, str(c.transcript_path(n)) if t else None,
                      str(c.textgrid_path(n)) if g else None))
     if audio is not None:
         rep['info']['audio_without_label_row'] = len({f for f in audio if f.lower().endswith('.wav')} - set(names))
+    return jobs
 
+
+def _probe_files(jobs, names, workers, min_seconds, progress, add):
+    """Read WAV headers, transcripts and TextGrids (in `workers` processes) -> seconds per file (NaN: no audio)."""
     bar = dict(total=len(jobs), desc='checking files', unit='file', disable=not progress, mininterval=0.5)
     if workers > 1 and len(jobs) > 200:
         with ProcessPoolExecutor(workers) as ex:
@@ -186,38 +174,76 @@ def check(root, workers=1, min_seconds=1.0, text=True, progress=True):
             add('unreadable_textgrid', n, o['tg_error'])
         elif o.get('n_words') == 0:
             add('textgrid_no_words', n)
+    return sec
 
-    # per split summary
-    found = c.splits_found()
+
+def _label_range(v):
+    ok = np.isfinite(v).any()
+    return [float(np.nanmin(v)) if ok else None, float(np.nanmax(v)) if ok else None]
+
+
+def _split_summary(c, names, sec, n_ann, rep, add):
+    """Per user split (and per release split where several map to one): utterances, readable audio, hours,
+    annotators, label ranges."""
+    lab, found = c.labels, c.splits_found()
     groups = [(u, u) for u in USER_SPLITS]
     groups += [(f"  {u}/{s}", s) for u in USER_SPLITS if len(found[u]) > 1 for s in found[u]]
     for label, split in groups:
         m = np.isin(names, c.files(split)) if len(names) else np.zeros(0, bool)
         st = {'release_names': found.get(split, [split]), 'utterances': int(m.sum()),
               'readable_audio': int(np.isfinite(sec[m]).sum()), 'hours': float(np.nansum(sec[m]) / 3600)}
-        if nval is not None and m.any():
+        if n_ann is not None and m.any():
             a = n_ann.values[m]
             st['annotators'] = {'min': int(a.min()), 'median': float(np.median(a)), 'max': int(a.max())}
         if m.any():
-            st['labels'] = {col: [float(np.nanmin(lab[col].values[m])) if np.isfinite(lab[col].values[m]).any()
-                                  else None, float(np.nanmax(lab[col].values[m]))
-                                  if np.isfinite(lab[col].values[m]).any() else None] for col in EMO_COLS}
+            st['labels'] = {col: _label_range(lab[col].values[m]) for col in EMO_COLS}
         rep['splits'][label.strip()] = st
         if split in USER_SPLITS and st['utterances'] == 0:
             add('empty_split', split, f"no Split_Set value maps to {split} (found {sorted(set(lab['Split_Set'].dropna()))})")
-    if rep['splits']['Train']['utterances'] == 0:
+
+
+def check(root, workers=1, min_seconds=1.0, text=True, progress=True):
+    """Return the report dict (see --json). Never raises for bad corpora: fatal problems are listed."""
+    rep = {'root': str(root), 'fatal': [], 'splits': {}, 'problems': {}, 'info': {}}
+    add = functools.partial(_add, rep['problems'])
+    try:
+        c = Corpus(root)
+    except CorpusError as e:
+        rep['fatal'].append(str(e))
+        return rep
+    rep.update(consensus_file=str(c.consensus_path), detailed_file=c.detailed_path and str(c.detailed_path),
+               audio_dir=str(c.audio_dir), splits_found=c.splits_found())
+    for w in c.warnings:
+        add('corpus_warning', '', w)
+    for s in c.unmapped_splits():
+        add('unmapped_split', '', f"{s} ({int((c.labels['Split_Set'] == s).sum())} utterances)")
+    lab = c.labels
+    names = lab['FileName'].tolist()
+    n_ann = _check_ratings(c, names, rep, add)
+    for col in EMO_COLS:
+        v = lab[col].values
+        for i in np.flatnonzero(~((v >= RATING_RANGE[0]) & (v <= RATING_RANGE[1]))):
+            add('nan_consensus', names[i], f"{col}={v[i]:g}")
+    jobs = _file_jobs(c, names, text, rep, add)
+    sec = _probe_files(jobs, names, workers, min_seconds, progress, add)
+    _split_summary(c, names, sec, n_ann, rep, add)
+    train = rep['splits']['Train']
+    if train['utterances'] == 0:
         rep['fatal'].append(f"{c.consensus_path}: no Train utterances (Split_Set values: "
                             f"{sorted(set(lab['Split_Set'].dropna()))}); training needs a Train split")
-    elif rep['splits']['Train']['readable_audio'] == 0:
-        rep['fatal'].append(f"{c.audio_dir}: none of the {rep['splits']['Train']['utterances']} Train "
+    elif train['readable_audio'] == 0:
+        rep['fatal'].append(f"{c.audio_dir}: none of the {train['utterances']} Train "
                             f"utterances has readable audio; check the Audio/ or Audios/ folder")
-    for p in problems.values():
+    for p in rep['problems'].values():
         p['count'] = len(p['items'])
     return rep
 
 
-def print_report(rep, max_list=20, out=sys.stdout):
-    pr = lambda *a: print(*a, file=out)
+def print_report(rep, max_list=20, out=None):
+    out = sys.stdout if out is None else out
+
+    def pr(*a):
+        print(*a, file=out)
     pr(f"corpus: {rep['root']}")
     if 'consensus_file' in rep:
         pr(f"labels: {rep['consensus_file']}; per-annotator: {rep.get('detailed_file')} "
@@ -268,18 +294,16 @@ def main(argv=None):
         print(f"FATAL: {e}", file=sys.stderr)
         return 1
     if args.json:
-        from utils import ensure_dir
         ensure_dir(Path(args.json).parent, flag='--json')
     rep = check(root, workers=args.workers, min_seconds=args.min_seconds, text=not args.no_text,
                 progress=not args.no_progress)
     print_report(rep, args.max_list)
     if args.json:
         out = Path(args.json)
-        from utils import atomic_write_text
         atomic_write_text(out, json.dumps(rep, indent=1, default=str))
         print(f"report saved to {out}")
     return 1 if rep['fatal'] else 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_script(main))
