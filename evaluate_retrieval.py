@@ -5,8 +5,8 @@
     python evaluate_retrieval.py --corpus data/demo_corpus --split Test --baseline loudness random
 
 The corpus holds ChunkTruth/chunk_truth.json (make_spliced_set.py, make_demo_corpus.py):
-per utterance, segments with a true arousal each. Chunks follow the dynamic chunk split of
-SPEC §3: K windows (default 22) of one second (m = int(1/hop) frames, T = int(duration/hop)
+per utterance, segments with a true arousal each. Chunks follow the dynamic chunk split
+(docs/chunking.md): K windows (default 22) of one second (m = int(1/hop) frames, T = int(duration/hop)
 frames), window k starting at k * floor((T - m)/(K - 1)) frames. Rank 1 = most emotional.
 Metrics per utterance:
 - pair accuracy: over all pairs of chunks that lie fully inside two different segments of
@@ -19,14 +19,17 @@ Baselines: `loudness` ranks chunks by RMS energy, `random` by a seeded random pe
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
 from scipy.stats import kendalltau, rankdata
 
-SPLIT_NAMES = {"Train": ["Train"], "Validation": ["Validation", "Development"], "Test": ["Test1", "Test2", "Test"]}
+from cli import run_script
+from corpus import AUDIO_DIRS, Corpus
+from errors import ToolkitError
+from utils import atomic_write_text
 
 
 def chunk_bounds(duration, hop=0.016, K=22, win=1.0):
@@ -100,22 +103,17 @@ def load_rankseq(path):
 
 def split_files(root, split):
     """Stems of the corpus files in a user split (Train / Validation / Test) or release split name."""
-    lab_dir = next((Path(root) / d for d in ("Labels", "labels", "label") if (Path(root) / d).is_dir()), None)
-    p = next((lab_dir / f for f in ("labels_consensus.csv", "labels_concensus.csv") if lab_dir and
-              (lab_dir / f).exists()), None)
-    if p is None:
-        raise FileNotFoundError(f"{root}: no Labels/labels_consensus.csv")
-    lab = pd.read_csv(p)
-    names = SPLIT_NAMES.get(split, [split])
-    sel = lab[lab["Split_Set"].isin(names)]
-    if sel.empty:
-        raise ValueError(f"{p}: no files in split {split} (has {sorted(lab['Split_Set'].unique())})")
-    return set(sel["FileName"].str.removesuffix(".wav"))
+    c = Corpus(root)
+    names = c.files(split)
+    if not names:
+        raise ValueError(f"{c.consensus_path}: no files in split {split} (has {c.splits_found()})")
+    return {Path(n).stem for n in names}
 
 
 def loudness_ranks(root, stem, duration, hop=0.016, K=22, win=1.0):
-    import soundfile as sf
-    audio_dir = Path(root) / ("Audios" if (Path(root) / "Audios").is_dir() else "Audio")
+    """Ranks of the K chunks by RMS energy (rank 1 = loudest): the loudness baseline."""
+    audio_dir = next((Path(root) / d for d in AUDIO_DIRS if (Path(root) / d).is_dir()),
+                     Path(root) / "Audios")
     x, sr = sf.read(str(audio_dir / f"{stem}.wav"), dtype="float32", always_2d=True)
     x = x.mean(1)
     rms = [np.sqrt(np.mean(x[int(s * sr): max(int(e * sr), int(s * sr) + 1)] ** 2) + 1e-12)
@@ -142,7 +140,34 @@ def evaluate(truth, ranks_of, emo="Act", hop=0.016, K=22, win=1.0):
     return summary, df
 
 
-def main():
+def _systems(a):
+    """{system name: {stem: ranks}} for --rankseq and the baselines, and the truth they are scored against."""
+    truth = load_truth(a.corpus)
+    stems = set(truth)
+    if a.split:
+        stems &= split_files(a.corpus, a.split)
+    systems = {}
+    if a.rankseq:
+        rs = load_rankseq(a.rankseq)
+        missing = sorted(set(rs) - set(truth))
+        if missing:
+            print(f"note: {len(missing)} files of {a.rankseq} have no chunk truth (skipped), e.g. {missing[0]}")
+        rs = {k: v for k, v in rs.items() if k in stems}
+        if not rs:
+            raise ToolkitError(f"no file of {a.rankseq} is in {a.corpus}'s chunk truth"
+                               f"{' / split ' + a.split if a.split else ''}")
+        systems[Path(a.rankseq).name] = rs
+        stems = set(rs)
+    stems = sorted(stems)
+    rng = np.random.default_rng(a.seed)
+    if "loudness" in a.baseline:
+        systems["loudness"] = {s: loudness_ranks(a.corpus, s, truth[s]["duration"], a.hop, a.K, a.win) for s in stems}
+    if "random" in a.baseline:
+        systems["random"] = {s: rng.permutation(a.K) + 1.0 for s in stems}
+    return truth, stems, systems
+
+
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", required=True, help="corpus root holding ChunkTruth/chunk_truth.json")
     p.add_argument("--rankseq", default=None, help="ranking-sequence JSON {FileName: {'ChunkRankSeq': [K ints]}}")
@@ -156,47 +181,24 @@ def main():
     p.add_argument("--win", type=float, default=1.0, help="chunk length in seconds (default 1.0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     p.add_argument("--out", default=None, help="write the summaries as JSON here")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     if not a.rankseq and not a.baseline:
         p.error("give --rankseq and/or --baseline")
     try:
-        truth = load_truth(a.corpus)
-        stems = set(truth)
-        if a.split:
-            stems &= split_files(a.corpus, a.split)
-        systems = {}
-        if a.rankseq:
-            rs = load_rankseq(a.rankseq)
-            missing = sorted(set(rs) - set(truth))
-            if missing:
-                print(f"note: {len(missing)} files of {a.rankseq} have no chunk truth (skipped), e.g. {missing[0]}")
-            rs = {k: v for k, v in rs.items() if k in stems}
-            if not rs:
-                sys.exit(f"error: no file of {a.rankseq} is in {a.corpus}'s chunk truth"
-                         f"{' / split ' + a.split if a.split else ''}")
-            systems[Path(a.rankseq).name] = rs
-            stems = set(rs)
-        stems = sorted(stems)
-        rng = np.random.default_rng(a.seed)
-        if "loudness" in a.baseline:
-            systems["loudness"] = {s: loudness_ranks(a.corpus, s, truth[s]["duration"], a.hop, a.K, a.win)
-                                   for s in stems}
-        if "random" in a.baseline:
-            systems["random"] = {s: rng.permutation(a.K) + 1.0 for s in stems}
-        results = {}
-        for name, ranks in systems.items():
-            results[name], _ = evaluate(truth, ranks, a.emo, a.hop, a.K, a.win)
+        truth, stems, systems = _systems(a)
+        results = {name: evaluate(truth, ranks, a.emo, a.hop, a.K, a.win)[0] for name, ranks in systems.items()}
     except (FileNotFoundError, ValueError, KeyError) as e:
-        sys.exit(f"error: {e}")
+        raise ToolkitError(str(e)) from None
     print(f"{a.corpus}: {len(stems)} utterances, {a.emo}, K={a.K}, hop={a.hop}s")
     print(f"{'system':<28}{'pair acc (macro)':>17}{'pair acc (micro)':>17}{'Kendall tau':>13}{'pairs':>8}")
     for name, r in results.items():
         print(f"{name:<28}{r['pair_acc_macro']:>17.3f}{r['pair_acc_micro']:>17.3f}{r['tau_mean']:>13.3f}"
               f"{r['n_pairs']:>8d}   {r['by_trajectory']}")
     if a.out:
-        Path(a.out).write_text(json.dumps(dict(corpus=str(a.corpus), emo=a.emo, K=a.K, hop=a.hop,
-                                               results=results), indent=1))
+        atomic_write_text(a.out, json.dumps(dict(corpus=str(a.corpus), emo=a.emo, K=a.K, hop=a.hop, results=results),
+                                            indent=1))
+    return results
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
