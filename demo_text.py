@@ -1,4 +1,4 @@
-"""Sentence bank of the embedded demo corpus (make_demo_corpus.py).
+"""Sentence bank of the embedded demo corpus (demo_corpus.py).
 
 Every sentence was written for this project (no third-party text). Each line is
 `intended valence | sentence`, valence on the MSP-Podcast 1-7 scale

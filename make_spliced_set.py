@@ -28,18 +28,8 @@ import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
 
+import corpus
 from cli import run_script
-from corpus import (
-    Corpus,
-    emo_detail,
-    publish_dir,
-    refuse_existing,
-    staged_dir,
-    window_truth,
-    write_json,
-    write_labels,
-    write_textgrid,
-)
 from errors import ToolkitError
 
 EMO_NAMES = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness", "T": "sadness",
@@ -117,7 +107,7 @@ def _splice(c, tmp, x, y, pause, detail):
     words = []
     for u, off in ((x, 0.0), (y, p1)):
         words += [(s + off, e + off, w) for s, e, w in (c.words(u.FileName) or [])]
-    write_textgrid(tmp / "ForceAligned" / f"{name}.TextGrid", words, dur)
+    corpus.write_textgrid(tmp / "ForceAligned" / f"{name}.TextGrid", words, dur)
     w1, w2 = d1 / (d1 + dur - p1), (dur - p1) / (d1 + dur - p1)
 
     def mix(a, b):
@@ -129,13 +119,13 @@ def _splice(c, tmp, x, y, pause, detail):
     for k in range(min(len(rx), len(ry))):
         main = rx[k] if w1 >= w2 else ry[k]
         sec = sorted({rx[k][1], ry[k][1]})
-        det.append((fn, emo_detail(main[0], main[1], sec, *(round(w1 * rx[k][q] + w2 * ry[k][q], 1)
+        det.append((fn, corpus.emo_detail(main[0], main[1], sec, *(round(w1 * rx[k][q] + w2 * ry[k][q], 1)
                                                              for q in (2, 3, 4)))))
     segs = [dict(start=0.0, end=round(d1, 4), Act=x.EmoAct, Val=x.EmoVal, Dom=x.EmoDom, file=x.FileName,
                  emotion=EMO_NAMES[x.emo]),
             dict(start=round(p1, 4), end=round(dur, 4), Act=y.EmoAct, Val=y.EmoVal, Dom=y.EmoDom,
                  file=y.FileName, emotion=EMO_NAMES[y.emo])]
-    times, act = window_truth([(s["start"], s["end"], s["Act"]) for s in segs], dur)
+    times, act = corpus.window_truth([(s["start"], s["end"], s["Act"]) for s in segs], dur)
     truth = dict(duration=round(dur, 4), split_point=round(d1, 4), pause=[round(d1, 4), round(p1, 4)],
                  trajectory="rising" if y.EmoAct > x.EmoAct else "falling", segments=segs, times=times, Act=act)
     return cons, det, truth
@@ -145,15 +135,15 @@ def make(src, out, pairs="WT,LF", from_splits="Train,Development,Test1", max_per
          force=False, progress=True):
     """Build the spliced corpus at `out` (atomically); -> (Path, number of utterances)."""
     src, out = Path(src), Path(out)
-    refuse_existing(out, force)
-    c = Corpus(src)
+    corpus.refuse_existing(out, force)
+    c = corpus.Corpus(src)
     lab, keep = _source_table(c, from_splits)
     jobs = _draw_jobs(lab, pairs, max_per_pair, seed)
     if not jobs:
         raise ValueError(f"no pairs {pairs} found for the speakers of {sorted(keep)}")
     detail = _detail(c.labels_dir)
     problems, cons, det, truth = [], [], [], {}
-    with staged_dir(out, ("Audios", "Transcripts", "ForceAligned", "Labels", "ChunkTruth")) as tmp:
+    with corpus.staged_dir(out, ("Audios", "Transcripts", "ForceAligned", "Labels", "ChunkTruth")) as tmp:
         for x, y in tqdm(jobs, desc="splicing", unit="utt", disable=not progress):
             res = _splice(c, tmp, x, y, pause, detail)
             if isinstance(res, str):
@@ -166,15 +156,15 @@ def make(src, out, pairs="WT,LF", from_splits="Train,Development,Test1", max_per
             raise ValueError(f"no spliced utterance could be made: {problems[:3]}")
         cons.sort()
         det.sort(key=lambda r: r[0])
-        write_labels(tmp, cons, det)
-        write_json(tmp / "ChunkTruth" / "chunk_truth.json", truth)
-        write_json(tmp / "build_info.json", dict(generator="make_spliced_set.py", source=src.name, pairs=pairs,
+        corpus.write_labels(tmp, cons, det)
+        corpus.write_json(tmp / "ChunkTruth" / "chunk_truth.json", truth)
+        corpus.write_json(tmp / "build_info.json", dict(generator="make_spliced_set.py", source=src.name, pairs=pairs,
                                                   from_splits=sorted(keep), max_per_pair=max_per_pair, pause=pause,
                                                   seed=seed, n=len(cons), problems=problems))
         (tmp / "README.md").write_text(f"# Spliced Emo-DB retrieval set\n\nBuilt by `make_spliced_set.py` from "
                                        f"`{src.name}` ({len(cons)} utterances).\n\n```\n{__doc__}```\n",
                                        encoding="utf-8")
-        publish_dir(tmp, out)
+        corpus.publish_dir(tmp, out)
     for p in problems:
         print("note:", p)
     return out, len(cons)
