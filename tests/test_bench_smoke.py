@@ -1,13 +1,8 @@
 """Smoke tests of bench/: every benchmark runs at a tiny size, prints its RESULT comparison line, writes its
 JSON (and PNG) and its built-in correctness checks hold. No timing assertions."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / 'bench'
-sys.path.insert(0, str(BENCH))
 
 
 @pytest.fixture(autouse=True)

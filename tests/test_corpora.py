@@ -10,16 +10,17 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+import check_corpus
+import corpus
+import evaluate_retrieval as er
+import make_demo_corpus as mdc
+import make_spliced_set as mss
+import prepare_emodb as pe
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 EMODB = DATASETS / "emodb"
 EMOBANK = DATASETS / "emobank"
-
-import evaluate_retrieval as er  # noqa: E402
-import make_demo_corpus as mdc  # noqa: E402
-import make_spliced_set as mss  # noqa: E402
-import prepare_emodb as pe  # noqa: E402
 
 N_DEMO = 40
 
@@ -141,16 +142,11 @@ def test_demo_arousal_is_audible(demo):
 
 
 def test_demo_reads_with_corpus_reader(demo):
-    corpus = pytest.importorskip("corpus")
     c = corpus.Corpus(demo)
     assert len(c.files("Train")) + len(c.files("Validation")) + len(c.files("Test")) == N_DEMO
     name = c.files("Test")[0]
     assert 5 <= len(c.rating_lists("Act")[name]) <= 8
     assert c.transcript(name) and len(c.words(name)) == len(c.transcript(name).split())
-    try:
-        import check_corpus
-    except ImportError:
-        return
     rep = check_corpus.check(demo, workers=1, progress=False)
     assert not rep["fatal"] and not rep["problems"], rep["problems"]
 
@@ -237,7 +233,6 @@ def test_emodb_prepared(emodb):
         stem = f[:-4]
         ws = mdc.read_textgrid_words(emodb / "ForceAligned" / f"{stem}.TextGrid")
         assert len(ws) == len((emodb / "Transcripts" / f"{stem}.txt").read_text().split()) >= 1
-    corpus = pytest.importorskip("corpus")
     assert len(corpus.Corpus(emodb).files("Test")) == (lab["Split_Set"] == "Test1").sum()
 
 

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from scipy.stats import rankdata
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / 'chunk_emotion_rankers'))
 
-from generate_preference_labels import (  # noqa: E402
+import dataloader as D  # noqa: E402
+from chunk_emotion_rankers.generate_preference_labels import (  # noqa: E402
+    draw_partners,
     histograms,
     pad_ratings,
     preference_pairs,
@@ -26,9 +27,7 @@ from generate_preference_labels import (  # noqa: E402
     qa_counts_hist,
     write_pairs,
 )
-from generate_ranking_seqence import rank_sequence_allpairs, rank_sequences  # noqa: E402
-
-import dataloader as D  # noqa: E402
+from chunk_emotion_rankers.generate_ranking_seqence import rank_sequence_allpairs, rank_sequences  # noqa: E402
 from model import LSTMnet  # noqa: E402
 from utils import ccc, ccc_loss, chunk_starts, dynamic_chunk_split, generate_chunk_EmoSeq, rank_desc_min  # noqa: E402
 
@@ -123,10 +122,44 @@ def test_preference_pairs_match_reference_and_are_seeded():
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.lists(st.sampled_from([1.0, 2.0, 2.5, 4.0, 7.0]), min_size=1, max_size=6), min_size=2, max_size=25),
        st.integers(0, 10))
-def test_hist_equals_broadcast_property(lists, seed):
+def test_kernels_give_identical_pairs_property(lists, seed):
     R = pad_ratings(lists)
-    a, b = preference_pairs(R, 0.5, 0.6, seed, 'hist'), preference_pairs(R, 0.5, 0.6, seed, 'broadcast')
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    a = preference_pairs(R, 0.5, 0.6, seed, 'broadcast')
+    for method in ('hist', 'table'):
+        assert all(np.array_equal(x, y) for x, y in zip(a, preference_pairs(R, 0.5, 0.6, seed, method)))
+    assert {(int(i), int(j)): int(c) for i, j, c in zip(*a)} == \
+        {(int(i), int(j)): qa_reference(lists[i], lists[j]) for i, j in zip(*a[:2])}
+
+
+@pytest.mark.parametrize('N,P', [(13, 3), (9, 6)])          # sparse path (draws + repeats replaced), dense path
+def test_draw_partners_uniform_subsets(N, P):
+    """Every row: P distinct partners, never itself; over many rows every P-subset of the others is equally likely
+    (chi-square on all C(N-1, P) subsets), and rows are independent (no fixed partner pattern)."""
+    from math import comb
+
+    from scipy.stats import chisquare
+    rows = np.full(20000, 4)
+    part = draw_partners(np.random.default_rng(0), rows, N, P)
+    assert part.shape == (20000, P) and part.min() >= 0 and part.max() < N and not (part == 4).any()
+    srt = np.sort(part, 1)
+    assert (np.diff(srt, axis=1) > 0).all()
+    _, counts = np.unique(srt, axis=0, return_counts=True)
+    assert len(counts) == comb(N - 1, P)
+    assert chisquare(counts).pvalue > 1e-3
+    rows = np.arange(N)
+    a, b = draw_partners(np.random.default_rng(5), rows, N, P), draw_partners(np.random.default_rng(5), rows, N, P)
+    assert np.array_equal(a, b) and not (a == rows[:, None]).any()
+
+
+def test_pairs_do_not_depend_on_threads(monkeypatch):
+    """Each block of rows has its own random stream spawned from the seed: 1 or 2 threads, the same pairs."""
+    import chunk_emotion_rankers.generate_preference_labels as G
+    rng = np.random.default_rng(1)
+    R = np.clip(np.rint(rng.uniform(1.5, 6.5, 400)[:, None] + rng.normal(0, 1, (400, 5))), 1, 7)
+    monkeypatch.setattr(G, 'BLOCK_ELEMS', 400)                 # 10 blocks of 10 rows (40 partners each)
+    one, two = preference_pairs(R, 0.1, 0.6, 3, threads=1), preference_pairs(R, 0.1, 0.6, 3, threads=2)
+    assert len(one[0]) > 5000 and all(np.array_equal(x, y) for x, y in zip(one, two))
+    assert np.all(np.diff(one[0]) >= 0) and np.bincount(one[0], minlength=400).max() <= 40   # grouped by i
 
 
 def test_write_pairs_csv(tmp_path):

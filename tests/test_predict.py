@@ -16,7 +16,6 @@ import soundfile as sf
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 import predict  # noqa: E402
 from model import LSTMnet  # noqa: E402
