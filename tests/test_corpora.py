@@ -301,17 +301,6 @@ def test_chunk_geometry():
     assert np.all((t[mid] >= 2.1) & (t[mid] <= 5.8)) and np.any((t[mid] > 2.2) & (t[mid] < 5.7))
 
 
-@pytest.mark.parametrize("mod", [mdc, pe, mss, er])
-def test_cli_help(mod, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", [f"{mod.__name__}.py", "--help"])
-    with pytest.raises(SystemExit) as e:
-        mod.main()
-    out = capsys.readouterr().out
-    assert e.value.code == 0 and "--" in out
-    if mod is pe:  # the derivation is printed in the epilog
-        assert "4 + 3x" in out and "erkennung" in out
-
-
 def test_sentence_bank():
     from demo_text import SENTENCES
     assert len(SENTENCES) >= 300 and len({t for t, _ in SENTENCES}) == len(SENTENCES)
