@@ -225,6 +225,54 @@ def test_batched_ranking_equals_all_pairs_tournament():
     assert sorted(batched[0].tolist()) == list(range(1, 23))
 
 
+@torch.no_grad()
+def tournament(net, chunks):
+    """All-pairs tournament in float32: chunk i wins the ordered pair (i, j) when argmax(f(c_i) - f(c_j)) == 1
+    (a tie goes to class 0: argmax takes the first maximum); ranks = 'min' ranks of the win counts.
+    f(c) is one batch-1 pass per chunk: exactly the value each of the 462 pair passes computes for that chunk."""
+    f = torch.cat([net(chunks[k:k + 1]) for k in range(len(chunks))])     # (K, 2)
+    win = (f[:, None, :] - f[None, :, :]).argmax(-1) == 1                  # d_ij = f(c_i) - f(c_j)
+    win.fill_diagonal_(False)
+    return win, rankdata(-win.sum(1).numpy(), method='min').astype(int)
+
+
+def assert_ranks_equal_tournament(net, chunks, ranks, tol=1e-5):
+    """Float32-aware equality of a rank sequence with the tournament. The batched scores g = f1 - f0 come from a
+    batched forward whose values may differ from batch-1 passes by rounding (<= 5e-7 measured on the released
+    rankers): every pair whose scores differ by more than `tol` must be decided as g orders it, and the ranks
+    must equal the tournament's exactly unless some pair is within `tol` (then False: a near-tie, counted by
+    the caller). Exact ties (identical chunks) give d = 0 -> class 0 both ways -> equal wins -> equal ranks."""
+    with torch.no_grad():
+        out = net(chunks)
+    g = (out[:, 1] - out[:, 0]).double()
+    win, want = tournament(net, chunks)
+    clear = (g[:, None] - g[None, :]).abs() > tol
+    assert torch.equal(win[clear], (g[:, None] > g[None, :])[clear])
+    if clear.sum() == len(g) * (len(g) - 1):                 # no near-tie off the diagonal
+        assert list(ranks) == want.tolist()
+        return True
+    return False
+
+
+def test_batched_ranking_equals_tournament_published_shape():
+    """The released rankers' shape in float32: 130-d input, 2-layer LSTM 130, 22 chunks of 62 frames; utterances
+    with step 5, step 0 (identical chunks: all ranks 1), shorter than a chunk, and a long one."""
+    torch.manual_seed(1)
+    net = LSTMnet(out_dim=2).eval()
+    m, K = 62, 22
+    lengths = torch.tensor([m + 21 * 5, 70, 40, 400])
+    x = torch.randn(4, 400, 130)
+    x[torch.arange(400)[None, :] >= lengths[:, None]] = 0
+    chunks = dynamic_chunk_split(x, lengths, m, K)
+    assert chunks.dtype == torch.float32 and chunks.shape == (4, K, m, 130)
+    batched = rank_sequences(net, chunks, lengths, m)
+    assert all(assert_ranks_equal_tournament(net, chunks[b], batched[b].tolist()) or b in (1, 2) for b in range(4))
+    assert batched[1].tolist() == [1] * K and batched[2].tolist() == [1] * K
+    assert tournament(net, chunks[1])[1].tolist() == [1] * K
+    assert sorted(batched[3].tolist()) == list(range(1, K + 1))
+    assert batched[0].tolist() == rank_sequence_allpairs(net, chunks[0]).tolist()     # the script's own 462 passes
+
+
 # ------------------------------------------------------------------ published checkpoint layout
 def test_published_layout_state_dict_loads(tmp_path):
     pub = tmp_path / 'Chunk-Level-Emotion-Retrieval'

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 import scipy.io
 import torch
-from scipy.stats import rankdata
 
 import extract_features
 import predict
@@ -23,6 +22,7 @@ import testing
 from chunk_emotion_rankers import generate_ranking_seqence
 from feature_store import FeatureStore
 from model import LSTMnet
+from tests.test_method1 import assert_ranks_equal_tournament
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / 'shared'
@@ -138,34 +138,6 @@ def published_chunks(x, mean, std):
         x = np.concatenate([x, np.zeros((M - len(x), x.shape[1]))])
     step = (len(x) - M) // (K - 1)
     return torch.tensor(np.stack([x[k * step:k * step + M] for k in range(K)]), dtype=torch.float32)
-
-
-@torch.no_grad()
-def tournament(net, chunks):
-    """All-pairs tournament in float32: chunk i wins the ordered pair (i, j) when argmax(f(c_i) - f(c_j)) == 1
-    (a tie goes to class 0, as argmax takes the first maximum); ranks = 'min' ranks of the win counts.
-    f(c) is one batch-1 pass per chunk, exactly the value each of the 462 pair passes computes for it."""
-    f = torch.cat([net(chunks[k:k + 1]) for k in range(len(chunks))])     # (K, 2)
-    win = (f[:, None, :] - f[None, :, :]).argmax(-1) == 1                  # (K, K): d_ij = f(c_i) - f(c_j)
-    win.fill_diagonal_(False)
-    return win, rankdata(-win.sum(1).numpy(), method='min').astype(int)
-
-
-def assert_ranks_equal_tournament(net, chunks, ranks, tol=1e-5):
-    """Float32-aware equality: the batched scores g = f1 - f0 come from a batched forward, whose values may
-    differ from the batch-1 passes by rounding (<= 5e-7 measured on these models). Every pair whose scores
-    differ by more than `tol` must be decided the same way, and the rank sequence must equal the tournament's
-    unless some pair is within `tol` (returns False then, so callers can count such near-ties)."""
-    with torch.no_grad():
-        out = net(chunks)
-    g = (out[:, 1] - out[:, 0]).double()
-    win, want = tournament(net, chunks)
-    clear = (g[:, None] - g[None, :]).abs() > tol
-    assert torch.equal(win[clear], (g[:, None] > g[None, :])[clear])
-    if clear.sum() == len(g) * (len(g) - 1):                 # no near-tie off the diagonal
-        assert list(ranks) == want.tolist()
-        return True
-    return False
 
 
 def test_ranking_sequences_equal_tournament(emodb_test):
