@@ -174,6 +174,9 @@ def test_target_curve_hand_examples():
     np.testing.assert_allclose(generate_chunk_EmoSeq(3.0, 0.5, [2, 1, 1, 3]), [2.5, 3.5, 3.5, 2.5])
     s = np.sqrt(2 / 3)      # ranks 1,2,3: trend 0,-1,-2 (smoothing keeps it), mean -1, std sqrt(2/3)
     np.testing.assert_allclose(generate_chunk_EmoSeq(4.0, 1.0, [1, 2, 3]), [4 + 1 / s, 4, 4 - 1 / s])
+    # ranks 1,3,2,4,5: trend 0,-1,0,-1,-2; 3-point means -1/3, -2/3, -1 inside, raw ends kept -> rescaled
+    x = np.array([0, -1 / 3, -2 / 3, -1, -2])
+    np.testing.assert_allclose(generate_chunk_EmoSeq(3.0, 0.8, [1, 3, 2, 4, 5]), 3 + (x - x.mean()) * 0.8 / x.std())
     assert np.all(generate_chunk_EmoSeq(4.2, 1.3, [1] * 22) == 4.2)              # flat ranks
     assert np.all(generate_chunk_EmoSeq(4.2, 0.0, list(range(1, 23))) == 4.2)    # zero annotator std
     mono = generate_chunk_EmoSeq(4.0, 1.0, list(range(22, 0, -1)))               # rising emotion
@@ -195,6 +198,9 @@ def test_ccc_exact():
     assert ccc(x, x + 1) == pytest.approx(4 / 7)          # 2(2/3) / (2/3 + 2/3 + 1)
     assert ccc(x - 2, 2 - x) == pytest.approx(-1.0)
     assert ccc(x, -x) == pytest.approx(-(4 / 3) / (4 / 3 + 16))   # mean offset 4 enters squared
+    # population moments: var 1.25 and 1.5, cov 1.25, offset 0.5 -> 2.5 / 3 (sample moments would give 0.851)
+    assert ccc([1, 2, 3, 4], [2, 2, 3, 5]) == pytest.approx(2.5 / 3)
+    assert ccc([2, 2, 2], [2, 2, 2]) == 0.0 and ccc([[1, 2], [3, 4]], [1, 2, 3, 4]) == pytest.approx(1.0)
     assert float(ccc_loss(torch.tensor(x), torch.tensor(x + 1))) == pytest.approx(3 / 7)
 
 
