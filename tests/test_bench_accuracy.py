@@ -63,7 +63,7 @@ def check_outputs(env, out, name, png):
 
 
 def test_finetune_emodb(env, capsys):
-    import finetune_emodb
+    from bench import finetune_emodb
     res = finetune_emodb.main(['--pretrained', str(env['pub']), '--folds', '1', '--norms', 'train', '-ep', '1',
                                '-batch', '4', *env['emodb'], *env['common']])
     out = capsys.readouterr().out
