@@ -8,8 +8,10 @@
 One synthetic 130-d LLD feature store (16 ms hop) of base x max(scales) utterances is written with the
 project's FeatureStoreWriter; scale s uses its first base x s utterances. For each scale each method runs
 in a fresh Python subprocess, twice: once timed, once under tracemalloc for the peak of Python/numpy heap
-allocations (what grows with the corpus; the store's memmap pages are file cache, not counted). ru_maxrss
-of the timed child is also recorded (it includes the interpreter, ~30 MB, and memmap pages read).
+allocations (what grows with the corpus; the store's memmap pages are file cache, not counted). Both are
+reported: the heap peak and the resident-set peak (ru_maxrss of the timed child), which also counts the
+interpreter and the libraries it loads and every memory-mapped store page read,
+so streaming's resident peak grows with the store although its heap does not.
   streaming: norm_para.feature_stats (the project's one-pass, Chan-merged float64 statistics)
   concat:    the way the statistics were first computed: load every utterance (a copy, as from per-file
              storage), np.concatenate all frames (float32), then .mean(0) and .std(0) with float64
@@ -123,21 +125,25 @@ def main(argv=None):
             for m in METHODS:
                 del row[m]['mean'], row[m]['std']
             rows.append(row)
-            print(f'{s:>3}x {n:>7,} utt {row["gb"]:6.2f} GB | streaming {a["seconds"]:7.2f} s peak {a["peak_mb"]:8.1f} MB'
-                  f' | concat {b["seconds"]:7.2f} s peak {b["peak_mb"]:8.1f} MB | stats agree: {row["agree"]} '
-                  f'(max diff {err:.1e} std)')
+            print(f'{s:>3}x {n:>7,} utt {row["gb"]:6.2f} GB | streaming {a["seconds"]:7.2f} s heap {a["peak_mb"]:8.1f} MB'
+                  f' RSS {a["maxrss_mb"]:7.0f} MB | concat {b["seconds"]:7.2f} s heap {b["peak_mb"]:8.1f} MB RSS '
+                  f'{b["maxrss_mb"]:7.0f} MB | stats agree: {row["agree"]} (max diff {err:.1e} std)')
         last = rows[-1]
         mem_ratio = last['concat']['peak_mb'] / max(last['streaming']['peak_mb'], 1e-9)
+        rss_ratio = last['concat']['maxrss_mb'] / max(last['streaming']['maxrss_mb'], 1e-9)
         t_ratio = last['concat']['seconds'] / last['streaming']['seconds']
         growth = last['streaming']['peak_mb'] / max(rows[0]['streaming']['peak_mb'], 1e-9)
         ok = all(r['agree'] for r in rows)
         print(f'RESULT norm: at {last["scale"]}x ({last["n_utts"]:,} utt, {last["gb"]:.2f} GB) streaming peak '
               f'{last["streaming"]["peak_mb"]:.1f} MB vs concat {last["concat"]["peak_mb"]:,.0f} MB '
-              f'({mem_ratio:,.0f}x less memory; streaming peak x{growth:.2f} from {scales[0]}x to {scales[-1]}x), '
+              f'({mem_ratio:,.0f}x less heap; streaming heap x{growth:.2f} from {scales[0]}x to {scales[-1]}x), '
+              f'resident {last["streaming"]["maxrss_mb"]:,.0f} MB vs {last["concat"]["maxrss_mb"]:,.0f} MB '
+              f'({rss_ratio:.1f}x), '
               f'time {last["streaming"]["seconds"]:.2f} s vs {last["concat"]["seconds"]:.2f} s '
               f'(concat/streaming {t_ratio:.2f}); stats agree: {ok}')
         res = dict(machine=info, base_utts=args.base_utts, scales=scales, dim=args.dim, hop=args.hop,
-                   mean_sec=args.mean_sec, rows=rows, memory_ratio_at_max=mem_ratio, time_ratio_at_max=t_ratio,
+                   mean_sec=args.mean_sec, rows=rows, memory_ratio_at_max=mem_ratio, rss_ratio_at_max=rss_ratio,
+                   time_ratio_at_max=t_ratio,
                    streaming_peak_growth=growth, agree=ok)
         common.save_results('norm', res, args.out)
         if not args.no_plot:
@@ -145,9 +151,10 @@ def main(argv=None):
             fig, axs = plt.subplots(1, 2, figsize=(9, 3.3))
             x = [r['gb'] for r in rows]
             for m, c in (('streaming', 'tab:green'), ('concat', 'tab:gray')):
-                axs[0].plot(x, [r[m]['peak_mb'] for r in rows], 'o-', color=c, label=m)
+                axs[0].plot(x, [r[m]['peak_mb'] for r in rows], 'o-', color=c, label=f'{m} heap')
+                axs[0].plot(x, [r[m]['maxrss_mb'] for r in rows], 's--', color=c, label=f'{m} resident')
                 axs[1].plot(x, [r[m]['seconds'] for r in rows], 'o-', color=c, label=m)
-            axs[0].set_ylabel('peak heap (MB, tracemalloc)')
+            axs[0].set_ylabel('peak MB (heap: tracemalloc; resident: ru_maxrss)')
             axs[0].set_yscale('log')
             axs[1].set_ylabel('seconds')
             for ax in axs:

@@ -1,21 +1,25 @@
-"""Bench 2 -- preference labels: the project's vectorised QA vs a per-pair Python loop.
+"""Bench 2 -- preference labels: the project's vectorised QA vs the published loop and a plain per-pair loop.
 
-    python bench/bench_preference.py                       # 30k utterances x 5 raters, loop on 1,000 of them
-    python bench/bench_preference.py --loop-utts 30000     # the loop over everything too (~10 min+)
-    python bench/bench_preference.py --n-utts 2000 --loop-utts 100 --check-utts 300    # smoke size
+    python bench/bench_preference.py                       # 30k utterances x 5 raters (~3 min on 2 cores)
+    python bench/bench_preference.py --published-utts 30000 --plain-utts 30000    # both loops over everything (hours)
+    python bench/bench_preference.py --n-utts 2000 --published-utts 20 --plain-utts 100 --check-utts 200   # smoke
 
-Fast side: `preference_pairs` of chunk_emotion_rankers/generate_preference_labels.py (partners for a
-block of utterances at once, comparisons as rating histograms / numpy broadcasting) on the whole synthetic
-split. Slow side: the QA approach as first published, written here: for every utterance draw 10 % of the
-others, and for every pair compare every rating with every rating in a Python double loop. The loop runs on
-the first --loop-utts utterances (same ratings, same N, same number of partners) and its time is
-extrapolated linearly to all utterances (cost per utterance is P x R^2 whatever the utterance): that
-number is labelled "extrapolated". Both sides compute the pair table only (no CSV writing).
-Correctness: on --check-utts utterances the loop's labels on the fast path's own partner draws must give
-exactly the fast path's pairs (the partner draws come from the fast path run with threshold 0, which
-keeps every drawn pair).
-Synthetic ratings: latent level U(1.5, 6.5) per utterance, each rater latent + N(0, 1) rounded and
-clipped to the 1..7 Likert scale (the same recipe as generate_preference_labels.py --benchmark).
+Fast side: `preference_pairs` of chunk_emotion_rankers/generate_preference_labels.py on the whole synthetic
+split (vectorised partner draw per block of utterances, label table of the distinct rating histograms, two
+threads; also timed on one thread).
+Slow sides, both written here (none of the authors' code):
+- published loop: the QA approach as the authors' script runs it: for every utterance one partner draw
+  (`rng.choice` of 10 % of the other indices), and for every pair, rating by rating, the comparisons of that
+  rating with the partner's rating array (numpy arrays) counted with Python's `sum`;
+- plain loop: the same decision in plain Python: `random.sample` of the partners, a double loop over the
+  rating pairs of each pair.
+Each loop runs on the first --published-utts / --plain-utts utterances (same ratings, same N, same number
+of partners) and its time is extrapolated linearly to all utterances (each utterance costs P x R^2 whatever
+it is): those numbers say "extrapolated". All sides compute the pair table only (no CSV writing).
+Correctness: on a --check-utts split, both loops' labels of the fast path's own partner draws must give
+exactly the fast path's pairs (the draws come from a fast run with threshold 0, which keeps every drawn pair).
+Synthetic ratings: latent level U(1.5, 6.5) per utterance, each rater latent + N(0, 1) rounded and clipped
+to the 1..7 Likert scale.
 """
 import argparse
 import random
@@ -27,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import numpy as np  # noqa: E402
 
+from chunk_emotion_rankers.generate_preference_labels import preference_pairs  # noqa: E402
+
 
 def synthetic_ratings(n, raters, seed):
     rng = np.random.default_rng(seed)
@@ -34,17 +40,8 @@ def synthetic_ratings(n, raters, seed):
     return np.clip(np.rint(latent[:, None] + rng.normal(0, 1.0, (n, raters))), 1, 7)
 
 
-def qa_pair(ri, rj, threshold):
-    """Published-style QA of one pair: 1 (i > j), 0 (i < j) or None (equal / no clear winner)."""
-    g = l = e = 0
-    for a in ri:
-        for b in rj:
-            if a > b:
-                g += 1
-            elif a < b:
-                l += 1
-            else:
-                e += 1
+def decide(g, l, e, threshold):
+    """QA decision from the counts: 1 (i > j), 0 (i < j) or None (equal wins / no fraction >= threshold)."""
     tot = g + l + e
     if tot == 0:
         return None
@@ -55,8 +52,47 @@ def qa_pair(ri, rj, threshold):
     return 1 if best == pg else 0
 
 
-def naive_preference(lists, rows, ratio, threshold, seed):
-    """The per-pair Python loop: for each utterance i in rows, 10 % of the others as partners, one pair at a time."""
+def qa_published(ri, rj, threshold):
+    """Rating by rating: one rating of i against the partner's rating array, counted with Python's sum."""
+    g = l = e = 0
+    for a in ri:
+        g += sum(a > rj)
+        l += sum(a < rj)
+        e += sum(a == rj)
+    return decide(g, l, e, threshold)
+
+
+def qa_plain(ri, rj, threshold):
+    """Plain Python: every rating pair in a double loop."""
+    g = l = e = 0
+    for a in ri:
+        for b in rj:
+            if a > b:
+                g += 1
+            elif a < b:
+                l += 1
+            else:
+                e += 1
+    return decide(g, l, e, threshold)
+
+
+def published_loop(arrays, rows, ratio, threshold, seed):
+    """For each utterance i in rows: one rng.choice of 10 % of the other indices, then qa_published per pair."""
+    rng = np.random.default_rng(seed)
+    N = len(arrays)
+    P = min(int(N * ratio), N - 1)
+    out = []
+    for i in rows:
+        others = np.delete(np.arange(N), i)
+        for j in rng.choice(others, P, replace=False):
+            lab = qa_published(arrays[i], arrays[j], threshold)
+            if lab is not None:
+                out.append((i, int(j), lab))
+    return out
+
+
+def plain_loop(lists, rows, ratio, threshold, seed):
+    """For each utterance i in rows: random.sample of 10 % of the others, then qa_plain per pair."""
     rng = random.Random(seed)
     N = len(lists)
     P = min(int(N * ratio), N - 1)
@@ -64,99 +100,111 @@ def naive_preference(lists, rows, ratio, threshold, seed):
     for i in rows:
         others = [k for k in range(N) if k != i]
         for j in rng.sample(others, P):
-            lab = qa_pair(lists[i], lists[j], threshold)
+            lab = qa_plain(lists[i], lists[j], threshold)
             if lab is not None:
                 out.append((i, j, lab))
     return out
 
 
+def check(ratings, arrays, lists, n, args):
+    """Both loops label the fast path's own partner draws: their pairs must equal the fast path's."""
+    sub = ratings[:n]
+    fast = set(zip(*(a.tolist() for a in preference_pairs(sub, args.ratio, args.threshold, args.seed, args.method))))
+    ai, aj, _ = preference_pairs(sub, args.ratio, 0.0, args.seed, args.method)       # every drawn pair
+    res = dict(utterances=n, drawn_pairs=len(ai), fast_pairs=len(fast))
+    for name, fn, data in (('published', qa_published, arrays), ('plain', qa_plain, lists)):
+        loop = {(i, j, lab) for i, j in zip(ai.tolist(), aj.tolist())
+                if (lab := fn(data[i], data[j], args.threshold)) is not None}
+        res[f'{name}_pairs'], res[f'{name}_identical'] = len(loop), loop == fast
+    res['identical'] = res['published_identical'] and res['plain_identical']
+    print(f'check on {n:,} utterances: {len(ai):,} drawn pairs -> fast {len(fast):,} / published loop '
+          f'{res["published_pairs"]:,} / plain loop {res["plain_pairs"]:,} labelled pairs: '
+          f'{"IDENTICAL" if res["identical"] else "DIFFERENT"}')
+    return res
+
+
+def time_loop(fn, data, n_loop, N, P, args):
+    t0 = time.perf_counter()
+    pairs = fn(data, range(n_loop), args.ratio, args.threshold, args.seed)
+    sec = time.perf_counter() - t0
+    return dict(seconds=sec * N / n_loop, seconds_measured=sec, utts_measured=n_loop, extrapolated=n_loop < N,
+                utt_per_s=n_loop / sec, kept_fraction=len(pairs) / max(n_loop * P, 1))
+
+
+def plot(res, out):
+    plt = common.plt_agg()
+    names = ['vectorised (2 threads)', 'vectorised (1 thread)', 'plain loop', 'published loop']
+    secs = [res['fast']['seconds'], res['fast_1thread']['seconds'], res['plain']['seconds'], res['published']['seconds']]
+    fig, ax = plt.subplots(figsize=(6.5, 2.8))
+    ax.barh(names, secs, color=['tab:green', 'tab:olive', 'tab:gray', 'tab:red'])
+    ax.set_xscale('log')
+    ax.set_xlabel('seconds (log); loops extrapolated')
+    ax.set_title(f"Preference labels, {res['n_utts']:,} utt x {res['raters']} raters, {res['partners']:,} partners",
+                 fontsize=9)
+    for y, t in enumerate(secs):
+        ax.text(t, y, f' {t:,.1f} s', va='center', fontsize=8)
+    fig.tight_layout()
+    common.save_png(fig, 'preference', out and Path(out))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--n-utts', type=int, default=30000, help='utterances in the synthetic split (published bench: 30000)')
+    p.add_argument('--n-utts', type=int, default=30000, help='utterances in the synthetic split (default 30000)')
     p.add_argument('--raters', type=int, default=5, help='ratings per utterance (default 5)')
     p.add_argument('--ratio', type=float, default=0.1, help='fraction of the split drawn as partners (default 0.1)')
     p.add_argument('--threshold', type=float, default=0.6, help='QA threshold (default 0.6)')
-    p.add_argument('--loop-utts', type=int, default=1000,
-                   help='utterances the per-pair loop runs on (extrapolated to --n-utts; --loop-utts N = the full run)')
-    p.add_argument('--check-utts', type=int, default=1000,
-                   help='split size of the exact fast-vs-loop pair check (0 = skip)')
-    p.add_argument('--method', default='auto', choices=['auto', 'hist', 'broadcast'],
-                   help='kernel of the fast path (auto = histograms for Likert ratings)')
+    p.add_argument('--published-utts', type=int, default=60,
+                   help='utterances the published loop runs on (extrapolated to --n-utts; default 60)')
+    p.add_argument('--plain-utts', type=int, default=1000,
+                   help='utterances the plain loop runs on (extrapolated to --n-utts; default 1000)')
+    p.add_argument('--check-utts', type=int, default=500, help='split size of the exact pair check (0 = skip)')
+    p.add_argument('--method', default='auto', choices=['auto', 'table', 'hist', 'broadcast'],
+                   help='kernel of the fast path (default auto: the label table for Likert ratings)')
     p.add_argument('--seed', type=int, default=31, help='seed of the ratings and the partner draws')
-    p.add_argument('--out', default=None, help='folder for the JSON (default bench/results)')
+    p.add_argument('--out', default=None, help='folder for the JSON and PNG (default bench/results, images/)')
     p.add_argument('--no-plot', action='store_true', help='do not write images/bench_preference.png')
     args = p.parse_args(argv)
-    from chunk_emotion_rankers.generate_preference_labels import preference_pairs
 
     info = common.machine('cpu')
     print(common.machine_line(info))
     N, R = args.n_utts, args.raters
     P = min(int(N * args.ratio), N - 1)
     ratings = synthetic_ratings(N, R, args.seed)
-    lists = [list(map(float, r)) for r in ratings]
+    arrays, lists = list(ratings), [list(map(float, r)) for r in ratings]
     print(f'{N:,} utterances x {R} raters, {P:,} partners each = {N * P:,} comparisons of {R * R} rating pairs')
+    chk = check(ratings, arrays, lists, min(args.check_utts, N), args) if args.check_utts else None
 
-    # correctness: identical pairs on a small split, loop fed the fast path's partner draws
-    check = None
-    if args.check_utts:
-        n = min(args.check_utts, N)
-        sub = ratings[:n]
-        fi, fj, fl = preference_pairs(sub, args.ratio, args.threshold, args.seed, args.method)
-        ai, aj, _ = preference_pairs(sub, args.ratio, 0.0, args.seed, args.method)       # every drawn pair
-        sl = [lists[k] for k in range(n)]
-        loop = {(int(i), int(j), lab) for i, j in zip(ai, aj) if (lab := qa_pair(sl[i], sl[j], args.threshold)) is not None}
-        fast = set(zip(fi.tolist(), fj.tolist(), fl.tolist()))
-        check = dict(utterances=n, drawn_pairs=len(ai), fast_pairs=len(fast), loop_pairs=len(loop), identical=fast == loop)
-        print(f'check on {n:,} utterances: {len(ai):,} drawn pairs -> fast {len(fast):,} / loop {len(loop):,} labelled '
-              f'pairs: {"IDENTICAL" if fast == loop else "DIFFERENT"}')
+    fast = {}
+    for threads in (2, 1):
+        t0 = time.perf_counter()
+        _, _, lab = preference_pairs(ratings, args.ratio, args.threshold, args.seed, args.method, threads=threads)
+        sec = time.perf_counter() - t0
+        fast[threads] = dict(seconds=sec, utt_per_s=N / sec, pairs=len(lab), comparisons_per_s=N * P / sec)
+        del lab
+    pub = time_loop(published_loop, arrays, min(args.published_utts, N), N, P, args)
+    plain = time_loop(plain_loop, lists, min(args.plain_utts, N), N, P, args)
 
-    t0 = time.perf_counter()
-    i, j, lab = preference_pairs(ratings, args.ratio, args.threshold, args.seed, args.method)
-    t_fast = time.perf_counter() - t0
-    n_pairs = len(lab)
-    del i, j
-
-    n_loop = min(args.loop_utts, N)
-    t0 = time.perf_counter()
-    loop_pairs = naive_preference(lists, range(n_loop), args.ratio, args.threshold, args.seed)
-    t_loop_sub = time.perf_counter() - t0
-    t_loop = t_loop_sub * N / n_loop
-    extrap = n_loop < N
-    kept_loop = len(loop_pairs) / max(n_loop * P, 1)
-
-    fast_rate, loop_rate = N / t_fast, n_loop / t_loop_sub
-    label = f'extrapolated from {n_loop:,} utterances' if extrap else 'measured'
-    print(f'fast (vectorised QA) : {t_fast:8.2f} s for {N:,} utterances = {common.fmt_rate(fast_rate)} utt/s, '
-          f'{N * P / t_fast / 1e6:,.1f} M pair comparisons/s, {n_pairs:,} labelled pairs ({n_pairs / (N * P):.1%} kept)')
-    print(f'loop (per-pair Python): {t_loop:8.1f} s for {N:,} utterances ({label}; {t_loop_sub:.1f} s measured) = '
-          f'{common.fmt_rate(loop_rate)} utt/s, {n_loop * P / t_loop_sub / 1e6:,.3f} M pair comparisons/s, '
-          f'{kept_loop:.1%} kept')
-    ratio = t_loop / t_fast
-    print(f'RESULT preference: vectorised {t_fast:.2f} s vs per-pair loop {t_loop:,.0f} s '
-          f'({"extrapolated" if extrap else "measured"}) for {N:,} utt x {R} raters -> {ratio:,.0f}x faster'
-          + (f'; check {"passed" if check["identical"] else "FAILED"}' if check else ''))
-
+    t_fast = fast[2]['seconds']
+    for name, r in (('published loop', pub), ('plain loop', plain)):
+        label = f'extrapolated from {r["utts_measured"]:,} utterances' if r['extrapolated'] else 'measured'
+        print(f'{name:15s}: {r["seconds"]:9.1f} s for {N:,} utterances ({label}; {r["seconds_measured"]:.1f} s '
+              f'measured) = {common.fmt_rate(r["utt_per_s"])} utt/s, {r["kept_fraction"]:.1%} kept')
+    print(f'vectorised     : {t_fast:9.2f} s on 2 threads, {fast[1]["seconds"]:.2f} s on 1 thread '
+          f'({fast[2]["pairs"]:,} labelled pairs, {fast[2]["pairs"] / (N * P):.1%} kept)')
+    extrap = pub['extrapolated'] or plain['extrapolated']
     res = dict(machine=info, n_utts=N, raters=R, partners=P, ratio=args.ratio, threshold=args.threshold,
-               method=args.method, seed=args.seed,
-               fast=dict(seconds=t_fast, utt_per_s=fast_rate, pairs=n_pairs, comparisons_per_s=N * P / t_fast),
-               loop=dict(seconds=t_loop, seconds_measured=t_loop_sub, utts_measured=n_loop, extrapolated=extrap,
-                         utt_per_s=loop_rate, kept_fraction=kept_loop),
-               speedup=ratio, check=check)
+               method=args.method, seed=args.seed, fast=fast[2], fast_1thread=fast[1], published=pub, plain=plain,
+               speedup_vs_published=pub['seconds'] / t_fast, speedup_vs_plain=plain['seconds'] / t_fast,
+               published_vs_plain=pub['seconds'] / plain['seconds'], check=chk)
+    print(f'RESULT preference: vectorised {t_fast:.2f} s vs published loop {pub["seconds"]:,.0f} s '
+          f'({res["speedup_vs_published"]:,.0f}x) and plain loop {plain["seconds"]:,.0f} s '
+          f'({res["speedup_vs_plain"]:,.0f}x){" (loops extrapolated)" if extrap else ""} for {N:,} utt x {R} raters'
+          + (f'; check {"passed" if chk["identical"] else "FAILED"}' if chk else ''))
     common.save_results('preference', res, args.out)
     if not args.no_plot:
-        plt = common.plt_agg()
-        fig, ax = plt.subplots(figsize=(6, 2.6))
-        ax.barh(['vectorised QA', 'per-pair loop' + (' (extrap.)' if extrap else '')], [t_fast, t_loop],
-                color=['tab:green', 'tab:gray'])
-        ax.set_xscale('log')
-        ax.set_xlabel('seconds (log)')
-        ax.set_title(f'Preference labels, {N:,} utt x {R} raters, {P:,} partners: {ratio:,.0f}x', fontsize=9)
-        for y, t in enumerate([t_fast, t_loop]):
-            ax.text(t, y, f' {t:,.1f} s', va='center', fontsize=8)
-        fig.tight_layout()
-        common.save_png(fig, 'preference', args.out and Path(args.out))
-    if check and not check['identical']:
-        raise SystemExit('error: the vectorised preference pairs differ from the per-pair loop')
+        plot(res, args.out)
+    if chk and not chk['identical']:
+        raise SystemExit('error: the vectorised preference pairs differ from the loops')
     return res
 
 

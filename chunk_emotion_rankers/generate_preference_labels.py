@@ -1,25 +1,30 @@
-"""Preference labels for the chunk emotion rankers with the QA approach (SPEC §4).
+"""Preference labels for the chunk emotion rankers with the QA approach (docs/method1.md, "Preference labels").
 
     python chunk_emotion_rankers/generate_preference_labels.py -emo Act -set Train
     python chunk_emotion_rankers/generate_preference_labels.py                  # -emo all -set all
-    python chunk_emotion_rankers/generate_preference_labels.py --benchmark 30000 --raters 5
 
 For each utterance i of a split, 10 % of the split's other utterances are drawn without replacement as
 partners j (seeded). Every annotator rating of i is compared with every rating of j; if the largest of
 p_greater, p_lower, p_equal is >= 0.6, greater gives label 1, lower label 0, equal no pair.
 Output: preference_labels/<training|validation|testing>_<Emo>.csv with Sentence1,Sentence2,PreferLabel.
+Speed against the published loop: bench/bench_preference.py.
 
-Vectorised: ratings are a NaN-padded (N, R) matrix; partners are drawn for a block of utterances at once
-(random keys + argpartition), and the comparisons run as numpy broadcasting over (rows, partners, R, R)
-with NaN masking (NaN compares False), in blocks that bound memory. When the ratings take few distinct
-values (a Likert scale) the same counts come from rating histograms (matrix products), whose cost does
-not grow with R^2; both paths give identical pairs (tested). The self-pair is never drawn.
+Vectorised: ratings are a NaN-padded (N, R) matrix. Partners are drawn for a block of utterances at once
+(`draw_partners`: draws with replacement, sorted, repeats replaced by fresh draws; each utterance gets a
+uniform random subset, independently of the others). Rows are processed in fixed blocks, each with its own
+random stream spawned from --seed, on two threads: the pairs depend on the seed and N only, not on the
+thread count. A pair's label depends only on the two rating histograms, so when a split has few distinct
+histograms (Likert ratings, a handful of raters) the labels of all histogram pairs are computed once and
+looked up (`method='table'`); otherwise the counts come from rating histograms (matrix products, 'hist')
+or numpy broadcasting over (rows, partners, R, R) with NaN masking ('broadcast'). All kernels give
+identical pairs (tested). The self-pair is never drawn.
 """
 import argparse
 import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +37,8 @@ from dataloader import PREF_DIR, SPLIT_FILE, die, limit_names, open_corpus, pars
 from utils import ensure_dir, parse_emos  # noqa: E402
 
 MEM_ELEMS = 1 << 25      # elements per temporary comparison block (~32 MB of bools)
+BLOCK_ELEMS = 1 << 22    # partner draws per block of utterances (16 MB of int32)
+TABLE_CLASSES = 4096     # at most this many distinct rating histograms -> one label table (16 MB)
 
 
 def pad_ratings(lists):
@@ -44,10 +51,44 @@ def pad_ratings(lists):
 
 
 def draw_partners(rng, rows, N, P):
-    """P distinct partners != i for every i in `rows` (sorted), drawn without replacement: (len(rows), P)."""
-    part = np.stack([rng.choice(N - 1, P, replace=False) for _ in rows]) if len(rows) else np.zeros((0, P), int)
-    part += part >= np.asarray(rows)[:, None]                   # skip the utterance itself
-    return np.sort(part, axis=1)
+    """P distinct partners != i for every i in `rows`, each row a uniform random P-subset of the other N - 1
+    utterances, drawn independently: (len(rows), P) int32, rows in no particular order.
+
+    P draws with replacement per row, sorted; every repeated value is replaced by a fresh draw that is not
+    yet in its row (rounds until none is left; the first of equal fresh draws wins). The decisions depend on
+    the draws only through equality, so the result is invariant under relabelling the utterances: uniform.
+    Dense case (2P > N - 1): the P smallest of N - 1 random keys."""
+    rows = np.asarray(rows, np.int64)
+    b, n = len(rows), N - 1
+    if n < 2 * P:
+        part = np.argsort(rng.random((b, n)), axis=1)[:, :P].astype(np.int32)
+    else:
+        base = (np.arange(b, dtype=np.int32) * np.int32(n))[:, None]     # row keys r*n + v (b*n < 2**31)
+        part = rng.integers(0, n, (b, P), dtype=np.int32)
+        part += base
+        part.sort(axis=1)
+        flat = part.reshape(-1)                         # globally sorted: membership by binary search
+        slot = np.flatnonzero(flat[1:] == flat[:-1]) + 1
+        row = (slot // P).astype(np.int32)
+        acc, fill_slot, fill_key = np.zeros(0, np.int32), [], []
+        while len(slot):
+            key = row * np.int32(n) + rng.integers(0, n, len(slot), dtype=np.int32)
+            uk, first = np.unique(key, return_index=True)
+            new = flat[np.searchsorted(flat, uk).clip(max=len(flat) - 1)] != uk
+            if len(acc):
+                new &= acc[np.searchsorted(acc, uk).clip(max=len(acc) - 1)] != uk
+            take = first[new]
+            fill_slot.append(slot[take])
+            fill_key.append(key[take])
+            acc = np.sort(np.concatenate([acc, key[take]]))
+            left = np.ones(len(slot), bool)
+            left[take] = False
+            slot, row = slot[left], row[left]
+        if fill_slot:
+            flat[np.concatenate(fill_slot)] = np.concatenate(fill_key)
+        part -= base
+    part += part >= rows[:, None]                       # skip the utterance itself
+    return part
 
 
 def qa_counts_broadcast(Ri, Rj):
@@ -62,7 +103,8 @@ def qa_counts_broadcast(Ri, Rj):
 def histograms(ratings):
     """(N, R) NaN-padded ratings -> counts H (N, V) per distinct value and `below` (N, V) = #ratings < value."""
     vals = np.unique(ratings[np.isfinite(ratings)])
-    H = np.stack([(ratings == v).sum(1) for v in vals], 1).astype(np.float32)
+    H = np.stack([(ratings == v).sum(1) for v in vals], 1).astype(np.float32) if len(vals) else \
+        np.zeros((len(ratings), 1), np.float32)
     below = np.cumsum(H, 1) - H
     return H, below
 
@@ -76,41 +118,76 @@ def qa_counts_hist(Hi, H, below, pj):
     return gt, tot - gt - eq, tot
 
 
-def preference_pairs(ratings, ratio=0.1, threshold=0.6, seed=31, method='auto'):
+def qa_labels(gt, lt, tot, threshold):
+    """Counts -> int8 labels: 1 (i greater), 0 (i lower), -1 (no pair: equal wins or no fraction >= threshold)."""
+    need = threshold * tot - 1e-6 * np.maximum(tot, 1)          # p >= threshold, robust to rounding
+    lab = np.full(np.shape(gt), -1, np.int8)
+    lab[(lt >= need) & (tot > 0)] = 0
+    lab[(gt >= need) & (tot > 0)] = 1
+    return lab
+
+
+def label_table(ratings, threshold, max_classes=TABLE_CLASSES):
+    """Utterances grouped by rating histogram: (class of each utterance (N,), int8 label table (U, U)), or None
+    when there are more than max_classes distinct histograms."""
+    H, _ = histograms(ratings)
+    U, cls = np.unique(H, axis=0, return_inverse=True)
+    if len(U) > max_classes:
+        return None
+    gt = U @ (np.cumsum(U, 1) - U).T
+    tot = U.sum(1)[:, None] * U.sum(1)[None, :]
+    return cls.reshape(-1).astype(np.int32), qa_labels(gt, tot - gt - U @ U.T, tot, threshold)
+
+
+def _block_labels(ratings, rows, part, threshold, method, table, hist):
+    """Labels (len(rows), P) int8 of one block of utterances against their partners."""
+    if method == 'table':
+        cls, lab = table
+        return lab[cls[rows][:, None], cls[part]]
+    out = np.empty(part.shape, np.int8)
+    R = ratings.shape[1]
+    P = part.shape[1]
+    step = max(1, MEM_ELEMS // (P * R * R) if method == 'broadcast' else MEM_ELEMS // (3 * P * hist[0].shape[1]))
+    for c0 in range(0, len(rows), step):
+        ri, pj = rows[c0:c0 + step], part[c0:c0 + step]
+        if method == 'hist':
+            counts = qa_counts_hist(hist[0][ri], hist[0], hist[1], pj)
+        else:
+            counts = qa_counts_broadcast(ratings[ri], ratings[pj])
+        out[c0:c0 + step] = qa_labels(*counts, threshold)
+    return out
+
+
+def preference_pairs(ratings, ratio=0.1, threshold=0.6, seed=31, method='auto', threads=2):
     """QA preference pairs of one split. ratings: (N, R) NaN-padded annotator ratings.
-    Returns (i, j, label) int arrays: utterance i preferred over j (1) or not (0)."""
+    Returns (i, j, label) arrays (int32, int32, int8): utterance i preferred over j (1) or not (0), grouped by i.
+    method: 'auto' (table when the split has <= TABLE_CLASSES distinct rating histograms, else hist for
+    <= 32 distinct values, else broadcast), 'table', 'hist' or 'broadcast'; all give identical pairs."""
     ratings = np.asarray(ratings, np.float64)
     N = len(ratings)
     P = min(int(N * ratio), N - 1)
     if P < 1:
-        return (np.zeros(0, np.int64),) * 3
-    rng = np.random.default_rng(seed)
-    R = ratings.shape[1]
+        return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int8)
+    table = label_table(ratings, threshold) if method in ('auto', 'table') else None
     if method == 'auto':
-        method = 'hist' if len(np.unique(ratings[np.isfinite(ratings)])) <= 32 else 'broadcast'
-    if method == 'hist':
-        H, below = histograms(ratings)
-    draw_rows = max(1, MEM_ELEMS // (8 * P))
-    cmp_rows = max(1, MEM_ELEMS // (P * R * R) if method == 'broadcast' else MEM_ELEMS // (3 * P * H.shape[1]))
-    out_i, out_j, out_l = [], [], []
-    for r0 in range(0, N, draw_rows):
-        rows = np.arange(r0, min(r0 + draw_rows, N))
-        part = draw_partners(rng, rows, N, P)
-        for c0 in range(0, len(rows), cmp_rows):
-            ri, pj = rows[c0:c0 + cmp_rows], part[c0:c0 + cmp_rows]
-            if method == 'hist':
-                gt, lt, tot = qa_counts_hist(H[ri], H, below, pj)
-            else:
-                gt, lt, tot = qa_counts_broadcast(ratings[ri], ratings[pj])
-            need = threshold * tot - 1e-6 * np.maximum(tot, 1)   # p >= threshold, robust to rounding
-            win, lose = (gt >= need) & (tot > 0), (lt >= need) & (tot > 0)
-            keep = win | lose
-            ii, pp = np.nonzero(keep)
-            out_i.append(ri[ii].astype(np.int32))
-            out_j.append(pj[ii, pp].astype(np.int32))
-            out_l.append(win[ii, pp].astype(np.int8))
-    cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
-    return cat(out_i, np.int32), cat(out_j, np.int32), cat(out_l, np.int8)
+        method = 'table' if table else 'hist' if len(np.unique(ratings[np.isfinite(ratings)])) <= 32 else 'broadcast'
+    if method == 'table' and table is None:
+        table = label_table(ratings, threshold, max_classes=N)
+    hist = histograms(ratings) if method == 'hist' else None
+    rows_per_block = max(1, min(BLOCK_ELEMS // P, (2 ** 31 - 1) // max(N, 1)))
+    starts = range(0, N, rows_per_block)
+    seeds = np.random.SeedSequence(seed).spawn(len(starts))
+
+    def block(k):
+        rows = np.arange(starts[k], min(starts[k] + rows_per_block, N))
+        part = draw_partners(np.random.default_rng(seeds[k]), rows, N, P)
+        lab = _block_labels(ratings, rows, part, threshold, method, table, hist)
+        keep = lab >= 0
+        return np.repeat(rows.astype(np.int32), keep.sum(1)), part[keep], lab[keep]
+
+    with ThreadPoolExecutor(max(1, threads)) as ex:
+        out = list(ex.map(block, range(len(starts))))
+    return tuple(np.concatenate([o[k] for o in out]) for k in range(3))
 
 
 def _csv_field(s):
@@ -145,24 +222,6 @@ def write_pairs(path, names, i, j, label):
         raise
 
 
-def benchmark(n, raters, ratio, seed, method):
-    rng = np.random.default_rng(seed)
-    latent = rng.uniform(1.5, 6.5, n)
-    ratings = np.clip(np.rint(latent[:, None] + rng.normal(0, 1.0, (n, raters))), 1, 7)
-    names = [f'MSP-PODCAST_{k // 100:04d}_{k % 100:04d}.wav' for k in range(n)]
-    for meth in ([method] if method != 'both' else ['hist', 'broadcast']):
-        t0 = time.perf_counter()
-        i, j, lab = preference_pairs(ratings, ratio, 0.6, seed, meth)
-        t1 = time.perf_counter()
-        with tempfile.TemporaryDirectory() as d:
-            write_pairs(Path(d) / 'pairs.csv', names, i, j, lab)
-            size = (Path(d) / 'pairs.csv').stat().st_size
-        t2 = time.perf_counter()
-        print(f'{meth:9s}: {n} utterances x {raters} raters, {int(n * ratio)} partners each: '
-              f'{len(lab):,} pairs ({lab.mean():.1%} label 1) in {t1 - t0:.1f} s; CSV ({size / 1e6:.0f} MB) '
-              f'written in {t2 - t1:.1f} s')
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('-emo', '--emo_attr', default='all', help='Act, Dom, Val or all')
@@ -172,18 +231,12 @@ def main(argv=None):
     p.add_argument('--ratio', type=float, default=0.1, help='fraction of the split drawn as partners per utterance')
     p.add_argument('--threshold', type=float, default=0.6, help='minimum fraction of the winning comparison')
     p.add_argument('--seed', type=int, default=31, help='random seed of the partner draw')
-    p.add_argument('--method', default='auto', choices=['auto', 'hist', 'broadcast', 'both'],
-                   help="comparison kernel: auto = histograms for <= 32 distinct rating values, else broadcasting "
-                        "('both' only with --benchmark)")
+    p.add_argument('--method', default='auto', choices=['auto', 'table', 'hist', 'broadcast'],
+                   help='comparison kernel (all give the same pairs): auto = a label table of the distinct rating '
+                        'histograms when there are few, else histograms for <= 32 distinct rating values, else '
+                        'broadcasting')
     p.add_argument('--limit', type=int, default=None, help='quick runs: at most N utterances per split')
-    p.add_argument('--benchmark', type=int, default=None, metavar='N',
-                   help='time N synthetic utterances instead (nothing is written except a temporary CSV)')
-    p.add_argument('--raters', type=int, default=5, help='raters per synthetic utterance for --benchmark')
     args = p.parse_args(argv)
-    if args.benchmark:
-        return benchmark(args.benchmark, args.raters, args.ratio, args.seed, args.method)
-    if args.method == 'both':
-        die("--method both is for --benchmark only")
     ensure_dir(args.out)
     corpus = open_corpus(args.corpus)
     from corpus import CorpusError

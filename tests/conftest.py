@@ -1,13 +1,21 @@
-"""Shared pytest fixtures. `tiny_corpus` is built once per session: treat it as read-only."""
-import sys
+"""Shared pytest fixtures and the skip guard.
+
+`tiny_corpus` is built once per session: treat it as read-only.
+
+Skip guard: tests that need `../shared` (Emo-DB, EmoBank, the authors' released models) skip when that
+folder is absent. When it is present, a skipped test means a broken fixture or a missing dependency, so
+every skip except "no CUDA" ones fails the run. The summary prints how many tests ran and were skipped.
+"""
+import re
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-DATASETS = REPO.parent / 'shared' / 'datasets'
+SHARED = REPO.parent / 'shared'
+DATASETS = SHARED / 'datasets'
+ALLOWED_SKIP = re.compile(r'cuda|gpu', re.I)        # hardware the machine lacks; everything else must run
+_skips = []
 
 
 @pytest.fixture(scope='session')
@@ -15,3 +23,40 @@ def tiny_corpus(tmp_path_factory):
     """A 24-utterance MSP-layout corpus (EmoDetail labels, rising loudness). Do not modify it."""
     from tests.fixtures import make_tiny_corpus
     return make_tiny_corpus(tmp_path_factory.mktemp('tiny') / 'corpus')
+
+
+def _reason(report):
+    lr = report.longrepr
+    return lr[2] if isinstance(lr, tuple) and len(lr) == 3 else str(lr)
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, 'wasxfail'):
+        _skips.append((report.nodeid, _reason(report)))
+
+
+def forbidden_skips():
+    """Skips that must not happen on this machine: all but CUDA/GPU ones when ../shared is present."""
+    return [(n, r) for n, r in _skips if SHARED.is_dir() and not ALLOWED_SKIP.search(r)]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    if forbidden_skips() and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    stats = terminalreporter.stats
+    n = {k: len(stats.get(k, [])) for k in ('passed', 'failed', 'error', 'xfailed', 'xpassed')}
+    terminalreporter.write_line(
+        f"tests run: {n['passed'] + n['failed'] + n['xfailed'] + n['xpassed']} ({n['passed']} passed, {n['failed']} "
+        f"failed, {n['xfailed']} xfailed), errors: {n['error']}, skipped: {len(_skips)}; "
+        f"../shared {'present' if SHARED.is_dir() else 'absent'}")
+    for nodeid, reason in _skips:
+        terminalreporter.write_line(f'  skipped {nodeid}: {reason}')
+    bad = forbidden_skips()
+    if bad:
+        terminalreporter.write_line(f'error: {len(bad)} test(s) skipped although ../shared is present (only CUDA '
+                                    f'skips are allowed): fix the fixture or install what the reason names',
+                                    red=True, bold=True)

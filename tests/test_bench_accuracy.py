@@ -4,7 +4,6 @@ split. They check that each bench runs the real scripts end to end and writes it
 are meaningless at this size. The authors' released models are replaced by a folder of published-shape random
 weights built here. Skipped when ../shared/datasets is absent."""
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(__file__).resolve().parents[2] / 'shared' / 'datasets'
-sys.path.insert(0, str(REPO / 'bench'))
 
 pytestmark = pytest.mark.skipif(not (DATASETS / 'emodb' / 'wav').is_dir(),
                                 reason=f'{DATASETS}/emodb absent (shared datasets are optional)')
@@ -65,7 +63,7 @@ def check_outputs(env, out, name, png):
 
 
 def test_finetune_emodb(env, capsys):
-    import finetune_emodb
+    from bench import finetune_emodb
     res = finetune_emodb.main(['--pretrained', str(env['pub']), '--folds', '1', '--norms', 'train', '-ep', '1',
                                '-batch', '4', *env['emodb'], *env['common']])
     out = capsys.readouterr().out
@@ -82,7 +80,7 @@ def test_finetune_emodb(env, capsys):
 
 
 def test_bench_emodb(env, capsys):
-    import bench_emodb
+    from bench import bench_emodb
     res = bench_emodb.main(['--emos', 'Act', '--ranker-pairs', '16', '-ep', '1', '-batch', '4', *env['emodb'],
                             *env['common']])
     check_outputs(env, capsys.readouterr().out, 'emodb', 'emodb')
@@ -94,7 +92,7 @@ def test_bench_emodb(env, capsys):
 
 
 def test_bench_retrieval(env, capsys):
-    import bench_retrieval
+    from bench import bench_retrieval
     res = bench_retrieval.main(['--pretrained', str(env['pub']), '--n', '36', '--ranker-pairs', '16', '--pair-ratio', '0.5',
                                 *env['emodb'],
                                 *env['common']])
@@ -108,7 +106,7 @@ def test_bench_retrieval(env, capsys):
 def test_bench_mscr_missing(env, capsys):
     if not (DATASETS / 'emobank' / 'corpus' / 'emobank.csv').exists():
         pytest.skip('EmoBank absent')
-    import bench_mscr_missing
+    from bench import bench_mscr_missing
     res = bench_mscr_missing.main(['--n', '36', '--iters', '4', '--val-every', '2', '--fracs', '0,0.5,1',
                                    '--modes', 'frames,modality', '--emobank', str(DATASETS / 'emobank'),
                                    *env['common']])

@@ -10,18 +10,18 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+import check_corpus
+import corpus
+import demo_corpus as mdc
+import evaluate_retrieval as er
+import make_spliced_set as mss
+import prepare_emodb as pe
+from corpus import textgrid_words
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 EMODB = DATASETS / "emodb"
 EMOBANK = DATASETS / "emobank"
-
-import demo_corpus as mdc  # noqa: E402
-import evaluate_retrieval as er  # noqa: E402
-import make_demo_corpus  # noqa: E402
-import make_spliced_set as mss  # noqa: E402
-import prepare_emodb as pe  # noqa: E402
-from corpus import textgrid_words  # noqa: E402
 
 N_DEMO = 40
 
@@ -143,16 +143,11 @@ def test_demo_arousal_is_audible(demo):
 
 
 def test_demo_reads_with_corpus_reader(demo):
-    corpus = pytest.importorskip("corpus")
     c = corpus.Corpus(demo)
     assert len(c.files("Train")) + len(c.files("Validation")) + len(c.files("Test")) == N_DEMO
     name = c.files("Test")[0]
     assert 5 <= len(c.rating_lists("Act")[name]) <= 8
     assert c.transcript(name) and len(c.words(name)) == len(c.transcript(name).split())
-    try:
-        import check_corpus
-    except ImportError:
-        return
     rep = check_corpus.check(demo, workers=1, progress=False)
     assert not rep["fatal"] and not rep["problems"], rep["problems"]
 
@@ -239,7 +234,6 @@ def test_emodb_prepared(emodb):
         stem = f[:-4]
         ws = textgrid_words(emodb / "ForceAligned" / f"{stem}.TextGrid")
         assert len(ws) == len((emodb / "Transcripts" / f"{stem}.txt").read_text().split()) >= 1
-    corpus = pytest.importorskip("corpus")
     assert len(corpus.Corpus(emodb).files("Test")) == (lab["Split_Set"] == "Test1").sum()
 
 
@@ -306,17 +300,6 @@ def test_chunk_geometry():
     assert set(part) == {-1, 0, 1} and np.all(t[part == 0] == 5.8) and np.all(t[part == 1] == 2.1)
     mid = part == -1
     assert np.all((t[mid] >= 2.1) & (t[mid] <= 5.8)) and np.any((t[mid] > 2.2) & (t[mid] < 5.7))
-
-
-@pytest.mark.parametrize("mod", [make_demo_corpus, pe, mss, er])
-def test_cli_help(mod, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", [f"{mod.__name__}.py", "--help"])
-    with pytest.raises(SystemExit) as e:
-        mod.main()
-    out = capsys.readouterr().out
-    assert e.value.code == 0 and "--" in out
-    if mod is pe:  # the derivation is printed in the epilog
-        assert "4 + 3x" in out and "erkennung" in out
 
 
 def test_sentence_bank():

@@ -2,7 +2,6 @@
 The authors'-layout folder is built here with published shapes and random weights."""
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / 'chunk_emotion_rankers'))
 
 import dataloader as D  # noqa: E402
 from corpus import Corpus  # noqa: E402
@@ -45,7 +43,7 @@ def setup(tiny_corpus, tmp_path_factory):
         torch.save(published_state_dict(1, i), pub / 'trained_seq2seq_model_v1.6' / D.seq2seq_name(30, 128, e))
         torch.save(published_state_dict(2, 10 + i), pub / D.PUB_RANKER_DIR / D.ranker_name(20, 128, e))
     common = ['--corpus', str(tiny_corpus), '--features', str(feats), '--workers', '0', '--device', 'cpu']
-    import generate_ranking_seqence
+    from chunk_emotion_rankers import generate_ranking_seqence
     generate_ranking_seqence.main(['-emo', 'Act', '-set', 'Train', '--pretrained', str(pub), '--out', str(tmp / 'rs'), *common])
     return {'tmp': tmp, 'feats': feats, 'pub': pub, 'corpus': corpus, 'store': store, 'common': common}
 
@@ -93,8 +91,7 @@ def test_init_from_published_folder(setup, freeze):
 
 
 def test_ranker_init_from_and_freeze(setup):
-    import generate_preference_labels
-    import training_ranker
+    from chunk_emotion_rankers import generate_preference_labels, training_ranker
     s = setup
     generate_preference_labels.main(['-emo', 'Dom', '-set', 'Train,Validation', '--corpus', s['common'][1],
                                      '--out', str(s['tmp'] / 'pairs'), '--ratio', '1.0'])

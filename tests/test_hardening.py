@@ -25,7 +25,6 @@ import soundfile as sf
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from tests.fixtures import make_tiny_corpus, synth_voice, write_textgrid  # noqa: E402
 from tests.test_predict import make_published_dir  # noqa: E402
@@ -249,14 +248,25 @@ def test_label_csv_missing_column(bad, pub, script, args):
     assert_clear(rc, out, err, 'labels_consensus.csv', "missing column(s) ['EmoAct']", 'fix the header')
 
 
-def test_one_rater_utterance(bad, pairs):
-    from utils import generate_chunk_EmoSeq
+def test_one_rater_utterance(bad, pairs, rankseq):
+    """One annotator: compared like any other utterance in the preference labels, and its own population std (0)
+    makes its Seq2Seq target curve constant at its one rating, whatever its ranking sequence."""
+    import training
+    from corpus import Corpus
+    from feature_store import FeatureStore
     pl = pd.read_csv(pairs / 'training_Act.csv')
     one = bad['names']['one_rater']
     assert one in set(pl.Sentence1) | set(pl.Sentence2)  # compared like any other utterance
     assert set(pl.PreferLabel) <= {0, 1}
-    curve = generate_chunk_EmoSeq(4.0, 0.0, np.arange(1, 23))  # one rater: std 0 -> a constant target curve
-    assert np.all(curve == 4.0)
+    c = Corpus(bad['root'])
+    (rating,) = c.rating_lists('Act', 'Train')[one]
+    assert len(set(json.loads((rankseq / 'training_Act.json').read_text())[one]['ChunkRankSeq'])) > 1
+    args = training.build_parser().parse_args(['-emo', 'Act', '--rankseq', str(rankseq)])
+    train, _, _ = training.seq2seq_datasets(args, 'Act', c, FeatureStore(bad['lld']), lambda n, x: x, (4.0, 2.0))
+    k = train.names.index(one)
+    assert np.allclose(train.targets[0][k] * 2 + 4, rating) and train.targets[1][k] * 2 + 4 == pytest.approx(rating)
+    several = [i for i, n in enumerate(train.names) if n != one]
+    assert np.ptp(train.targets[0][several], axis=1).min() > 0.1   # several raters: a real curve
 
 
 def test_transcript_of_only_punctuation_and_textgrid_without_words(bad):
@@ -272,10 +282,8 @@ def test_transcript_of_only_punctuation_and_textgrid_without_words(bad):
     store = FeatureStore(out_dir)
     punct = bad['names']['punct']
     skipped = pd.read_csv(out_dir / 'skipped.csv')
-    if punct in store:  # kept: the encoder's special tokens give >= 2 rows
-        assert store.get(punct).shape[0] >= 2
-    else:  # skipped: the reason names the transcript file
-        assert punct[:-4] + '.txt' in skipped.set_index('FileName').loc[punct, 'reason']
+    # kept, not skipped: the encoder's special tokens give >= 2 rows for a transcript of punctuation only
+    assert punct in store and store.get(punct).shape[0] >= 2 and punct not in set(skipped.get('FileName', []))
     # MSCR: the utterance whose TextGrid has no words still gets the minimum of 2 chunks
     from dataloader import MSCRDataset
     norm = {'feat': (np.zeros(130), np.ones(130)), 'Act': (4, 1), 'Dom': (4, 1), 'Val': (4, 1)}

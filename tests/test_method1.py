@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from scipy.stats import rankdata
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / 'chunk_emotion_rankers'))
 
-from generate_preference_labels import (  # noqa: E402
+import dataloader as D  # noqa: E402
+from chunk_emotion_rankers.generate_preference_labels import (  # noqa: E402
+    draw_partners,
     histograms,
     pad_ratings,
     preference_pairs,
@@ -26,9 +27,7 @@ from generate_preference_labels import (  # noqa: E402
     qa_counts_hist,
     write_pairs,
 )
-from generate_ranking_seqence import rank_sequence_allpairs, rank_sequences  # noqa: E402
-
-import dataloader as D  # noqa: E402
+from chunk_emotion_rankers.generate_ranking_seqence import rank_sequence_allpairs, rank_sequences  # noqa: E402
 from model import LSTMnet  # noqa: E402
 from utils import ccc, ccc_loss, chunk_starts, dynamic_chunk_split, generate_chunk_EmoSeq, rank_desc_min  # noqa: E402
 
@@ -123,10 +122,44 @@ def test_preference_pairs_match_reference_and_are_seeded():
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.lists(st.sampled_from([1.0, 2.0, 2.5, 4.0, 7.0]), min_size=1, max_size=6), min_size=2, max_size=25),
        st.integers(0, 10))
-def test_hist_equals_broadcast_property(lists, seed):
+def test_kernels_give_identical_pairs_property(lists, seed):
     R = pad_ratings(lists)
-    a, b = preference_pairs(R, 0.5, 0.6, seed, 'hist'), preference_pairs(R, 0.5, 0.6, seed, 'broadcast')
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    a = preference_pairs(R, 0.5, 0.6, seed, 'broadcast')
+    for method in ('hist', 'table'):
+        assert all(np.array_equal(x, y) for x, y in zip(a, preference_pairs(R, 0.5, 0.6, seed, method)))
+    assert {(int(i), int(j)): int(c) for i, j, c in zip(*a)} == \
+        {(int(i), int(j)): qa_reference(lists[i], lists[j]) for i, j in zip(*a[:2])}
+
+
+@pytest.mark.parametrize('N,P', [(13, 3), (9, 6)])          # sparse path (draws + repeats replaced), dense path
+def test_draw_partners_uniform_subsets(N, P):
+    """Every row: P distinct partners, never itself; over many rows every P-subset of the others is equally likely
+    (chi-square on all C(N-1, P) subsets), and rows are independent (no fixed partner pattern)."""
+    from math import comb
+
+    from scipy.stats import chisquare
+    rows = np.full(20000, 4)
+    part = draw_partners(np.random.default_rng(0), rows, N, P)
+    assert part.shape == (20000, P) and part.min() >= 0 and part.max() < N and not (part == 4).any()
+    srt = np.sort(part, 1)
+    assert (np.diff(srt, axis=1) > 0).all()
+    _, counts = np.unique(srt, axis=0, return_counts=True)
+    assert len(counts) == comb(N - 1, P)
+    assert chisquare(counts).pvalue > 1e-3
+    rows = np.arange(N)
+    a, b = draw_partners(np.random.default_rng(5), rows, N, P), draw_partners(np.random.default_rng(5), rows, N, P)
+    assert np.array_equal(a, b) and not (a == rows[:, None]).any()
+
+
+def test_pairs_do_not_depend_on_threads(monkeypatch):
+    """Each block of rows has its own random stream spawned from the seed: 1 or 2 threads, the same pairs."""
+    import chunk_emotion_rankers.generate_preference_labels as G
+    rng = np.random.default_rng(1)
+    R = np.clip(np.rint(rng.uniform(1.5, 6.5, 400)[:, None] + rng.normal(0, 1, (400, 5))), 1, 7)
+    monkeypatch.setattr(G, 'BLOCK_ELEMS', 400)                 # 10 blocks of 10 rows (40 partners each)
+    one, two = preference_pairs(R, 0.1, 0.6, 3, threads=1), preference_pairs(R, 0.1, 0.6, 3, threads=2)
+    assert len(one[0]) > 5000 and all(np.array_equal(x, y) for x, y in zip(one, two))
+    assert np.all(np.diff(one[0]) >= 0) and np.bincount(one[0], minlength=400).max() <= 40   # grouped by i
 
 
 def test_write_pairs_csv(tmp_path):
@@ -141,6 +174,9 @@ def test_target_curve_hand_examples():
     np.testing.assert_allclose(generate_chunk_EmoSeq(3.0, 0.5, [2, 1, 1, 3]), [2.5, 3.5, 3.5, 2.5])
     s = np.sqrt(2 / 3)      # ranks 1,2,3: trend 0,-1,-2 (smoothing keeps it), mean -1, std sqrt(2/3)
     np.testing.assert_allclose(generate_chunk_EmoSeq(4.0, 1.0, [1, 2, 3]), [4 + 1 / s, 4, 4 - 1 / s])
+    # ranks 1,3,2,4,5: trend 0,-1,0,-1,-2; 3-point means -1/3, -2/3, -1 inside, raw ends kept -> rescaled
+    x = np.array([0, -1 / 3, -2 / 3, -1, -2])
+    np.testing.assert_allclose(generate_chunk_EmoSeq(3.0, 0.8, [1, 3, 2, 4, 5]), 3 + (x - x.mean()) * 0.8 / x.std())
     assert np.all(generate_chunk_EmoSeq(4.2, 1.3, [1] * 22) == 4.2)              # flat ranks
     assert np.all(generate_chunk_EmoSeq(4.2, 0.0, list(range(1, 23))) == 4.2)    # zero annotator std
     mono = generate_chunk_EmoSeq(4.0, 1.0, list(range(22, 0, -1)))               # rising emotion
@@ -162,6 +198,9 @@ def test_ccc_exact():
     assert ccc(x, x + 1) == pytest.approx(4 / 7)          # 2(2/3) / (2/3 + 2/3 + 1)
     assert ccc(x - 2, 2 - x) == pytest.approx(-1.0)
     assert ccc(x, -x) == pytest.approx(-(4 / 3) / (4 / 3 + 16))   # mean offset 4 enters squared
+    # population moments: var 1.25 and 1.5, cov 1.25, offset 0.5 -> 2.5 / 3 (sample moments would give 0.851)
+    assert ccc([1, 2, 3, 4], [2, 2, 3, 5]) == pytest.approx(2.5 / 3)
+    assert ccc([2, 2, 2], [2, 2, 2]) == 0.0 and ccc([[1, 2], [3, 4]], [1, 2, 3, 4]) == pytest.approx(1.0)
     assert float(ccc_loss(torch.tensor(x), torch.tensor(x + 1))) == pytest.approx(3 / 7)
 
 
@@ -190,6 +229,54 @@ def test_batched_ranking_equals_all_pairs_tournament():
         assert batched[b].tolist() == rank_sequence_allpairs(model, chunks[b]).tolist()
     assert batched[1].tolist() == [1] * 22 and batched[2].tolist() == [1] * 22
     assert sorted(batched[0].tolist()) == list(range(1, 23))
+
+
+@torch.no_grad()
+def tournament(net, chunks):
+    """All-pairs tournament in float32: chunk i wins the ordered pair (i, j) when argmax(f(c_i) - f(c_j)) == 1
+    (a tie goes to class 0: argmax takes the first maximum); ranks = 'min' ranks of the win counts.
+    f(c) is one batch-1 pass per chunk: exactly the value each of the 462 pair passes computes for that chunk."""
+    f = torch.cat([net(chunks[k:k + 1]) for k in range(len(chunks))])     # (K, 2)
+    win = (f[:, None, :] - f[None, :, :]).argmax(-1) == 1                  # d_ij = f(c_i) - f(c_j)
+    win.fill_diagonal_(False)
+    return win, rankdata(-win.sum(1).numpy(), method='min').astype(int)
+
+
+def assert_ranks_equal_tournament(net, chunks, ranks, tol=1e-5):
+    """Float32-aware equality of a rank sequence with the tournament. The batched scores g = f1 - f0 come from a
+    batched forward whose values may differ from batch-1 passes by rounding (<= 5e-7 measured on the released
+    rankers): every pair whose scores differ by more than `tol` must be decided as g orders it, and the ranks
+    must equal the tournament's exactly unless some pair is within `tol` (then False: a near-tie, counted by
+    the caller). Exact ties (identical chunks) give d = 0 -> class 0 both ways -> equal wins -> equal ranks."""
+    with torch.no_grad():
+        out = net(chunks)
+    g = (out[:, 1] - out[:, 0]).double()
+    win, want = tournament(net, chunks)
+    clear = (g[:, None] - g[None, :]).abs() > tol
+    assert torch.equal(win[clear], (g[:, None] > g[None, :])[clear])
+    if clear.sum() == len(g) * (len(g) - 1):                 # no near-tie off the diagonal
+        assert list(ranks) == want.tolist()
+        return True
+    return False
+
+
+def test_batched_ranking_equals_tournament_published_shape():
+    """The released rankers' shape in float32: 130-d input, 2-layer LSTM 130, 22 chunks of 62 frames; utterances
+    with step 5, step 0 (identical chunks: all ranks 1), shorter than a chunk, and a long one."""
+    torch.manual_seed(1)
+    net = LSTMnet(out_dim=2).eval()
+    m, K = 62, 22
+    lengths = torch.tensor([m + 21 * 5, 70, 40, 400])
+    x = torch.randn(4, 400, 130)
+    x[torch.arange(400)[None, :] >= lengths[:, None]] = 0
+    chunks = dynamic_chunk_split(x, lengths, m, K)
+    assert chunks.dtype == torch.float32 and chunks.shape == (4, K, m, 130)
+    batched = rank_sequences(net, chunks, lengths, m)
+    assert all(assert_ranks_equal_tournament(net, chunks[b], batched[b].tolist()) or b in (1, 2) for b in range(4))
+    assert batched[1].tolist() == [1] * K and batched[2].tolist() == [1] * K
+    assert tournament(net, chunks[1])[1].tolist() == [1] * K
+    assert sorted(batched[3].tolist()) == list(range(1, K + 1))
+    assert batched[0].tolist() == rank_sequence_allpairs(net, chunks[0]).tolist()     # the script's own 462 passes
 
 
 # ------------------------------------------------------------------ published checkpoint layout
