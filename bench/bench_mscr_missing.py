@@ -131,8 +131,8 @@ def table(dr, corpus, ckpt):
     per = {cond: d[d.cond == cond].set_index('seed') for cond in CONDS}
     head = ['', *[CONDS[c][2] for c in CONDS], 'words - crops (paired)', 'dynamic - crops (paired)']
     rows = [['**clean CCC**', *[A.fmt_ms(per[c]['clean']) for c in CONDS], '', '']]
-    for label, _, miss, _ in ROWS:
-        if miss == 'text' and rows[-1][0] != '*text missing*':
+    for k, (label, _, miss, _) in enumerate(ROWS):
+        if miss == 'text' and ROWS[k - 1][2] != 'text':
             rows.append(['*text missing*', '', '', '', '', ''])
         pair = [A.fmt_ms((per[o][label] - per['crops'][label]).dropna()) for o in ('words', 'dynamic')]
         rows.append([f'drop: {label}', *[A.fmt_ms(per[c][label]) for c in CONDS], *pair])
@@ -277,11 +277,12 @@ def main(argv=None):
            + '; '.join(f'{c}: ' + ', '.join(f'{f:g}: {r:.2f}' for f, r in v.items()) for c, v in fidelity.items())
            + '\n')
     print('\n' + md)
+    verdicts = [verdict(dr, c, ck) for c in corpora for ck in ('last', 'best')]
+    print(f'RESULT {NAME}: ' + ' | '.join(verdicts) + f' ({wall / 60:.1f} min)')
     A.report_failures(failed)
     png = plot(df, corpora, args, seeds)
     return A.report(NAME, md, failed, args.out, settings=settings, info=info, wall=wall, png=png, command=args.cmd,
-                    per_seed=dr.to_dict('records'), crop_fidelity=fidelity, verdicts=[verdict(dr, c, ck) for c in corpora
-                                                              for ck in ('last', 'best')],
+                    per_seed=dr.to_dict('records'), crop_fidelity=fidelity, verdicts=verdicts,
                     curves=df.to_dict('records'))
 
 
