@@ -20,12 +20,18 @@ import os
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
 
+from corpus import CorpusError
+from errors import ToolkitError
+from model import dynamic_chunks
 from utils import (
     EMO_COL,
     EMOS,
@@ -539,26 +545,26 @@ def base_meta(args, store, m, emo, kind):
 
 
 # ================================================================ MSCR datasets (mscr.py owner) ====
-# MSCR (method 2, SPEC §5): word-aligned audio chunks + text tokens. Used by mscr.py.
-def mscr_word_counts(corpus, names, cache_path=None):
-    """FileName -> (number of aligned words, source). Words come from the TextGrid's first tier (silence
-    dropped); fallbacks, reported by the dataset: the transcript's word count when the TextGrid is
-    missing or unreadable ('transcript'), else None ('duration': the caller uses one chunk per second).
-    Cached in `cache_path` (CSV, keyed by the ForceAligned folder's mtime) because reading 100k
-    TextGrids takes a while; an unwritable cache is skipped."""
-    import pandas as pd
-    from tqdm import tqdm
+# MSCR (method 2, docs/mscr.md): audio chunks (one-second dynamic windows or exact word boundaries) + text tokens.
+CHUNKINGS = ('dynamic', 'words')
+MSCR_NORMS = ('utterance', 'frame')
 
-    from corpus import CorpusError
+
+def mscr_word_alignments(corpus, names, cache_path=None):
+    """FileName -> (word times [(start, end)] in seconds or None, source). Words come from the TextGrid's
+    first tier (silence dropped); fallbacks, reported by the dataset: the transcript's word count when the
+    TextGrid is missing or unreadable (source 'transcript': no times, one dynamic chunk per word), else
+    ('duration': one chunk per second). Cached in `cache_path` (CSV keyed by the ForceAligned folder's
+    mtime) because reading 100k TextGrids takes a while; an unwritable cache is skipped."""
     tg_dir = getattr(corpus, 'textgrid_dir', None)
     stamp = str(os.path.getmtime(tg_dir)) if tg_dir is not None and os.path.isdir(tg_dir) else 'none'
     cache = {}
     if cache_path and Path(cache_path).exists():
         try:
-            df = pd.read_csv(cache_path, dtype={'stamp': str})
-            df = df[df['stamp'] == stamp]
-            cache = {r.FileName: (None if pd.isna(r.n_words) else int(r.n_words), r.source) for r in df.itertuples()}
-        except Exception:   # unreadable cache: rebuild it
+            df = pd.read_csv(cache_path, dtype={'stamp': str, 'times': str}, keep_default_na=False)
+            cache = {r.FileName: (_parse_times(r.times, r.n_words), r.source)
+                     for r in df.itertuples() if r.stamp == stamp}
+        except Exception:   # unreadable or old cache: rebuild it
             cache = {}
     todo = [n for n in names if n not in cache]
     for n in tqdm(todo, desc='word alignments', unit='utt', disable=len(todo) < 500, dynamic_ncols=True):
@@ -567,89 +573,170 @@ def mscr_word_counts(corpus, names, cache_path=None):
         except CorpusError:
             w = None
         if w is not None:
-            cache[n] = (len(w), 'textgrid')
+            cache[n] = ([(float(a), float(b)) for a, b, _ in w], 'textgrid')
             continue
         t = corpus.transcript(n)
         cache[n] = (len(t.split()), 'transcript') if t and t.strip() else (None, 'duration')
     if todo and cache_path:
-        df = pd.DataFrame([(k, v[0], v[1], stamp) for k, v in cache.items()],
-                          columns=['FileName', 'n_words', 'source', 'stamp'])
-        try:
+        rows = [(k, len(v) if isinstance(v, list) else v, src, stamp,
+                 ';'.join(f'{a:.4f}:{b:.4f}' for a, b in v) if isinstance(v, list) else '')
+                for k, (v, src) in cache.items()]
+        df = pd.DataFrame(rows, columns=['FileName', 'n_words', 'source', 'stamp', 'times'])
+        with contextlib.suppress(OSError):
             atomic_write_text(cache_path, df.to_csv(index=False))
-        except OSError:
-            pass
     return {n: cache[n] for n in names}
 
 
-class MSCRDataset(Dataset):
-    """Utterances of one split with audio frames, text tokens, word count and z-normalised labels.
+def _parse_times(s, n):
+    """Cache cell -> word times list ('textgrid'), a word count ('transcript') or None ('duration')."""
+    if s:
+        return [tuple(float(v) for v in p.split(':')) for p in s.split(';')]
+    return None if n in ('', None) else int(n)
 
-    norm: {'feat': (mean, std) of the audio store, 'Act'|'Dom'|'Val': (mean, std)}. Items: dict(
-    a=(T, Da) normalised frames (z, NaN -> 0, clip +-3), t=(N, Dt) raw token embeddings (at most
-    max_len-1), C=chunk count (aligned words, >= 2, at most max_len-1), y=(3,) z-labels, idx).
-    Utterances missing from a store, without frames/tokens or with a NaN label are skipped and
-    reported. Longer word/token sequences are capped with a warning (counted in `report`): audio gets
+
+def word_spans(times, hop, T, cap):
+    """Exact word-boundary chunks (docs/mscr.md, "Chunks"): word i covers the frames whose time stamp
+    k·hop lies in [start_i, end_i), i.e. [round(start/hop), round(end/hop)), at least one frame, clipped to
+    the T frames. With more than `cap` words, consecutive words are merged into `cap` groups (each group
+    spans its first word's start to its last word's end). -> (C, 2) int64 array of (start, length)."""
+    t = np.asarray(times, np.float64).reshape(-1, 2)
+    if len(t) > cap:
+        groups = np.array_split(np.arange(len(t)), cap)
+        t = np.array([[t[g[0], 0], t[g[-1], 1]] for g in groups])
+    lo = np.clip(np.round(t[:, 0] / hop).astype(np.int64), 0, max(T - 1, 0))
+    hi = np.clip(np.round(t[:, 1] / hop).astype(np.int64), lo + 1, max(T, 1))
+    return np.stack([lo, hi - lo], 1)
+
+
+def dynamic_spans(T, C, m):
+    """One-second dynamic chunks of one utterance -> (C, 2) int64 array of (start, length)."""
+    start, length = dynamic_chunks(torch.tensor([T]), torch.tensor([C]), m)
+    return np.stack([start[0].numpy(), length[0].numpy()], 1).astype(np.int64)
+
+
+def mscr_feature_stats(store, names, level='utterance'):
+    """(mean, std) per dimension for MSCR normalisation (docs/mscr.md, "Normalisation").
+
+    level 'utterance' (as published): mean and population std, over the utterances `names`, of each
+    utterance's mean feature vector (NaN ignored); streaming (memory independent of the corpus size).
+    level 'frame': mean and std over all frames (tokens) of `names`, the method-1 statistics.
+    A zero std becomes a small epsilon."""
+    names = [n for n in names if n in store]
+    if not names:
+        raise ToolkitError(f'none of the Train utterances is in the feature store {store.path}; extract its '
+                           f'features first (extract_features.py)')
+    if level == 'frame':
+        return norm_stats(store, names)
+    lengths = store.lengths()
+    names = [n for n in names if lengths[n] > 0]
+    s, s2 = np.zeros(store.dim), np.zeros(store.dim)
+    for n in names:
+        with warnings.catch_warnings():      # an all-NaN dimension of one utterance counts as 0
+            warnings.simplefilter('ignore', RuntimeWarning)
+            u = np.nan_to_num(np.nanmean(np.asarray(store.get(n), np.float64), axis=0))
+        s, s2 = s + u, s2 + u * u
+    k = max(len(names), 1)
+    mean = s / k
+    std = np.sqrt(np.maximum(s2 / k - mean * mean, 0.0))
+    return mean, np.maximum(std, EPS_STD)
+
+
+def mscr_norm(corpus, audio, text, train_names, level='utterance'):
+    """{'audio': (mean, std), 'text': (mean, std), 'Act'|'Dom'|'Val': (mean, std)} from the Train split:
+    feature statistics at `level` for each store, labels with the Train consensus mean and std."""
+    return {'audio': mscr_feature_stats(audio, train_names, level),
+            'text': mscr_feature_stats(text, train_names, level),
+            **{e: label_norm('train', e, corpus) for e in EMOS}}
+
+
+class MSCRDataset(Dataset):
+    """Utterances of one split with audio frames, chunk spans, text tokens and z-normalised labels.
+
+    norm: see `mscr_norm`. chunking: 'dynamic' (C = number of aligned words, at least 2, one-second
+    windows) or 'words' (each aligned word's own frames, from the TextGrid times). Items: dict(
+    a=(T, Da) normalised frames, spans=(C, 2) chunk (start, length), t=(N, Dt) normalised token
+    embeddings (at most max_len-1), y=(3,) z-labels, idx). Normalisation: z, NaN -> 0, clip to [-3, 3].
+    Utterances missing from a store, without frames/tokens, with a NaN label or (words) without a TextGrid
+    are skipped and reported. Longer sequences are capped with a warning (counted in `report`): audio gets
     max_len-1 chunks that still cover the whole utterance; text keeps its first max_len-1 tokens.
     Set `self.missing = dict(audio=p, text=q, mode=...)` to add the seeded missing-data keep masks.
     """
 
-    def __init__(self, corpus, split, audio, text, norm, max_len=128, seed=0, verbose=True, names=None):
-        import warnings
-        self.audio, self.text, self.seed = audio, text, seed
+    def __init__(self, corpus, split, audio, text, norm, max_len=128, seed=0, verbose=True, names=None,
+                 chunking='dynamic'):
+        if chunking not in CHUNKINGS:
+            raise ToolkitError(f'chunking {chunking!r}: choose from {", ".join(CHUNKINGS)}')
+        self.audio, self.text, self.seed, self.chunking = audio, text, seed, chunking
         self.m = chunk_frames(audio.hop)
-        self.feat_mean, self.feat_std = (np.asarray(v, np.float32) for v in norm['feat'])
+        self.a_norm = tuple(np.asarray(v, np.float32) for v in norm['audio'])
+        self.t_norm = tuple(np.asarray(v, np.float32) for v in norm['text'])
         self.cap = max_len - 1
         names = corpus.files(split) if names is None else names
         Y = corpus.labels.set_index('FileName').reindex(names)[[EMO_COL[e] for e in EMOS]].to_numpy(np.float64)
         a_len, t_len = audio.lengths(), text.lengths()
-        wc = mscr_word_counts(corpus, names, Path(text.path).parent / 'word_counts.csv')
+        wa = mscr_word_alignments(corpus, names, Path(text.path).parent / 'word_alignments.csv')
         skipped, self.items = [], []
         fallback = {'transcript': 0, 'duration': 0}
         capped_words = capped_tokens = 0
         for n, y in zip(names, Y):
+            words, src = wa[n]
             why = ('not in the audio store' if n not in a_len else 'no audio frames' if a_len[n] == 0 else
                    'not in the text store' if n not in t_len else 'no text tokens' if t_len[n] == 0 else
-                   'a consensus label is NaN' if not np.all(np.isfinite(y)) else None)
+                   'a consensus label is NaN' if not np.all(np.isfinite(y)) else
+                   'no word times (TextGrid) for --chunking words' if chunking == 'words' and not words else None)
             if why:
                 skipped.append((n, why))
                 continue
-            nw, src = wc[n]
             if src != 'textgrid':
                 fallback[src] += 1
-            C = max(int(round(a_len[n] * audio.hop)) if nw is None else nw, 2)
-            capped_words += self.cap < C
+            spans, n_words = self._spans(words, a_len[n])
+            capped_words += n_words > self.cap
             capped_tokens += t_len[n] > self.cap
             z = np.float32([(y[i] - norm[e][0]) / norm[e][1] for i, e in enumerate(EMOS)])
-            self.items.append((n, min(C, self.cap), z))
+            self.items.append((n, spans, z))
         self.names = [it[0] for it in self.items]
         self.skipped, self.missing = skipped, None
-        self.report = dict(split=split, used=len(self.items), skipped=len(skipped), capped_words=int(capped_words),
-                           capped_tokens=int(capped_tokens), **{f'words_from_{k}': v for k, v in fallback.items()})
+        self.report = dict(split=split, used=len(self.items), skipped=len(skipped), chunking=chunking,
+                           capped_words=int(capped_words), capped_tokens=int(capped_tokens),
+                           **{f'words_from_{k}': v for k, v in fallback.items()})
+        self._print_report(split, verbose)
+
+    def _spans(self, words, T):
+        """Chunk spans of one utterance and its word count."""
+        if self.chunking == 'words':
+            return word_spans(words, self.audio.hop, T, self.cap), len(words)
+        n_words = len(words) if isinstance(words, list) else words
+        C = max(int(round(T * self.audio.hop)) if n_words is None else n_words, 2)
+        return dynamic_spans(T, min(C, self.cap), self.m), C
+
+    def _print_report(self, split, verbose):
+        r = self.report
         if verbose:
-            print(f'{split}: {len(self.items)} utterances ({len(skipped)} skipped)'
-                  + ''.join(f'; {v} without a TextGrid: words counted from the {k}' for k, v in fallback.items() if v))
-            for n, why in skipped[:10]:
+            print(f'{split}: {r["used"]} utterances ({r["skipped"]} skipped; {self.chunking} chunks)'
+                  + ''.join(f'; {r["words_from_" + k]} without a TextGrid: words counted from the {k}'
+                            for k in ('transcript', 'duration') if r['words_from_' + k]))
+            for n, why in self.skipped[:10]:
                 print(f'  skipped {n}: {why}')
-            if len(skipped) > 10:
-                print(f'  ... and {len(skipped) - 10} more')
-        if capped_words:
-            warnings.warn(f'{split}: {capped_words} utterances have more than {self.cap} aligned words; their audio '
-                          f'is split into {self.cap} chunks (still covering the whole utterance). Raise --max-len '
-                          f'to keep one chunk per word.')
-        if capped_tokens:
-            warnings.warn(f'{split}: {capped_tokens} transcripts have more than {self.cap} tokens; only the first '
-                          f'{self.cap} are used. Raise --max-len to keep them all.')
+            if len(self.skipped) > 10:
+                print(f'  ... and {len(self.skipped) - 10} more')
+        if r['capped_words']:
+            warnings.warn(f'{split}: {r["capped_words"]} utterances have more than {self.cap} aligned words; their '
+                          f'audio is split into {self.cap} chunks (still covering the whole utterance). Raise '
+                          f'--max-seq-len to keep one chunk per word.')
+        if r['capped_tokens']:
+            warnings.warn(f'{split}: {r["capped_tokens"]} transcripts have more than {self.cap} tokens; only the '
+                          f'first {self.cap} are used. Raise --max-seq-len to keep them all.')
 
     def __len__(self):
         return len(self.items)
 
     def __getitem__(self, i):
-        name, C, y = self.items[i]
-        a = normalize_feats(np.array(self.audio.get(name)), self.feat_mean, self.feat_std)
-        t = np.array(self.text.get(name)[:self.cap], dtype=np.float32)
-        item = dict(a=a, t=t, C=C, y=y, idx=i)
+        name, spans, y = self.items[i]
+        a = normalize_feats(np.array(self.audio.get(name)), *self.a_norm)
+        t = normalize_feats(np.array(self.text.get(name)[:self.cap], dtype=np.float32), *self.t_norm)
+        item = dict(a=a, spans=spans, t=t, y=y, idx=i)
         if self.missing:
-            item.update(mscr_missing_masks(len(a), C, len(t), self.missing, self.seed, i))
+            item.update(mscr_missing_masks(len(a), len(spans), len(t), self.missing, self.seed, i))
         return item
 
 
@@ -685,28 +772,31 @@ def mscr_missing_masks(T, C, N, missing, seed, i):
 
 
 def mscr_collate(items):
-    """Items -> batch dict: a (B, T, Da) zero-padded, a_len (B,), C (B,), t (B, N, Dt), t_pad (B, N) bool
-    (True = padding or missing token), y (B, 3), idx (B,); with missing masks also frame_keep (B, T),
-    chunk_keep (B, Cmax) and audio_on (B,)."""
+    """Items -> batch dict: a (B, T, Da) zero-padded, a_len (B,), start/length (B, Cmax) chunk spans
+    (length 0 = no chunk), t (B, N, Dt), t_pad (B, N) bool (True = padding or missing token), y (B, 3),
+    idx (B,); with missing masks also frame_keep (B, T), chunk_keep (B, Cmax) and audio_on (B,)."""
     B = len(items)
     T = max(1, max(len(it['a']) for it in items))
     N = max(1, max(len(it['t']) for it in items))
+    C = max(len(it['spans']) for it in items)
     a = torch.zeros(B, T, items[0]['a'].shape[1])
     t = torch.zeros(B, N, items[0]['t'].shape[1])
     t_pad = torch.ones(B, N, dtype=torch.bool)
+    spans = torch.zeros(B, C, 2, dtype=torch.long)
     for b, it in enumerate(items):
         a[b, :len(it['a'])] = torch.from_numpy(it['a'])
         t[b, :len(it['t'])] = torch.from_numpy(it['t'])
         t_pad[b, :len(it['t'])] = False
-    out = dict(a=a, a_len=torch.tensor([len(it['a']) for it in items]), C=torch.tensor([it['C'] for it in items]),
+        spans[b, :len(it['spans'])] = torch.from_numpy(np.asarray(it['spans'], np.int64))
+    out = dict(a=a, a_len=torch.tensor([len(it['a']) for it in items]), start=spans[..., 0], length=spans[..., 1],
                t=t, t_pad=t_pad, y=torch.from_numpy(np.stack([it['y'] for it in items])),
                idx=torch.tensor([it['idx'] for it in items]))
     if 'frame_keep' in items[0]:
         fk = torch.zeros(B, T, dtype=torch.bool)
-        ck = torch.zeros(B, max(it['C'] for it in items), dtype=torch.bool)
+        ck = torch.zeros(B, C, dtype=torch.bool)
         for b, it in enumerate(items):
             fk[b, :len(it['a'])] = torch.from_numpy(it['frame_keep'])
-            ck[b, :it['C']] = torch.from_numpy(it['chunk_keep'])
+            ck[b, :len(it['spans'])] = torch.from_numpy(it['chunk_keep'])
             t_pad[b, :len(it['t'])] = ~torch.from_numpy(it['token_keep'])
             if not it['text_on']:
                 t_pad[b] = True

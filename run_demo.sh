@@ -55,10 +55,10 @@ if [ "$MSCR" = 1 ]; then
   step "MSCR: text token features (offline MiniLM), audio-text model with and without multi-scale crops"
   python extract_features.py --feature text
   for SC in 0.2,0.4,0.6,0.8,1.0 1.0; do
-    python training.py --model mscr --audio-feature lld --norm NormTerm --iters "$MSCR_ITERS" --val-every 50 \
-        -batch 64 --hidden 64 --ff 128 --scales "$SC"
-    python testing.py --model mscr --audio-feature lld --iters "$MSCR_ITERS" -batch 64 --hidden 64 --ff 128 \
-        --scales "$SC" --sweep --missing-mode frames,chunks,tokens,modality
+    python training.py --model mscr --audio-feature lld --iters "$MSCR_ITERS" --val-every 50 \
+        -batch 64 --hidden 64 --scales "$SC"
+    python testing.py --model mscr --audio-feature lld --iters "$MSCR_ITERS" -batch 64 \
+        --scales "$SC" --sweep --missing-mode frames,chunks,tokens,modality --out runs/testing/mscr
   done
 fi
 printf '\nDone. Results: runs/testing/metrics.csv, runs/predict/, trained_seq2seq_model/*.loss.png\n'

@@ -3,7 +3,7 @@
     python testing.py -ep 30 -batch 128 -emo Val
     python testing.py -emo all --pretrained ../Chunk-Level-Emotion-Retrieval --corpus ROOT -set all
     python testing.py -emo Act --checkpoint my_run/LSTM_epoch30_batch128_EmoRankerSeq_Act.pth.tar --feature-norm speaker
-    python testing.py --model mscr ...            (flags: python testing.py --model mscr --help)
+    python testing.py --model mscr --audio-feature lld --sweep --missing-mode frames,chunks,modality   (method 2)
 
 Checkpoint: trained_seq2seq_model/LSTM_epoch{ep}_batch{batch}_EmoRankerSeq_{Emo}.pth.tar, --checkpoint
 FILE|DIR, or --pretrained DIR = a clone of the authors' repository (DIR/NormTerm and
@@ -16,7 +16,7 @@ Predictions are de-normalised with the label statistics. Labels: consensus; -set
 (every split present when the corpus has no Test split).
 Output (--out, default runs/testing): <Emo>_<Split>_predictions.csv (FileName, Label, Pred, Chunk01..22:
 the 22-chunk curve) and metrics.csv; the table is printed.
-Flags of --model mscr: see training.py (one parser; mscr.add_args adds them; mscr.test_mscr(args) runs).
+MSCR (--model mscr): the flags of the "MSCR" group below (docs/mscr.md, "Missing data").
 """
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+import cli
 import dataloader as D
 from training import build_parser, parse, predict
 from utils import EMO_COL, atomic_write_text, ccc, get_device, parse_emos, set_seed
@@ -38,6 +39,7 @@ def get_parser():
     p.add_argument('--pretrained', default=None, help="the authors' repository root (NormTerm + v1.6 models)")
     p.add_argument('--out', default=str(D.REPO / 'runs' / 'testing'),
                    help='output folder for predictions and metrics (default runs/testing)')
+    cli.add_mscr_args(p, train=False)
     return p
 
 

@@ -4,7 +4,7 @@
     python training.py -emo all --corpus ROOT --features features/ROOT/lld
     python training.py -emo Act --init-from ../Chunk-Level-Emotion-Retrieval --freeze lstm -ep 10 --lr 1e-4
     torchrun --nproc_per_node 4 training.py -ep 30 -batch 128 -emo Act
-    python training.py --model mscr ...            (flags: python training.py --model mscr --help)
+    python training.py --model mscr --audio-feature lld                   (method 2; flags: the MSCR group)
 
 Seq2Seq: every utterance is cut into 22 dynamic chunks of one second (m = 1 s / hop frames); a 2-layer
 LSTM predicts each chunk, the utterance prediction is the chunk mean. Targets: mu and population std of
@@ -20,15 +20,11 @@ and prints the extract_features.py command to run (extraction is a separate, res
 Normalisation: --feature-norm/--label-norm (see dataloader.py); default 'train', or 'published' with
 --init-from DIR (the authors' repository: its NormTerm), which the published weights expect.
 -batch is the global batch (split over DDP processes).
-
-Flags of --model mscr (decision): ONE parser. When `--model mscr` is given, mscr.py is imported lazily
-and `mscr.add_args(parser)` registers its flags on this same parser (only flags not defined here; it
-may change defaults with set_defaults); then the command line is parsed strictly and
-mscr.train_mscr(args) runs. So `--model mscr --help` lists every flag and typos are errors in both modes.
+MSCR (--model mscr): the flags of the "MSCR" group below; a flag that does not apply to the chosen --model
+is an error (docs/mscr.md).
 """
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -36,7 +32,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import cli
 import dataloader as D
+import mscr
 from utils import EMO_COL, ccc, ccc_loss, ddp_cleanup, ddp_setup, generate_chunk_EmoSeq, parse_emos, set_seed, unwrap
 
 
@@ -55,7 +53,7 @@ def build_parser(desc=__doc__, train=True):
     D.add_norm_args(p)
     if not train:
         p.add_argument('--checkpoint', default=None, help="Seq2Seq checkpoint file or folder ('{emo}' is replaced)")
-        return p
+        return p  # testing.py adds its flags, then cli.add_mscr_args(p, train=False)
     p.add_argument('--checkpoint', default=None, help="output checkpoint file (default OUT/<published name>; "
                    "'{emo}' is replaced by the attribute)")
     p.add_argument('--lr', type=float, default=None, help='Adam learning rate (seq2seq default 1e-3)')
@@ -67,21 +65,16 @@ def build_parser(desc=__doc__, train=True):
                    "folder (the authors' repository root: its v1.6 model and NormTerm)")
     s.add_argument('--freeze', default=None, choices=['lstm'],
                    help='lstm: train only fc1/fc2; the LSTM weights stay bit-identical (and run in eval mode)')
+    cli.add_mscr_args(p, train=True)
     return p
 
 
 def parse(parser, argv=None):
-    """Parse the command line; with --model mscr, mscr.add_args(parser) adds its flags first.
-    -> (args, the mscr module or None)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument('--model', default='seq2seq')
-    mod = None
-    if pre.parse_known_args(argv)[0].model == 'mscr':
-        import mscr as mod
-        if hasattr(mod, 'add_args'):
-            mod.add_args(parser)
-    return parser.parse_args(argv), mod
+    """Parse the command line; a flag that does not apply to --model is an error.
+    -> (args, the mscr module with --model mscr, else None)."""
+    args = parser.parse_args(argv)
+    cli.check_model_flags(parser, args)
+    return args, mscr if args.model == 'mscr' else None
 
 
 # ============================================================================ Seq2Seq

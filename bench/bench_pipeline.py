@@ -12,7 +12,7 @@ dataloader.to_chunks (22 x 62-frame chunks, one gather), training.chunk_predicti
 Adam (lr 1e-3). One epoch of --s2s-utts Train utterances; validation is not timed.
 MSCR: a synthetic wav2vec2-shaped audio store (1024-d, 20 ms hop) and a RoBERTa-shaped text token store
 (768-d, ~1.3 tokens per word, ~2.5 words per second), dataloader.MSCRDataset + mscr_collate through
-mscr._loader, mscr.forward_batch with the multi-scale crops, mscr.mtl_loss, TransformerENC_CoAtten of the
+mscr.make_loader, mscr.mscr_step (forward with the multi-scale crops, MTL CCC loss, Adam), TransformerENC_CoAtten of the
 published size (256-d, 4 heads, 3 self + 2 co-attention layers), Adam (lr 1e-4); --mscr-iters iterations.
 For each model three numbers, each from a fresh DataLoader (worker start-up included, as in an epoch):
   loader        iterate the DataLoader and move each batch to the device (Seq2Seq: + the chunk gather)
@@ -150,24 +150,15 @@ def mscr_setup(wd, n, seed, audio_dim, audio_hop, text_dim, progress=False):
                 o = int(rng.integers(0, len(pool) - T))
                 w.add(k, pool[o:o + T])
     text = FeatureStore(text_path)
-    mean, std = D.norm_stats(audio, names)
-    norm = {'feat': (mean, std), **{e: D.label_norm('train', e, corpus) for e in ('Act', 'Dom', 'Val')}}
+    norm = D.mscr_norm(corpus, audio, text, names)
     ds = MSCRDataset(corpus, 'Train', audio, text, norm, 128, seed, verbose=False)
     return dict(audio=audio, text=text, corpus=corpus, ds=ds, norm=norm, m=ds.m)
 
 
-def mscr_loader(ds, batch, workers, device, seed):
+def mscr_loader(ds, batch, workers, device, seed, iters=10 ** 9):
     import mscr
-    sampler = torch.utils.data.DistributedSampler(ds, 1, 0, shuffle=True, seed=seed, drop_last=True)
-    loader = mscr._loader(ds, batch, workers, device=device, sampler=sampler, drop_last=True)
-
-    def stream():
-        ep = 0
-        while True:
-            sampler.set_epoch(ep)
-            yield from loader
-            ep += 1
-    return stream()
+    sampler = mscr.IterationBatches(len(ds), batch, iters, seed)
+    return iter(mscr.make_loader(ds, batch, workers, device, sampler))
 
 
 def mscr_step_fn(setup, device, amp, seed):
@@ -180,21 +171,11 @@ def mscr_step_fn(setup, device, amp, seed):
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     scaler = D.make_scaler(device, amp)
     scales = mscr.parse_scales('0.2,0.4,0.6,0.8,1.0')
-
-    def step(batch):
-        with D.amp_context(device, amp):
-            pred = mscr.forward_batch(model, batch, setup['m'], device, scales)
-        loss = mscr.mtl_loss(pred.float(), batch['y'].to(device))
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        return loss.item()
-    return model, step
+    return model, lambda batch: mscr.mscr_step(model, opt, scaler, batch, device, scales, amp)
 
 
 def mscr_iters(setup, batch, workers, device, amp, seed, iters, with_model=True):
-    stream = mscr_loader(setup['ds'], batch, workers, device, seed)
+    stream = mscr_loader(setup['ds'], batch, workers, device, seed, iters)
     _, step = mscr_step_fn(setup, device, amp, seed) if with_model else (None, None)
     n = 0
     t0 = time.perf_counter()

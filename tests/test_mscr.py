@@ -1,20 +1,23 @@
-"""MSCR (method 2): pooling/cropping vs a per-chunk reference, masks, and an end-to-end run on a tiny
-generated corpus (real WAVs -> openSMILE LLDs, transcripts -> offline MiniLM tokens, TextGrids)."""
+"""MSCR (method 2): the model against an independent reference written from the method description (and a
+state_dict in the published layout loaded strictly), chunking/cropping/pooling against per-chunk
+references, normalisation, masks, and end-to-end runs through training.py / testing.py on a tiny generated
+corpus (real WAVs -> openSMILE LLDs, transcripts -> offline MiniLM tokens, TextGrids)."""
 import math
-import os
-import subprocess
-import sys
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from model import MSCR_SCALES, TransformerENC_CoAtten, audio_chunk_features, multiscale_crop, pyramid_pool, word_chunks
-
-REPO = Path(__file__).resolve().parents[1]
+from errors import ToolkitError
+from model import (
+    MSCR_SCALES,
+    TransformerENC_CoAtten,
+    audio_chunk_features,
+    dynamic_chunks,
+    multiscale_crop,
+    pyramid_pool,
+)
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -26,23 +29,168 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-# ----------------------------------------------------------------------------- plain references
+# ============================================================================ reference model (plain tensor ops)
+def published_keys(n_self=3, n_co=2):
+    """Parameter names and shapes of the published TransformerENC_CoAtten, from its description."""
+    def layer(p, d, ff):
+        return {f'{p}.self_attn.in_proj_weight': (3 * d, d), f'{p}.self_attn.in_proj_bias': (3 * d,),
+                f'{p}.self_attn.out_proj.weight': (d, d), f'{p}.self_attn.out_proj.bias': (d,),
+                f'{p}.linear1.weight': (ff, d), f'{p}.linear2.weight': (d, ff), f'{p}.norm1.weight': (d,),
+                f'{p}.norm1.bias': (d,), f'{p}.norm2.weight': (d,), f'{p}.norm2.bias': (d,)}
+
+    def shapes(Da, Dt, d):
+        out = {'proj_sph.weight': (d, Da), 'proj_txt.weight': (d, Dt)}
+        for k in range(1, n_self + 1):
+            out.update(layer(f'trans.l{k}_sph_sph', d, 2 * d), **layer(f'trans.l{k}_txt_txt', d, 2 * d))
+        for k in range(n_self + 1, n_self + n_co + 1):
+            out.update(layer(f'trans.l{k}_sph_txt', d, 2 * d), **layer(f'trans.l{k}_txt_sph', d, 2 * d))
+        for e in ('act', 'dom', 'val'):
+            out.update({f'top_layer_{e}.0.weight': (d, 2 * d), f'top_layer_{e}.0.bias': (d,),
+                        f'top_layer_{e}.2.weight': (1, d), f'top_layer_{e}.2.bias': (1,)})
+        return out
+    return shapes
+
+
+def random_state_dict(Da, Dt, d, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for k, shp in published_keys()(Da, Dt, d).items():
+        scale = 1.0 if 'norm' in k and k.endswith('weight') else 0.3
+        base = 1.0 if 'norm' in k and k.endswith('weight') else 0.0
+        sd[k] = base + scale * torch.randn(shp, generator=g, dtype=torch.float64) / (math.sqrt(shp[-1]) if
+                                                                                       len(shp) > 1 else 1)
+    return sd
+
+
+def ref_mha(q, kv, pad, W, b, Wo, bo, heads):
+    L, d = q.shape
+    Q, K, V = q @ W[:d].T + b[:d], kv @ W[d:2 * d].T + b[d:2 * d], kv @ W[2 * d:].T + b[2 * d:]
+    hd = d // heads
+    out = []
+    for h in range(heads):
+        sl = slice(h * hd, (h + 1) * hd)
+        s = Q[:, sl] @ K[:, sl].T / math.sqrt(hd)
+        s = s.masked_fill(pad[None, :], float('-inf'))
+        out.append(torch.softmax(s, -1) @ V[:, sl])
+    return torch.cat(out, -1) @ Wo.T + bo
+
+
+def ref_ln(x, w, b):
+    mu, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+    return (x - mu) / torch.sqrt(var + 1e-5) * w + b
+
+
+def ref_layer(sd, p, x, pad, y, heads):
+    """The layer as described: a = MHA(q = y, k = v = x), zero a at x's pads, h = LN1(x + a), zero h at the
+    pads, out = LN2(h + W2 GELU(W1 h)); eval mode (no dropout)."""
+    keep = (~pad).double()[:, None]
+    a = ref_mha(y, x, pad, sd[f'{p}.self_attn.in_proj_weight'], sd[f'{p}.self_attn.in_proj_bias'],
+                sd[f'{p}.self_attn.out_proj.weight'], sd[f'{p}.self_attn.out_proj.bias'], heads) * keep
+    h = ref_ln(x + a, sd[f'{p}.norm1.weight'], sd[f'{p}.norm1.bias']) * keep
+    f = torch.nn.functional.gelu(h @ sd[f'{p}.linear1.weight'].T) @ sd[f'{p}.linear2.weight'].T
+    return ref_ln(h + f, sd[f'{p}.norm2.weight'], sd[f'{p}.norm2.bias'])
+
+
+def ref_pe(L, d):
+    pe = torch.zeros(L, d, dtype=torch.float64)
+    for pos in range(L):
+        for i in range(0, d, 2):
+            ang = pos / 10000 ** (i / d)
+            pe[pos, i], pe[pos, i + 1] = math.sin(ang), math.cos(ang)
+    return pe
+
+
+def ref_forward(sd, audio, text, heads, max_len=128):
+    """One utterance: audio (Ca, Da) chunks, text (Ct, Dt) tokens (either may have 0 rows) -> (3,).
+    Global token of ones first; both streams padded with zeros to max_len; masks True at padding."""
+    seqs, pads = [], []
+    for x in (audio, text):
+        x = torch.cat([torch.ones(1, x.shape[1], dtype=torch.float64), x.double()])
+        pads.append(torch.arange(max_len) >= len(x))
+        seqs.append(torch.cat([x, torch.zeros(max_len - len(x), x.shape[1], dtype=torch.float64)]))
+    d = sd['proj_sph.weight'].shape[0]
+    pe = ref_pe(max_len, d)
+    s, t = seqs[0] @ sd['proj_sph.weight'].T + pe, seqs[1] @ sd['proj_txt.weight'].T + pe
+    ps, pt = pads
+    for k in (1, 2, 3):
+        s, t = ref_layer(sd, f'trans.l{k}_sph_sph', s, ps, s, heads), ref_layer(sd, f'trans.l{k}_txt_txt', t, pt, t, heads)
+    for k in (4, 5):
+        s, t = ref_layer(sd, f'trans.l{k}_sph_txt', s, ps, t, heads), ref_layer(sd, f'trans.l{k}_txt_sph', t, pt, s, heads)
+    z = torch.cat([s[0], t[0]])
+    return torch.stack([(torch.relu(z @ sd[f'top_layer_{e}.0.weight'].T + sd[f'top_layer_{e}.0.bias'])
+                         @ sd[f'top_layer_{e}.2.weight'].T + sd[f'top_layer_{e}.2.bias'])[0]
+                        for e in ('act', 'dom', 'val')])
+
+
+def test_published_state_dict_loads_strictly_and_matches_reference():
+    Da, Dt, d, heads = 14, 6, 16, 4
+    sd = random_state_dict(Da, Dt, d)
+    model = TransformerENC_CoAtten(Da, Dt, d=d, heads=heads)
+    model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+    assert set(model.state_dict()) == set(sd)
+    model.eval()
+    g = torch.Generator().manual_seed(1)
+    la, lt = [5, 1, 9, 0, 3], [2, 7, 0, 4, 11]           # unequal audio/text lengths; 0 = modality missing
+    B = len(la)
+    audio, text = torch.randn(B, max(la), Da, generator=g), torch.randn(B, max(lt), Dt, generator=g)
+    a_pad = torch.arange(max(la))[None] >= torch.tensor(la)[:, None]
+    t_pad = torch.arange(max(lt))[None] >= torch.tensor(lt)[:, None]
+    audio[a_pad], text[t_pad] = 5.0, -5.0                # garbage at padded positions must not matter
+    with torch.no_grad():
+        got = model(audio, a_pad, text, t_pad)
+    for b in range(B):
+        want = ref_forward(sd, audio[b, :la[b]], text[b, :lt[b]], heads)
+        torch.testing.assert_close(got[b].double(), want, atol=1e-5, rtol=0)
+    # the published hyper-parameters: d = 256, 4 heads, FF 2d, 3 self + 2 co-attention layers, no biases
+    big = TransformerENC_CoAtten(7 * 1024, 768)
+    assert {k: tuple(v.shape) for k, v in big.state_dict().items()} == published_keys()(7 * 1024, 768, 256)
+    assert big.trans.l1_sph_sph.self_attn.dropout == 0.0 and big.PE.dropout.p == 0.1
+    assert big.trans.l4_sph_txt.dropout.p == 0.3
+
+
+def test_coattention_wiring_residual_is_the_attended_stream():
+    """Changing only the text changes the audio stream's output through the queries; with a single co-
+    attention layer and no text-side influence on the audio residual, zeroing the text query weights
+    leaves the audio stream a function of the audio alone."""
+    torch.manual_seed(0)
+    m = TransformerENC_CoAtten(8, 6, d=16, heads=2, n_self=0, n_co=1).eval()
+    with torch.no_grad():
+        m.trans.l1_sph_txt.self_attn.in_proj_weight[:16] = 0     # queries (from the text) -> uniform attention
+        m.trans.l1_sph_txt.self_attn.in_proj_bias[:16] = 0
+        a = torch.randn(1, 4, 8)
+        pad_a, pad_t = torch.zeros(1, 4, dtype=torch.bool), torch.zeros(1, 3, dtype=torch.bool)
+        outs = []
+        for seed in (1, 2):
+            t = torch.randn(1, 3, 6, generator=torch.Generator().manual_seed(seed))
+            xs = m.PE(m.proj_sph(torch.cat([torch.ones(1, 1, 8), a], 1)))
+            xt = m.PE(m.proj_txt(torch.cat([torch.ones(1, 1, 6), t, torch.zeros(1, 1, 6)], 1)))
+            ps = torch.cat([torch.zeros(1, 1, dtype=torch.bool), pad_a], 1)
+            pt = torch.cat([torch.zeros(1, 1, dtype=torch.bool), pad_t, torch.ones(1, 1, dtype=torch.bool)], 1)
+            outs.append(m.trans(xs, xt, ps, pt)[0])
+        torch.testing.assert_close(outs[0], outs[1])          # audio stream: residual audio, K/V audio
+
+
+# ============================================================================ chunks, crops, pooling
 def ref_chunks(T, C, m):
-    """SPEC §3 literally: K = C windows of m frames starting at k·floor((T' - m)/(C - 1)), T' = max(T, m);
-    the valid frames of a window are those before T."""
+    """Dynamic split by the definition: C windows of m frames starting at k·floor((T' - m)/(C - 1)),
+    T' = max(T, m); the valid frames of a window are those before T."""
     s = (max(T, m) - m) // (C - 1)
     return [(k * s, min(m, T)) for k in range(C)]
 
 
 def ref_crop(L, scales, us, up):
+    """Published crop: n = int(f·L) frames, half = n // 2, centre uniform in [half, L - half)."""
     f = scales[min(int(us * len(scales)), len(scales) - 1)]
-    Lc = min(max(int(math.floor(f * L + 0.5)), 1), L)
-    return min(int(math.floor(up * (L - Lc + 1))), L - Lc), Lc
+    if f == 1.0:
+        return 0, L
+    half = int(f * L) // 2
+    Lc = max(2 * half, 1)
+    return min(int(math.floor(up * max(L - Lc, 1))), L - Lc), Lc
 
 
 def ref_pool(x, keep=None, min_frames=5):
-    """Pyramid pooling of one chunk x (L, D) by the definition; keep: frames present (missing ones are
-    left out of every mean, a part without frames takes the whole mean)."""
+    """Pyramid pooling of one chunk x (L, D) by the definition (remainder in the last half/quarter);
+    keep: frames present (missing ones are left out, a part without frames takes the whole mean)."""
     L, D = x.shape
     keep = np.ones(L, bool) if keep is None else keep
     if keep.sum() == 0:
@@ -52,8 +200,9 @@ def ref_pool(x, keep=None, min_frames=5):
         return np.tile(whole, 7)
     out = [whole]
     for q in (2, 4):
+        w = L // q
         for j in range(q):
-            a, b = j * L // q, (j + 1) * L // q
+            a, b = j * w, (L if j == q - 1 else (j + 1) * w)
             out.append(x[a:b][keep[a:b]].mean(0) if keep[a:b].any() else whole)
     return np.concatenate(out)
 
@@ -65,51 +214,51 @@ def _batch(seed=0, D=4, m=50):
     rng = np.random.default_rng(seed)
     T = torch.tensor([t for t, _ in CASES])
     C = torch.tensor([c for _, c in CASES])
-    x = torch.zeros(len(CASES), int(T.max()) + 7, D)      # zero padding past each length
+    x = torch.zeros(len(CASES), int(T.max()) + 7, D)
     for b, t in enumerate(T):
         x[b, :t] = torch.from_numpy(rng.normal(size=(int(t), D)).astype(np.float32))
     return x, T, C, m
 
 
-def test_word_chunks_follow_spec():
+def test_dynamic_chunks_follow_definition():
     x, T, C, m = _batch()
-    start, length = word_chunks(T, C, m)
-    assert start.shape == (len(CASES), int(C.max()))
+    start, length = dynamic_chunks(T, C, m)
     for b, (t, c) in enumerate(CASES):
-        ref = ref_chunks(t, c, m)
-        assert [(int(s), int(n)) for s, n in zip(start[b, :c], length[b, :c])] == ref
-        assert (length[b, c:] == 0).all()          # padded chunk positions
+        assert [(int(s), int(n)) for s, n in zip(start[b, :c], length[b, :c])] == ref_chunks(t, c, m)
+        assert (length[b, c:] == 0).all()
 
 
 @pytest.mark.parametrize('crop', [False, True])
 def test_pyramid_pool_and_crop_match_reference(crop):
     x, T, C, m = _batch(1)
-    start, length = word_chunks(T, C, m)
+    start, length = dynamic_chunks(T, C, m)
     g = torch.Generator().manual_seed(3)
-    us, up = torch.rand(start.shape, generator=g, dtype=torch.float64), torch.rand(start.shape, generator=g, dtype=torch.float64)
+    us = torch.rand(start.shape, generator=g, dtype=torch.float64)
+    up = torch.rand(start.shape, generator=g, dtype=torch.float64)
     if crop:
         off, length = multiscale_crop(length, MSCR_SCALES, us, up)
         start = start + off
     got = pyramid_pool(x, start, length).numpy()
     xn = x.numpy().astype(np.float64)
-    n_short = 0
+    n_short = n_odd4 = 0
     for b, (t, c) in enumerate(CASES):
         for k, (s, L) in enumerate(ref_chunks(t, c, m)):
             if crop:
                 o, L = ref_crop(L, MSCR_SCALES, float(us[b, k]), float(up[b, k]))
                 s += o
             n_short += L < 5
+            n_odd4 += L % 4 != 0 and L >= 5
             np.testing.assert_allclose(got[b, k], ref_pool(xn[b, s:s + L]), atol=1e-5, err_msg=f'{b} {k}')
         assert np.all(got[b, c:] == 0)
-    assert n_short > 0                              # chunks with < 5 frames were exercised
+    assert n_short > 0 and n_odd4 > 0               # short chunks and remainder quarters were exercised
 
 
 def test_pyramid_pool_with_missing_frames_matches_reference():
     x, T, C, m = _batch(2)
-    start, length = word_chunks(T, C, m)
+    start, length = dynamic_chunks(T, C, m)
     keep = torch.rand(x.shape[:2], generator=torch.Generator().manual_seed(0)) > 0.6
     got = pyramid_pool(x, start, length, keep).numpy()
-    _, pad = audio_chunk_features(x, T, C, m, None, keep)
+    _, pad = audio_chunk_features(x, start, length, None, keep)
     xn, kn = x.numpy().astype(np.float64), keep.numpy()
     for b, (t, c) in enumerate(CASES):
         for k, (s, L) in enumerate(ref_chunks(t, c, m)):
@@ -117,86 +266,30 @@ def test_pyramid_pool_with_missing_frames_matches_reference():
             assert bool(pad[b, k]) == (kn[b, s:s + L].sum() == 0)
 
 
-def test_multiscale_crop_distribution():
+def test_multiscale_crop_lengths_are_the_published_even_ones():
     L = torch.full((20000,), 62)
     off, Lc = multiscale_crop(L, generator=torch.Generator().manual_seed(0))
-    want = {int(math.floor(f * 62 + 0.5)) for f in MSCR_SCALES}          # {12, 25, 37, 50, 62}
     vals, counts = np.unique(Lc.numpy(), return_counts=True)
-    assert set(vals.tolist()) == want
-    assert np.all(np.abs(counts / len(L) - 0.2) < 0.02)                  # fractions drawn uniformly
-    assert (off >= 0).all() and (off + Lc <= L).all()                     # crop stays inside the chunk
+    assert vals.tolist() == [12, 24, 36, 48, 62]         # 2·floor(f·62/2); 1.0 keeps the chunk whole
+    assert np.all(np.abs(counts / len(L) - 0.2) < 0.02)  # fractions drawn uniformly
+    assert (off >= 0).all() and (off + Lc <= L).all()
     sel = Lc == 12
-    assert int(off[sel].min()) == 0 and int(off[sel].max()) == 50         # every position reachable
+    assert int(off[sel].min()) == 0 and int(off[sel].max()) == 62 - 12 - 1   # published centre range
+    _, Lc50 = multiscale_crop(torch.full((2000,), 50), generator=torch.Generator().manual_seed(1))
+    assert sorted(set(Lc50.tolist())) == [10, 20, 30, 40, 50]
     off1, Lc1 = multiscale_crop(torch.tensor([62, 3, 1, 0]), (1.0,))      # --scales 1.0: chunks whole
     assert off1.tolist() == [0, 0, 0, 0] and Lc1.tolist() == [62, 3, 1, 0]
-    a = multiscale_crop(L[:50], generator=torch.Generator().manual_seed(5))
-    b = multiscale_crop(L[:50], generator=torch.Generator().manual_seed(5))
-    assert all(torch.equal(u, v) for u, v in zip(a, b))                    # seeded
+    _, Lc_small = multiscale_crop(torch.tensor([2, 1]), (0.2,))            # never empty
+    assert Lc_small.tolist() == [1, 1]
 
 
-# ----------------------------------------------------------------------------- model and masks
-def _model(Da=4, Dt=6, **kw):
-    torch.manual_seed(0)
-    return TransformerENC_CoAtten(7 * Da, Dt, d=32, heads=4, ff=64, **kw).eval()
-
-
-def test_padding_does_not_change_outputs():
-    x, T, C, m = _batch(4)
-    B = len(CASES)
-    Nt = torch.tensor([5, 1, 9, 3, 12, 2, 7, 4])
-    t = torch.randn(B, 12, 6)
-    t_pad = torch.arange(12)[None] >= Nt[:, None]
-    model = _model()
-    with torch.no_grad():
-        pooled, a_pad = audio_chunk_features(x, T, C, m)
-        y = model(pooled, a_pad, t, t_pad)
-        x2, t2 = x.clone(), t.clone()
-        for b in range(B):
-            x2[b, T[b]:] = 1e3                      # padded frames
-        t2[t_pad] = -50.0                           # padded tokens
-        pooled2, a_pad2 = audio_chunk_features(x2, T, C, m)
-        assert torch.equal(a_pad, a_pad2)
-        pooled2[a_pad2] = 7.0                       # padded chunk positions
-        y2 = model(pooled2, a_pad2, t2, t_pad)
-        torch.testing.assert_close(y, y2, atol=1e-5, rtol=1e-5)
-        for b in (0, 5):                            # one utterance alone == inside the padded batch
-            p1, ap1 = audio_chunk_features(x[b:b + 1, :T[b]], T[b:b + 1], C[b:b + 1], m)
-            y1 = model(p1, ap1, t[b:b + 1, :Nt[b]], t_pad[b:b + 1, :Nt[b]])
-            torch.testing.assert_close(y1[0], y[b], atol=1e-5, rtol=1e-5)
-        keep = torch.rand(x.shape[:2]) > 0.5        # missing frames do not leak either
-        pk, apk = audio_chunk_features(x, T, C, m, None, keep)
-        x3 = x.clone()
-        x3[~keep] = 99.0
-        pk3, _ = audio_chunk_features(x3, T, C, m, None, keep)
-        torch.testing.assert_close(pk[~apk], pk3[~apk])
-
-
-def test_single_modality_fallback():
-    model = _model()
-    a, t = torch.randn(3, 5, 28), torch.randn(3, 4, 6)
-    no_a, no_t = torch.ones(3, 5, dtype=torch.bool), torch.ones(3, 4, dtype=torch.bool)
-    some_a, some_t = torch.zeros(3, 5, dtype=torch.bool), torch.zeros(3, 4, dtype=torch.bool)
-    with torch.no_grad():
-        y_audio_only = model(a, some_a, t, no_t)
-        y_text_only = model(a, no_a, t, some_t)
-        y_none = model(a, no_a, t, no_t)
-        assert torch.isfinite(torch.stack([y_audio_only, y_text_only, y_none])).all()
-        # an absent modality is exactly its global token: all-padded == empty sequence
-        torch.testing.assert_close(model(a[:, :0], no_a[:, :0], t, some_t), y_text_only)
-        torch.testing.assert_close(model(a, some_a, t[:, :0], no_t[:, :0]), y_audio_only)
-        assert torch.allclose(y_none[0], y_none[1])   # nothing left: the same prediction for everyone
-
-
-def test_published_configuration():
-    m = TransformerENC_CoAtten(7 * 1024, 768)
-    assert m.proj_a.bias is None and m.proj_t.bias is None and m.proj_a.weight.shape == (256, 7 * 1024)
-    assert len(m.self_a) == len(m.self_t) == 3 and len(m.co_a) == len(m.co_t) == 2
-    layer = m.self_a[0]
-    assert layer.self_attn.num_heads == 4 and layer.linear1.out_features == 512 and not layer.norm_first
-    assert [tuple(h[0].weight.shape) + tuple(h[2].weight.shape) for h in m.heads] == [(256, 512, 1, 256)] * 3
-    with pytest.raises(ValueError, match='max_len'):
-        m(torch.zeros(1, 128, 7 * 1024), torch.zeros(1, 128, dtype=torch.bool),
-          torch.zeros(1, 2, 768), torch.zeros(1, 2, dtype=torch.bool))
+def test_word_spans_follow_the_textgrid_times():
+    from dataloader import word_spans
+    times = [(0.10, 0.35), (0.35, 0.36), (0.5, 1.2), (1.9, 5.0)]
+    spans = word_spans(times, 0.016, 100, cap=127)
+    assert spans.tolist() == [[6, 16], [22, 1], [31, 44], [99, 1]]   # round(t/hop); >= 1 frame; clipped to T
+    merged = word_spans(times, 0.016, 100, cap=2)                     # too many words: consecutive groups
+    assert merged.tolist() == [[6, 16], [31, 69]]
 
 
 def test_missing_masks_are_seeded_nested_and_exact():
@@ -204,124 +297,150 @@ def test_missing_masks_are_seeded_nested_and_exact():
     prev = None
     for p in (0.0, 0.25, 0.5, 1.0):
         mk = mscr_missing_masks(40, 8, 10, dict(audio=p, text=p, mode='frames'), 0, 3)
-        half_up = lambda n, p=p: math.floor(p * n + 0.5)
-        assert (~mk['frame_keep']).sum() == half_up(40) and (~mk['token_keep']).sum() == half_up(10)
+        assert (~mk['frame_keep']).sum() == math.floor(p * 40 + 0.5)
+        assert (~mk['token_keep']).sum() == math.floor(p * 10 + 0.5)
         assert mk['chunk_keep'].all()
         if prev is not None:
-            assert np.all(mk['frame_keep'] <= prev['frame_keep'])      # nested
+            assert np.all(mk['frame_keep'] <= prev['frame_keep'])
         prev = mk
     mk = mscr_missing_masks(40, 8, 10, dict(audio=0.5, text=0.0, mode='chunks'), 0, 3)
     assert (~mk['chunk_keep']).sum() == 4 and mk['frame_keep'].all() and mk['token_keep'].all()
     assert mscr_missing_masks(40, 8, 10, dict(audio=1, text=0, mode='modality'), 0, 3)['audio_on'] is False
     on = [mscr_missing_masks(5, 2, 3, dict(audio=0.3, text=0.0, mode='modality'), 1, i)['audio_on'] for i in range(400)]
     assert 0.2 < 1 - np.mean(on) < 0.4
-    a = mscr_missing_masks(40, 8, 10, dict(audio=0.3, text=0.3, mode='frames'), 0, 3)
-    b = mscr_missing_masks(40, 8, 10, dict(audio=0.3, text=0.3, mode='frames'), 0, 3)
-    assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
-# ----------------------------------------------------------------------------- end to end
+def test_iteration_batches_resume_where_they_stopped():
+    from mscr import IterationBatches
+    full = list(IterationBatches(10, 4, 7, seed=3))
+    assert len(full) == 7 and all(len(b) == 4 for b in full)
+    assert sorted(full[0] + full[1]) == sorted(set(full[0] + full[1]))      # no repeat inside an epoch
+    assert list(IterationBatches(10, 4, 7, seed=3, start=5)) == full[5:]
+    r0, r1 = IterationBatches(10, 4, 7, 3, rank=0, world=2), IterationBatches(10, 4, 7, 3, rank=1, world=2)
+    assert [sorted(a + b) for a, b in zip(r0, r1)] == [sorted(b) for b in full]
+
+
+# ============================================================================ end to end
 @pytest.fixture(scope='module')
 def stores(tiny_corpus, tmp_path_factory):
-    """LLD audio store, MiniLM text store and the NormTerm of the audio store for the tiny corpus."""
     import extract_features
-    import norm_para
     out = tmp_path_factory.mktemp('mscr')
     for feat in ('lld', 'text'):
         extract_features.main(['--corpus', str(tiny_corpus), '--feature', feat, '--out', str(out / feat),
                                '--workers', '1', '--device', 'cpu'])
-    norm_para.main(['--corpus', str(tiny_corpus), '--features', str(out / 'lld'), '--out', str(out / 'NormTerm')])
     return tiny_corpus, out
 
 
 def _flags(corpus, out, *extra):
-    return ['--corpus', str(corpus), '--audio-feature', 'lld', '--audio-store', str(out / 'lld'),
-            '--text-store', str(out / 'text'), '--workers', '0', '--save-dir', str(out / 'runs'),
-            '--hidden', '64', '--ff', '128', *extra]
+    return ['--model', 'mscr', '--corpus', str(corpus), '--audio-feature', 'lld', '--audio-store', str(out / 'lld'),
+            '--text-store', str(out / 'text'), '--workers', '0', '--save-dir', str(out / 'runs'), *extra]
 
 
-def test_dataset_caps_long_sequences_with_a_warning(stores):
+def test_utterance_level_normalisation_as_published(stores):
     from corpus import Corpus
-    from dataloader import MSCRDataset, mscr_collate
+    from dataloader import MSCRDataset, mscr_norm
     from feature_store import FeatureStore
-    from utils import load_norm
     root, out = stores
-    audio, text = FeatureStore(out / 'lld'), FeatureStore(out / 'text')
+    corpus, audio, text = Corpus(root), FeatureStore(out / 'lld'), FeatureStore(out / 'text')
+    names = corpus.files('Train')
+    norm = mscr_norm(corpus, audio, text, names)
+    for store, key in ((audio, 'audio'), (text, 'text')):
+        U = np.stack([np.nanmean(np.asarray(store.get(n), np.float64), 0) for n in names])
+        np.testing.assert_allclose(norm[key][0], U.mean(0), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(norm[key][1], np.maximum(U.std(0), 1e-8), rtol=1e-7, atol=1e-9)
+    y = corpus.labels.set_index('FileName').loc[names, 'EmoAct'].to_numpy(float)
+    assert norm['Act'] == pytest.approx((y.mean(), y.std()))
+    ds = MSCRDataset(corpus, 'Train', audio, text, norm, verbose=False)
+    it = ds[0]
+    raw_t = np.asarray(text.get(ds.names[0]), np.float64)
+    want = np.clip((raw_t - norm['text'][0]) / norm['text'][1], -3, 3)
+    np.testing.assert_allclose(it['t'], want, atol=1e-4)             # text is normalised too
+    assert np.abs(it['a']).max() <= 3
+    frame = mscr_norm(corpus, audio, text, names, 'frame')
+    assert not np.allclose(frame['audio'][1], norm['audio'][1])
+
+
+def test_words_chunking_uses_each_words_frames(stores):
+    from corpus import Corpus
+    from dataloader import MSCRDataset, mscr_collate, mscr_norm
+    from feature_store import FeatureStore
+    root, out = stores
+    corpus, audio, text = Corpus(root), FeatureStore(out / 'lld'), FeatureStore(out / 'text')
+    norm = mscr_norm(corpus, audio, text, corpus.files('Train'))
+    dyn = MSCRDataset(corpus, 'Train', audio, text, norm, verbose=False)
+    wrd = MSCRDataset(corpus, 'Train', audio, text, norm, verbose=False, chunking='words')
+    n = wrd.names[0]
+    words = corpus.words(n)
+    sp = wrd[0]['spans']
+    assert len(sp) == len(words) and sp[0, 0] == round(words[0][0] / audio.hop)
+    assert sp[-1].sum() == min(round(words[-1][1] / audio.hop), audio.lengths()[n])
+    assert (dyn[0]['spans'][:, 1] == min(dyn.m, audio.lengths()[n])).all()   # one-second windows
+    b = mscr_collate([wrd[i] for i in range(3)])
+    assert b['start'].shape == b['length'].shape and (b['length'] >= 0).all()
     with pytest.warns(UserWarning, match='more than 3'):
-        ds = MSCRDataset(Corpus(root), 'Train', audio, text, load_norm(out / 'NormTerm'), max_len=4, verbose=False)
-    assert ds.report['capped_words'] > 0 and ds.report['capped_tokens'] > 0
-    b = mscr_collate([ds[i] for i in range(len(ds))])
-    assert int(b['C'].max()) <= 3 and b['t'].shape[1] <= 3 and b['a'].shape[2] == 130
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')
-        full = MSCRDataset(Corpus(root), 'Train', audio, text, load_norm(out / 'NormTerm'), verbose=False)
-    words = [len(Corpus(root).words(n)) for n in full.names]
-    assert [c for _, c, _ in full.items] == [max(w, 2) for w in words]  # one chunk per aligned word
+        capped = MSCRDataset(corpus, 'Train', audio, text, norm, max_len=4, verbose=False, chunking='words')
+    assert max(len(capped[i]['spans']) for i in range(len(capped))) <= 3
 
 
-def test_train_test_sweep_end_to_end(stores):
+def test_train_test_sweep_end_to_end(stores, tmp_path):
     import mscr
+    import testing
+    import training
     root, out = stores
-    fl = lambda *e: _flags(root, out, '--norm', str(out / 'NormTerm'), *e)
-    ckpts = {}
-    for scales in ('0.2,0.4,0.6,0.8,1.0', '1.0'):
-        ckpts[scales] = mscr.main(['train', *fl('--iters', '200', '--val-every', '50', '--scales', scales)])
-        assert ckpts[scales].exists()
-        log = pd.read_csv(str(ckpts[scales])[:-8] + '.log.csv')
-        assert log['iteration'].tolist() == [50, 100, 150, 200]
-        assert log['train_loss'].iloc[-1] < log['train_loss'].iloc[0]       # it learns
-        assert Path(str(ckpts[scales])[:-8] + '.loss.png').stat().st_size > 1000
-    assert ckpts['1.0'].name == 'MSCR_iter200_batch128_lld_scales1.pth.tar'
-    s = mscr.main(['test', *fl('--iters', '200', '--checkpoint', str(ckpts['1.0']))])
+    fl = lambda *e: _flags(root, out, '--hidden', '32', *e)   # noqa: E731
+    ck = training.main(fl('--iters', '40', '--val-every', '20', '--scales', '1.0', '-batch', '16'))
+    assert ck.name == 'MSCR_iter40_batch16_lld_scales1.pth.tar' and ck.exists()
+    last = ck.with_name('MSCR_iter40_batch16_lld_scales1.last.pth.tar')
+    assert last.exists()
+    log = pd.read_csv(str(ck)[:-8] + '.log.csv')
+    assert log['iteration'].tolist() == [20, 40] and log['train_loss'].iloc[-1] < log['train_loss'].iloc[0]
+    model, meta = mscr.load_mscr(ck)
+    assert meta['mscr_norm'] == 'utterance' and len(meta['text_mean']) == meta['config']['text_dim']
+    tfl = _flags(root, out, '--iters', '40', '-batch', '16', '--scales', '1.0', '--out', str(tmp_path))
+    s = testing.main(tfl)
     assert all(np.isfinite(s[e]) for e in ('Act', 'Dom', 'Val'))
-    s2 = mscr.main(['test', *fl('--checkpoint', str(ckpts['1.0']), '--missing-audio', '1', '--missing-mode', 'modality')])
+    s2 = testing.main(tfl + ['--missing-audio', '1', '--missing-mode', 'modality'])
     assert s2 != s
+    df = testing.main(tfl + ['--sweep', '--sweep-fracs', '0,0.5,1', '--missing-mode', 'frames,chunks,modality'])
+    assert len(df) == 3 * 3 * 3 and np.isfinite(df[['ccc_Act', 'ccc_Dom', 'ccc_Val']].to_numpy()).all()
+    both_gone = df[(df.missing == 'both') & (df.fraction == 1) & (df['mode'] == 'modality')]
+    assert np.allclose(both_gone[['ccc_Act', 'ccc_Dom', 'ccc_Val']], 0, atol=1e-6)   # constant output
+    assert (tmp_path / 'MSCR_iter40_batch16_lld_scales1_Test_sweep_chunks.png').stat().st_size > 1000
     from corpus import Corpus
     from feature_store import FeatureStore
-    model, meta = mscr.load_mscr(ckpts['1.0'])
     name = Corpus(root).files('Test')[0]
     a, t = FeatureStore(out / 'lld').get(name), FeatureStore(out / 'text').get(name)
     full = mscr.predict_utterance(model, meta, a, t, len(Corpus(root).words(name)))
     text_only = mscr.predict_utterance(model, meta, None, t, None)
-    audio_only = mscr.predict_utterance(model, meta, a, None, None)
-    assert all(np.isfinite(p[e]) for p in (full, text_only, audio_only) for e in ('Act', 'Dom', 'Val'))
-    assert full != text_only and full != audio_only
-    for ck in ckpts.values():
-        df = mscr.main(['test', *fl('--checkpoint', str(ck), '--sweep', '--sweep-fracs', '0,0.5,1',
-                                    '--missing-mode', 'frames,chunks,modality')])
-        assert len(df) == 3 * 3 * 3 and np.isfinite(df[['ccc_Act', 'ccc_Dom', 'ccc_Val']].to_numpy()).all()
-        both_gone = df[(df.missing == 'both') & (df.fraction == 1)]
-        assert np.allclose(both_gone[['ccc_Act', 'ccc_Dom', 'ccc_Val']], 0, atol=1e-6)   # constant output
-        stem = ck.name[:-8]
-        assert (out / 'runs' / f'{stem}_Test_sweep.csv').exists()
-        for mode in ('frames', 'chunks', 'modality'):
-            assert (out / 'runs' / f'{stem}_Test_sweep_{mode}.png').stat().st_size > 1000
+    assert all(np.isfinite(p[e]) for p in (full, text_only) for e in ('Act', 'Dom', 'Val')) and full != text_only
+    wk = training.main(fl('--iters', '4', '--val-every', '2', '--chunking', 'words', '-batch', '16'))
+    assert wk.name.endswith('_words.pth.tar') and mscr.load_mscr(wk)[1]['chunking'] == 'words'
 
 
 def test_resume_continues_exactly(stores):
-    import mscr
+    import training
     root, out = stores
-    fl = lambda name, it, *e: _flags(root, out, '--iters', str(it), '--val-every', '10', '--name', name, *e)
-    mscr.main(['train', *fl('straight', 30)])
-    mscr.main(['train', *fl('resumed', 20)])
-    mscr.main(['train', *fl('resumed', 30, '--resume')])
+    fl = lambda name, it, *e: _flags(root, out, '--hidden', '16', '-batch', '8', '--iters', str(it),  # noqa: E731
+                                     '--val-every', '3', '--name', name, *e)
+    training.main(fl('straight', 9))
+    training.main(fl('resumed', 6))
+    training.main(fl('resumed', 9, '--resume'))
     a = pd.read_csv(out / 'runs' / 'straight.log.csv').drop(columns='seconds')
     b = pd.read_csv(out / 'runs' / 'resumed.log.csv').drop(columns='seconds')
     pd.testing.assert_frame_equal(a, b)
-    meta = pd.read_json(out / 'runs' / 'resumed.meta.json', typ='series')
-    assert meta['feature_norm'].startswith('Train statistics')      # no --norm: computed at start
 
 
-def test_training_script_dispatches_to_mscr(stores):
+def test_flags_of_the_other_model_are_errors(stores):
+    import testing
+    import training
     root, out = stores
-    if not (REPO / 'training.py').exists() or 'mscr' not in (REPO / 'training.py').read_text():
-        pytest.skip('training.py with --model mscr is not there yet')
-    flags = _flags(root, out, '--iters', '4', '--val-every', '2', '--name', 'cli', '--scales', '1.0')
-    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    r = subprocess.run([sys.executable, 'training.py', '--model', 'mscr', *flags], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    r = subprocess.run([sys.executable, 'testing.py', '--model', 'mscr', *flags, '--missing-text', '0.5',
-                        '--missing-mode', 'tokens'], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert 'Act CCC' in r.stdout
+    for argv in (_flags(root, out, '-emo', 'Act'), _flags(root, out, '--rankseq', 'x'),
+                 _flags(root, out, '--norm', 'NormTerm'), _flags(root, out, '--out', 'x')):
+        with pytest.raises(ToolkitError, match='not used by --model mscr'):
+            training.main(argv)
+    with pytest.raises(ToolkitError, match='MSCR flag'):
+        training.main(['-emo', 'Act', '--chunking', 'words'])
+    with pytest.raises(ToolkitError, match='MSCR flag'):
+        testing.main(['-emo', 'Act', '--sweep'])
+    with pytest.raises(SystemExit):          # training-only MSCR flags are not testing flags
+        testing.main(_flags(root, out, '--hidden', '32'))

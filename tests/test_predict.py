@@ -273,7 +273,8 @@ def make_mscr_checkpoint(d, text_dim=384):
     torch.manual_seed(0)
     torch.save(mscr.build_model(cfg).state_dict(), d / 'MSCR_tiny.pth.tar')
     meta = dict(model='mscr', name='MSCR_tiny', config=cfg, m=62, hop=0.016, audio_feature='lld',
-                audio_preset='published', text_model=None, feat_mean=[0.0] * 130, feat_std=[1.0] * 130,
+                audio_preset='published', text_model=None, audio_mean=[0.0] * 130, audio_std=[1.0] * 130,
+                text_mean=[0.0] * text_dim, text_std=[1.0] * text_dim,
                 label_norm={e: [4.0, 1.0] for e in ('Act', 'Dom', 'Val')})
     (d / 'MSCR_tiny.meta.json').write_text(json.dumps(meta))
     return d / 'MSCR_tiny.pth.tar'
