@@ -345,9 +345,9 @@ def find(spec, kind, emo, ep, batch):
     raise CheckpointError(f'{p} holds no {kind} checkpoint for {emo} (looked for {ours} / {pub} in {subs})')
 
 
-def open_checkpoint(path, kind_hint=None, norm_dir=None):
+def open_checkpoint(path, kind_hint=None, norm_dir=None, emo_hint=None):
     """Checkpoint of a file written by this toolkit (its record), or, without a record, of a file described
-    by `norm_dir` (its NormTerm; kind and attribute from the file name)."""
+    by `norm_dir` (its NormTerm; kind and attribute from the file name, else the ones asked for)."""
     path = Path(path)
     sha = None
     old = read_record(path)
@@ -363,14 +363,15 @@ def open_checkpoint(path, kind_hint=None, norm_dir=None):
         raise CheckpointError(f'{path}: no provenance record {sibling(path, ".meta.json").name} next to it, so its '
                               f'normalisation statistics are unknown. For the authors\' release use --pretrained '
                               f'DIR; for other models pass --norm DIR (the NormTerm they were trained with)')
-    return Checkpoint(path, record_from_name(path, kind_hint, norm_dir, sha), 'own')
+    return Checkpoint(path, record_from_name(path, kind_hint, norm_dir, sha, emo_hint), 'own')
 
 
-def record_from_name(path, kind_hint, norm_dir, sha):
-    """Record of a model without one: kind and attribute from its name, statistics from `norm_dir`."""
+def record_from_name(path, kind_hint, norm_dir, sha, emo_hint=None):
+    """Record of a model without one: kind and attribute from its name (when it names none, the ones asked
+    for), statistics from `norm_dir`."""
     name = Path(path).name
     kind = 'ranker' if name.endswith('_ranker.pth.tar') else 'seq2seq' if 'EmoRankerSeq' in name else kind_hint
-    emos = [e for e in EMOS if f'_{e}_' in name or name.endswith(f'_{e}.pth.tar')]
+    emos = [e for e in EMOS if f'_{e}_' in name or name.endswith(f'_{e}.pth.tar')] or [emo_hint]
     norm = load_norm(norm_dir)
     nsha = sha256_folder(norm_dir, RELEASE_NORMTERM)
     scope = 'published' if nsha == sha256_folder_release() else 'train'
@@ -403,7 +404,7 @@ def resolve(kind, emo, pretrained=None, checkpoint=None, norm_dir=None, ep=None,
     path = find(checkpoint, kind, emo, ep, batch)
     if not checkpoint and not read_record(path):
         raise CheckpointError(f'{path}: no provenance record next to it; retrain it or pass --checkpoint/--pretrained')
-    return open_checkpoint(path, kind, norm_dir)
+    return open_checkpoint(path, kind, norm_dir, emo)
 
 
 def init_checkpoint(spec, kind, emo, ep, batch, norm_dir=None):
@@ -412,9 +413,9 @@ def init_checkpoint(spec, kind, emo, ep, batch, norm_dir=None):
     if spec is None:
         return None
     path = find(spec, kind, emo, ep, batch)
-    if not read_record(path) and release_root(spec) is not None:
+    if not read_record(path) and norm_dir is None and release_root(spec) is not None:
         return release_checkpoint(spec, kind, emo, flag='--init-from')
-    return open_checkpoint(path, kind, norm_dir)
+    return open_checkpoint(path, kind, norm_dir, emo)
 
 
 def start_model(args, kind, emo, store):
