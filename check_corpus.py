@@ -282,4 +282,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from cli import run_script
+    sys.exit(run_script(main))

@@ -96,8 +96,9 @@ def _prefetch(items, bs, load, workers):
             yield [f.result() for f in cur]
 
 
-def _report(out, bad, n_total, n_done, wall, audio_s, what):
-    """Print and write OUT/skipped.csv; stop with an error when nothing of a non-empty to-do list succeeded."""
+def _report(out, bad, n_total, n_done, wall, audio_s, what, n_store):
+    """Print and write OUT/skipped.csv; stop with an error when the store holds nothing after a run that had
+    work to do (every item failed)."""
     if bad:
         print(f'\n{len(bad)} of {n_total} utterances skipped (also in {out}/skipped.csv):')
         for name, why in bad:
@@ -110,7 +111,7 @@ def _report(out, bad, n_total, n_done, wall, audio_s, what):
     if audio_s > 0 and wall > 0:
         print(f'real-time factor {wall / audio_s:.4f} ({audio_s / 3600:.2f} h of audio, '
               f'{audio_s / wall:.0f}x faster than real time)')
-    if n_total and not n_done:
+    if n_total and not n_store:
         raise ToolkitError(f'none of the {n_total} utterances could be processed ({what}); the reasons are listed '
                            f'above and in {out}/skipped.csv')
 
@@ -271,7 +272,7 @@ def extract(args):
         raise
     pr.bar.close()
     writer.close(complete=True, skipped=len(pr.bad))
-    _report(out, pr.bad, len(todo), pr.n_done, time.time() - t0, pr.audio_s, what)
+    _report(out, pr.bad, len(todo), pr.n_done, time.time() - t0, pr.audio_s, what, len(writer))
     print(f'feature store: {out} ({len(writer)} utterances)')
     return out
 
@@ -329,7 +330,7 @@ def import_mat(args):
             except Exception as e:
                 bad.append((f.name, f'{type(e).__name__}: {e}'))
         w.meta['skipped'] = len(bad)
-    _report(out, bad, len(files) - resumed, len(good), 0.0, 0.0, 'import')
+    _report(out, bad, len(files) - resumed, len(good), 0.0, 0.0, 'import', len(good) + resumed)
     if dim != 130 and args.feature == 'lld':
         print(f'warning: {dim} features per frame; the published models expect 130')
     print(f'feature store: {out} ({len(good)} imported now)')
