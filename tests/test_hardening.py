@@ -27,8 +27,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fixtures import make_tiny_corpus, synth_voice, write_textgrid  # noqa: E402
 from cli import run_script  # noqa: E402
+from tests.fixtures import make_tiny_corpus, synth_voice, write_textgrid  # noqa: E402
 from tests.test_predict import make_published_dir  # noqa: E402
 
 NO_CUDA = not torch.cuda.is_available()
