@@ -234,9 +234,9 @@ def main(argv=None):
           [n for n in args.norm_list if n not in ('train', 'speaker', 'corpus')]
     if bad:
         raise SystemExit(f'error: unknown --conds/--norms value(s) {bad}')
-    if args.pretrained and not (Path(args.pretrained) / 'NormTerm').is_dir():
-        raise SystemExit(f"error: --pretrained {args.pretrained}: no NormTerm/ there; pass the root of the authors' "
-                         f"repository (git clone https://github.com/winston-lin-wei-cheng/Chunk-Level-Emotion-Retrieval)")
+    if args.pretrained:
+        from checkpoints import require_release
+        require_release(args.pretrained)          # the unmodified v1.6 release, checked by SHA-256
     if not args.pretrained:
         print("note: no --pretrained folder: rows (a), (c), (d) need the authors' released models; running (b) only")
     args.curves = args.curves or ('published' if args.pretrained else 'constant')
