@@ -554,6 +554,19 @@ class Run:
                                'scaler': scaler.state_dict(), 'epoch': epoch, 'best': best,
                                'best_epoch': best_epoch, 'rng': rng, 'settings': self.settings}, self.state_path)
 
+    def start(self, model, opt, scaler, resume, world, device, what, best):
+        """-> (model for the steps (DDP-wrapped when world > 1), first epoch, best, best epoch); with `resume`
+        the interrupted run's state is restored."""
+        start, best_ep = 0, -1
+        if resume:
+            start, best, best_ep = self.load_state(model, opt, scaler)
+            print(f'{what}: resuming at epoch {start} (best {best:.4f} at epoch {best_ep})')
+        net = model
+        if world > 1:
+            net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda'
+                                                            else None)
+        return net, start, best, best_ep
+
     def load_state(self, model, opt, scaler):
         """-> (next epoch, best, best_epoch); restores weights, optimizer, scaler and RNG states."""
         s = torch.load(self.state_path, map_location='cpu', weights_only=False)

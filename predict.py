@@ -115,17 +115,22 @@ def model_norms(args, models):
     return scopes.pop(), feat, labels, lrec
 
 
+def file_table(path, column, files, flag):
+    """A CSV with columns file,<column> -> {str(file): value or None}; files match by path, name or stem."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not {'file', column} <= set(df.columns):
+        raise ToolkitError(f"{flag} {path}: needs columns 'file' and '{column}' (found {list(df.columns)})")
+    by = {}
+    for f, v in zip(df['file'], df[column]):
+        by[f] = by[Path(f).name] = by[Path(f).stem] = v
+    return {str(p): by.get(str(p), by.get(Path(p).name, by.get(Path(p).stem))) for p in files}
+
+
 def speaker_of(files, inputs, csv_path):
     """file -> speaker: a --speakers CSV (file,speaker; file matched by path, name or stem), else the sub-folder
     of the input folder that holds the file (files given directly: the parent folder's name)."""
     if csv_path:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-        if not {'file', 'speaker'} <= set(df.columns):
-            raise ToolkitError(f"--speakers {csv_path}: needs columns 'file' and 'speaker' (found {list(df.columns)})")
-        by = {}
-        for f, s in zip(df['file'], df['speaker']):
-            by[f] = by[Path(f).name] = by[Path(f).stem] = s
-        out = {str(p): by.get(str(p), by.get(p.name, by.get(p.stem))) for p in files}
+        out = file_table(csv_path, 'speaker', files, '--speakers')
         missing = [p for p, s in out.items() if not s]
         if missing:
             raise ToolkitError(f'--speakers {csv_path}: no speaker for {len(missing)} file(s), e.g. {missing[0]}')
@@ -625,14 +630,7 @@ class MSCREngine:
             if not tp.is_file():
                 raise ToolkitError(f'--transcript {tp}: no such file')
             if tp.suffix.lower() == '.csv':
-                df = pd.read_csv(tp, dtype=str, keep_default_na=False)
-                if not {'file', 'text'} <= set(df.columns):
-                    raise ToolkitError(f"--transcript {tp}: needs columns 'file' and 'text' (found {list(df.columns)})")
-                by = {}
-                for f, t in zip(df['file'], df['text']):
-                    by[f] = by[Path(f).name] = by[Path(f).stem] = t
-                for p in files:
-                    texts[str(p)] = by.get(str(p), by.get(Path(p).name, by.get(Path(p).stem)))
+                texts.update(file_table(tp, 'text', files, '--transcript'))
             elif len(files) == 1:
                 texts[str(files[0])] = tp.read_text(encoding='utf-8', errors='replace')
             else:

@@ -86,13 +86,7 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
     settings = settings_of(args, lr)
     run = C.Run(ckpt, ['epoch', 'train_loss', 'val_loss', 'val_ccc', 'seconds'], is_main, args.resume,
                 {k: settings[k] for k in RESUME_KEYS})
-    start, best, best_ep = 0, float('inf'), -1
-    if args.resume:
-        start, best, best_ep = run.load_state(model, opt, scaler)
-        print(f'{emo}: resuming at epoch {start} (best validation CCC loss {best:.4f} at epoch {best_ep})')
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+    net, start, best, best_ep = run.start(model, opt, scaler, args.resume, world, device, emo, float('inf'))
     if is_main:
         print(f'{emo}: {len(train)} train / {len(valid)} validation utterances ({len(bad)} Train skipped), '
               f'm={m} x {K_CHUNKS} chunks, {device}, lr {lr}, feature norm {fnorm.describe()}, label norm '

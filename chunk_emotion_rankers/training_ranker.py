@@ -82,13 +82,7 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
                 'pairs_per_epoch': args.pairs_per_epoch}
     run = C.Run(ckpt, ['epoch', 'train_loss', 'val_loss', 'train_f1', 'val_f1', 'val_acc', 'seconds'], is_main,
                 args.resume, {k: v for k, v in settings.items() if k != 'epochs'})
-    start, best, best_ep = 0, -1.0, -1
-    if args.resume:
-        start, best, best_ep = run.load_state(model, opt, scaler)
-        print(f'{emo}: resuming at epoch {start} (best val macro-F1 {best:.4f} at epoch {best_ep})')
-    net = model
-    if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+    net, start, best, best_ep = run.start(model, opt, scaler, args.resume, world, device, emo, -1.0)
     if is_main:
         print(f'{emo}: {len(data["Train"])} train / {len(data["Validation"])} validation pairs, '
               f'{min(args.pairs_per_epoch, len(data["Train"]))} per epoch, m={m} frames x {K_CHUNKS} chunks, '

@@ -143,7 +143,7 @@ def test_short_clip_padded_and_flat(setup):
 
 def test_long_file_windows_stitched(setup):
     r = setup['df'].loc['long.wav']
-    assert int(r['n_windows']) >= 3  # 25 s > --max-len 20 -> 10 s windows overlapping by >= 5 s
+    assert int(r['n_windows']) >= 3  # 25 s > --max-seconds 20 -> 10 s windows overlapping by >= 5 s
     t = curve(r, 'chunk_times')
     assert len(t) > 22 and np.all(np.diff(t) > 0)
     assert 0.4 < t[0] < 0.6 and 24.0 < t[-1] < 24.6  # covers the whole file (chunk centres; floor step)
@@ -232,7 +232,7 @@ def test_batched_equals_single(setup):
 
 def test_windows_and_stitching():
     hop = 0.016
-    assert predict.make_windows(1000, hop) == [(0, 1000)]  # 16 s <= --max-len: one window
+    assert predict.make_windows(1000, hop) == [(0, 1000)]  # 16 s <= --max-seconds: one window
     T = int(600 / hop)  # a 10-minute recording
     wins = predict.make_windows(T, hop)
     W = int(round(10 / hop))
@@ -341,7 +341,7 @@ def test_mscr_model_with_and_without_text(setup, tmp_path):
 
 
 def test_own_checkpoint_uses_its_metadata(setup, tmp_path):
-    """--checkpoint-dir / --checkpoint FILE of training.py output: statistics come from the .meta.json."""
+    """--checkpoint DIR / --checkpoint FILE of training.py output: statistics come from the .meta.json."""
     d = tmp_path / 'run'
     d.mkdir()
     ck = d / 'LSTM_epoch2_batch2_EmoRankerSeq_Act.pth.tar'
