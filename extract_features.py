@@ -57,7 +57,7 @@ def get_args(argv=None):
     p.add_argument('--workers', type=int, default=os.cpu_count() or 1,
                    help='lld: worker processes; wav2vec2/text: audio-loading threads (default: all cores)')
     p.add_argument('--device', default=None, help='wav2vec2/text: cpu, cuda, cuda:1 (default: GPU when present)')
-    p.add_argument('--batch', type=int, default=8, help='wav2vec2/text: utterances per forward pass')
+    p.add_argument('-batch', '--batch', type=int, default=8, help='wav2vec2/text: utterances per forward pass')
     p.add_argument('--max-seconds', type=float, default=30.0,
                    help='wav2vec2: longer files run in overlapping windows of this length (bounds memory)')
     p.add_argument('--flush-every', type=int, default=500,
