@@ -324,7 +324,12 @@ def label_norm(scope, emo, corpus, norm_dir=None, meta=None):
 norm_stats, Run, read_meta = _norm.norm_stats, checkpoints.Run, checkpoints.read_record
 amp_context, make_scaler = utils.amp_context, utils.make_scaler
 open_corpus, default_features, parse_sets = cli.open_corpus, cli.default_features, cli.parse_sets
-add_data_args = cli.add_data_args
+
+
+def add_data_args(p):
+    """The data flags plus --norm, as mscr.py's own parser expects them."""
+    cli.add_data_args(p)
+    p.add_argument('--norm', default=None, metavar='DIR', help='NormTerm folder of the audio features')
 
 
 def add_norm_args(p):

@@ -86,7 +86,8 @@ def test_emo(args, emo, corpus, store, device, sets):
     lnorm, lrec = N.model_label_stats(ck, emo, args.norm)
     prov = {'model_source': ck.source, 'model': C.display_path(ck.path), 'model_sha256': ck.sha256,
             'feature_norm': fnorm.scope, 'feature_norm_source': fnorm.source, 'label_norm': lrec['scope'],
-            'label_norm_source': lrec['source'], 'ccc_on': 'raw model outputs (not clipped to 1-7)'}
+            'label_norm_source': lrec['source'], 'ccc_on': 'raw model outputs (not clipped to 1-7)',
+            'note': C.DEMO_NOTE if ck.source == 'demo' else ''}
     rows = [test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device) for split in sets]
     return [{**r, **prov} for r in rows if r is not None], ck
 

@@ -91,6 +91,7 @@ def test_testing_refuses_other_attribute_and_records_provenance(tiny_corpus, tmp
     assert m['model_source'] == 'demo' and m['model_sha256'] == json.loads(C.sibling(ACT, '.meta.json').read_text())[
         'weights_sha256']
     assert m['feature_norm'] == 'train' and m['feature_norm_source'] == 'NormTerm' and 'not clipped' in m['ccc_on']
+    assert m['note'] == C.DEMO_NOTE
     assert '/work' not in m['model'] and not Path(m['model']).is_absolute()
 
 
