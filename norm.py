@@ -258,7 +258,8 @@ def model_feat_stats(ckpt, scope=None, norm_path=None):
         return scope, _folder_norm(nd, scope)
     if stored.get('scope') != scope or stored.get('mean') is None:
         raise NormError(f'{ckpt.path} was trained with {stored.get("scope")!r} feature statistics, so it holds no '
-                        f'{scope!r} ones; use --feature-norm {stored.get("scope")} or pass --norm DIR')
+                        f'{scope!r} ones (for the release, the statistics of its training corpus are the published '
+                        f'ones); use --feature-norm {stored.get("scope")}, speaker or corpus, or pass --norm DIR')
     fn = FeatNorm(stored['mean'], stored['std'], scope, stored.get('source'), sha256=stored.get('sha256'))
     if ckpt.features.get('dim') and len(fn.mean) != ckpt.features['dim']:
         raise NormError(f'{ckpt.path}: its record holds {len(fn.mean)}-dim statistics for {ckpt.features["dim"]}-dim '
