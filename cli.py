@@ -1,20 +1,144 @@
-"""Command-line pieces shared by every script: flag groups (one spelling per flag) and the wrapper that
-turns a `ToolkitError` into a one-line message and exit code 2."""
+"""Command-line pieces shared by every script: flag groups (one spelling per flag), opening the corpus and
+feature store they name, and the wrapper that turns a `ToolkitError` into a one-line message and exit code 2."""
+import argparse
 import sys
+from pathlib import Path
 
+import checkpoints
+import norm
+from corpus import DEFAULT_CORPUS, Corpus, ensure_demo_corpus
 from errors import ToolkitError
+from feature_store import FeatureStore, StoreError
+
+REPO = Path(__file__).resolve().parent
+SPLIT_FILE = {'Train': 'training', 'Validation': 'validation', 'Test': 'testing'}
+SPLITS = list(SPLIT_FILE)
+PREF_DIR = REPO / 'chunk_emotion_rankers' / 'preference_labels'
+RANKSEQ_DIR = REPO / 'chunk_emotion_rankers' / 'EmoChunkRankSeq'
+NORM_SCOPES = ('published', 'train', 'speaker', 'corpus')
 
 
 def run_script(main, argv=None):
-    """Call `main(argv)`; a ToolkitError becomes `error: <message>` on stderr and exit code 2."""
+    """Call `main(argv)` -> exit code (0 unless main returned an int); a ToolkitError becomes
+    `error: <message>` on stderr and exit code 2. Scripts end with `sys.exit(run_script(main))`."""
     try:
-        return main(argv)
+        r = main(argv)
     except ToolkitError as e:
         print(f'error: {e}', file=sys.stderr)
         raise SystemExit(2) from None
+    return r if isinstance(r, int) and not isinstance(r, bool) else 0
+
+
+def parser(doc):
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def parse_sets(s):
+    """'-set Train|Validation|Test|all' (case-insensitive, comma lists) -> list of split names."""
+    if s.lower() == 'all':
+        return list(SPLITS)
+    out = []
+    for x in s.split(','):
+        m = [k for k in SPLITS if k.lower() == x.strip().lower()]
+        if not m:
+            raise ToolkitError(f"unknown split '{x}'; use Train, Validation, Test or all")
+        out.append(m[0])
+    return out
 
 
 # ================================================================ common flags (data, device, normalisation)
+def add_run_args(p, epochs, batch, what='training epochs', batch_help='utterances per step', emo_required=True):
+    """-ep / -batch (alias --batch) / -emo, the published spellings."""
+    p.add_argument('-ep', '--epochs', type=int, default=epochs, help=f'{what} (published: {epochs})')
+    p.add_argument('-batch', '--batch', '--batch_size', dest='batch_size', type=int, default=batch,
+                   help=f'{batch_help} (published: {batch})')
+    p.add_argument('-emo', '--emo_attr', required=emo_required, default=None, help='Act, Dom, Val or all')
+
+
+def add_data_args(p):
+    p.add_argument('--corpus', default=None, help='corpus root in MSP-Podcast layout (default: the demo corpus '
+                   'data/demo_corpus, built on first use)')
+    p.add_argument('--features', default=None, help='LLD feature store folder (default features/<corpus name>/lld; '
+                   'build it with extract_features.py)')
+    p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 (default: CUDA when available)')
+    p.add_argument('--amp', default='fp16', choices=['fp16', 'bf16', 'off'],
+                   help='mixed precision on CUDA (ignored on CPU); fp16 uses a gradient scaler')
+    p.add_argument('--seed', type=int, default=0, help='random seed (sampling, init, dropout)')
+    p.add_argument('--workers', type=int, default=2, help='DataLoader worker processes (0 = load in the main process)')
+    p.add_argument('--limit', type=int, default=None, help='quick runs: use at most N utterances (or pairs) per split')
+
+
+def add_norm_args(p, train=True, labels=True):
+    p.add_argument('--norm', default=None, metavar='DIR',
+                   help='NormTerm folder ({feat,act,dom,val}_norm_{means,stds}.mat, e.g. from norm_para.py): its '
+                        "statistics replace the computed (training) or stored (testing) ones; the authors' release "
+                        "NormTerm is recognised and counts as 'published'")
+    p.add_argument('--feature-norm', default=None, choices=NORM_SCOPES,
+                   help="feature z-normalisation: 'published' (the authors' release NormTerm), 'train' (statistics "
+                        "of the training corpus's Train split), 'speaker' (per-speaker statistics of the data "
+                        "processed), 'corpus' (statistics of the data processed). Default: "
+                        + ("'published' with --init-from the release or a release --norm, else 'train'" if train
+                           else 'what the model was trained with'))
+    if train and labels:
+        p.add_argument('--label-norm', default=None, choices=['published', 'train'],
+                       help="label z-normalisation: 'published' (the release NormTerm) or 'train' (consensus "
+                            "labels of the Train split, or the --norm folder); default as --feature-norm")
+
+
+def add_model_args(p, what='model', pretrained=True):
+    """--checkpoint / --pretrained of the scripts that evaluate a model."""
+    p.add_argument('--checkpoint', default=None, help=f"your own {what}: a file, a folder, or a path with '{{emo}}' "
+                   f"(default: the repository's trained_* folder, the demo models unless you trained into it)")
+    if pretrained:
+        p.add_argument('--pretrained', default=None, metavar='DIR',
+                       help="the root of a clone of the authors' repository (its v1.6 models and NormTerm, "
+                            "checked by SHA-256)")
+
+
+# ================================================================ opening what the flags name
+def open_corpus(root):
+    return Corpus(ensure_demo_corpus(root or DEFAULT_CORPUS))
+
+
+def default_features(corpus, kind='lld'):
+    for base in (REPO, Path.cwd()):
+        p = base / 'features' / corpus.name / kind
+        if (p / 'meta.json').exists():
+            return p
+    return REPO / 'features' / corpus.name / kind
+
+
+def open_store(path, corpus, frame_level=True):
+    """The corpus's FeatureStore, or a clear message with the extract_features.py command to run."""
+    path = Path(path) if path else default_features(corpus)
+    cmd = f'python extract_features.py --corpus {corpus.root} --feature lld --out {path}'
+    if not (path / 'meta.json').exists():
+        raise StoreError(f'no feature store at {path}; extract the LLDs first:\n  {cmd}')
+    try:
+        store = FeatureStore(path)
+    except StoreError as e:
+        raise StoreError(f'{e}\n  {cmd}') from None
+    if frame_level and store.hop is None:
+        raise StoreError(f'{path} holds {store.meta.get("feature")} features without a frame hop; method 1 needs '
+                         f'frame-level LLDs:\n  {cmd}')
+    return store
+
+
+def open_model(args, kind, emo, corpus, store, device):
+    """(model, Checkpoint, FeatNorm): the verified model that --pretrained/--checkpoint (or the default folder)
+    name, checked against -emo and the features, and the feature normalisation to evaluate it with."""
+    ck = checkpoints.resolve(kind, emo, args.pretrained, args.checkpoint, args.norm, args.epochs, args.batch_size)
+    ck.check(kind, emo, store.meta.get('preset'), store.hop, store.dim)
+    fnorm = norm.eval_norm(ck, args.feature_norm, store, corpus, args.norm)
+    return checkpoints.load_model(ck, device), ck, fnorm
+
+
+def parse_model_args(p, argv=None):
+    """Parse the command line of training.py / testing.py (whose parsers carry the "MSCR" group); a flag that
+    does not apply to the chosen --model is an error."""
+    args = p.parse_args(argv)
+    check_model_flags(p, args)
+    return args
 
 
 # ================================================================ MSCR flags (training.py / testing.py --model mscr)
@@ -82,7 +206,6 @@ def add_mscr_args(parser, train=True):
 
 def mscr_dests(train):
     """The dests `add_mscr_args` adds (for the flag check)."""
-    import argparse
     return add_mscr_args(argparse.ArgumentParser(add_help=False), train)
 
 

@@ -1,25 +1,14 @@
-"""Method-1 data path, shared by the ranker scripts, training.py, testing.py (and predict.py).
+"""Datasets and batching: method-1 utterance and pair datasets, padding, dynamic chunks, samplers, and the
+MSCR datasets (word-aligned audio + text, missing-data masks).
 
-    store = open_store(args.features, corpus)           # FeatureStore, clear "extract first" error
-    m = chunk_frames(store.hop)                         # frames in one second (62 at the 16 ms hop)
-    fnorm = build_feat_norm('speaker', store, corpus)   # ONE place for every normalisation scope
     ds = UtteranceDataset(store, names, fnorm, targets) # a memmap slice per item, z-norm, NaN->0, clip
-    loader = make_loader(ds, ...)                       # workers, DistributedSampler, PadCollate
+    loader, sampler = make_loader(ds, ...)              # workers, DistributedSampler, PadCollate
     chunks = to_chunks(x, lengths, m, device)           # padded batch -> (B, 22, m, D) in one gather
 
-Normalisation scopes (--feature-norm): 'published' = a NormTerm folder (the authors' one with
---pretrained/--init-from DIR); 'train' = statistics of the Train split (a NormTerm folder given with
---norm, else computed here); 'speaker' = per-speaker statistics over all of the speaker's utterances in
-the store (speaker IDs from the corpus label file); 'corpus' = statistics of the evaluated corpus.
-Checkpoints: plain state_dicts with the published names; metadata in a sibling <name>.meta.json,
-resume state in <name>.resume.pt, per-epoch log <name>.log.csv and loss curve <name>.loss.png.
+Normalisation (norm.py), checkpoints (checkpoints.py) and flags (cli.py) live elsewhere.
 """
 import contextlib
-import json
 import os
-import random
-import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -32,123 +21,14 @@ from tqdm import tqdm
 from corpus import CorpusError
 from errors import ToolkitError
 from model import dynamic_chunks
-from utils import (
-    EMO_COL,
-    EMOS,
-    EPS_STD,
-    atomic_torch_save,
-    atomic_write_text,
-    dynamic_chunk_split,
-    load_norm,
-    normalize_feats,
-    pad_batch,
-    unwrap,
-)
+from utils import EMO_COL, EMOS, atomic_write_text, dynamic_chunk_split, normalize_feats, pad_batch
 
-REPO = Path(__file__).resolve().parent
-K_CHUNKS = 22                        # C = 11 chunks x scaling factor n = 2 (SPEC §3)
-PUBLISHED_PRESET = 'published'
-PUB_SEQ2SEQ_DIR = 'trained_seq2seq_model_v1.6'
-PUB_RANKER_DIR = 'chunk_emotion_rankers/trained_ranker_model_v1.6'
-SEQ2SEQ_DIR = REPO / 'trained_seq2seq_model'
-RANKER_DIR = REPO / 'chunk_emotion_rankers' / 'trained_ranker_model'
-PREF_DIR = REPO / 'chunk_emotion_rankers' / 'preference_labels'
-RANKSEQ_DIR = REPO / 'chunk_emotion_rankers' / 'EmoChunkRankSeq'
-SPLIT_FILE = {'Train': 'training', 'Validation': 'validation', 'Test': 'testing'}
-SPLITS = list(SPLIT_FILE)
-NORM_SCOPES = ['published', 'train', 'speaker', 'corpus']
-
-
-def die(msg):
-    """Stop a script with a clear one-line message (no traceback)."""
-    raise SystemExit(f'error: {msg}')
-
-
-def parse_sets(s):
-    """'-set Train|Validation|Test|all' (case-insensitive, comma lists) -> list of user split names."""
-    if s.lower() == 'all':
-        return list(SPLITS)
-    out = []
-    for x in s.split(','):
-        m = [k for k in SPLITS if k.lower() == x.strip().lower()]
-        if not m:
-            die(f"unknown split '{x}'; use Train, Validation, Test or all")
-        out.append(m[0])
-    return out
-
-
-# ================================================================ common flags
-def add_data_args(p):
-    p.add_argument('--corpus', default=None, help='corpus root in MSP-Podcast layout (default: the demo corpus '
-                   'data/demo_corpus, built on first use)')
-    p.add_argument('--features', default=None, help='LLD feature store folder (default features/<corpus name>/lld; '
-                   'build it with extract_features.py)')
-    p.add_argument('--norm', default=None, help='NormTerm folder ({feat,act,dom,val}_norm_{means,stds}.mat, e.g. '
-                   'from norm_para.py). Default: Train-split statistics computed on the fly, or DIR/NormTerm '
-                   'with --pretrained/--init-from DIR')
-    p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 (default: CUDA when available)')
-    p.add_argument('--amp', default='fp16', choices=['fp16', 'bf16', 'off'],
-                   help='mixed precision on CUDA (ignored on CPU); fp16 uses a gradient scaler')
-    p.add_argument('--seed', type=int, default=0, help='random seed (sampling, init, dropout)')
-    p.add_argument('--workers', type=int, default=2, help='DataLoader worker processes (0 = load in the main process)')
-    p.add_argument('--limit', type=int, default=None, help='quick runs: use at most N utterances (or pairs) per split')
-
-
-def add_norm_args(p):
-    p.add_argument('--feature-norm', default=None, choices=NORM_SCOPES,
-                   help="feature z-normalisation: 'published' (a NormTerm folder: --norm or DIR/NormTerm), "
-                        "'train' (Train-split statistics), 'speaker' (per-speaker statistics, speaker IDs from "
-                        "the corpus), 'corpus' (statistics of the corpus itself). Default: published with "
-                        "--pretrained/--init-from DIR, what the checkpoint was trained with in testing, else train")
-    p.add_argument('--label-norm', default=None, choices=['published', 'train'],
-                   help="label z-normalisation: 'published' (act/dom/val of the NormTerm folder) or 'train' "
-                        "(consensus labels of the Train split); default as --feature-norm")
-
-
-def open_corpus(root):
-    from corpus import DEFAULT_CORPUS, Corpus, CorpusError, ensure_demo_corpus
-    try:
-        return Corpus(ensure_demo_corpus(root or DEFAULT_CORPUS))
-    except CorpusError as e:
-        die(e)
-
-
-def default_features(corpus, kind='lld'):
-    for base in (REPO, Path.cwd()):
-        p = base / 'features' / corpus.name / kind
-        if (p / 'meta.json').exists():
-            return p
-    return REPO / 'features' / corpus.name / kind
-
-
-def open_store(path, corpus):
-    """The corpus's LLD FeatureStore, or a clear message with the extract_features.py command to run."""
-    from feature_store import FeatureStore, StoreError
-    path = Path(path) if path else default_features(corpus)
-    cmd = (f'python extract_features.py --corpus {corpus.root} --feature lld --out {path}')
-    if not (path / 'meta.json').exists():
-        die(f'no feature store at {path}; extract the LLDs first:\n  {cmd}')
-    try:
-        store = FeatureStore(path)
-    except StoreError as e:
-        die(f'{e}\n  {cmd}')
-    if store.hop is None:
-        die(f'{path} holds {store.meta.get("feature")} features without a frame hop; method 1 needs frame-level '
-            f'LLDs:\n  {cmd}')
-    return store
+K_CHUNKS = 22                        # C = 11 chunks x scaling factor n = 2 (docs/chunking.md)
 
 
 def chunk_frames(hop):
     """m = whole frames in one second (62 at the published 16 ms hop, 100 at 10 ms, 50 at 20 ms)."""
     return int(np.floor(1.0 / float(hop) + 1e-6))
-
-
-def require_preset(store, preset, why):
-    if store.meta.get('preset') != preset:
-        die(f"{store.path} was extracted with preset {store.meta.get('preset')!r} (hop {store.hop} s), but {why} "
-            f"need(s) the {preset!r} LLD preset. Extract it into another folder and pass it with --features:\n"
-            f"  python extract_features.py --corpus {store.meta.get('corpus', 'ROOT')} --feature lld "
-            f"--preset {preset} --out {store.path.parent / (store.path.name + '_' + preset)}")
 
 
 def limit_names(names, limit, seed=0):
@@ -157,120 +37,6 @@ def limit_names(names, limit, seed=0):
         return list(names)
     keep = np.sort(np.random.default_rng(seed).choice(len(names), limit, replace=False))
     return [names[i] for i in keep]
-
-
-# ================================================================ normalisation (one shared helper)
-class FeatNorm:
-    """Per-utterance feature z-normalisation: one (mean, std) pair or one per group (speaker)."""
-
-    def __init__(self, mean, std, scope='train', source='', groups=None, group_of=None):
-        self.mean = np.asarray(mean, np.float32)
-        self.std = np.maximum(np.asarray(std, np.float32), EPS_STD)
-        self.scope, self.source = scope, str(source)
-        self.groups = {g: (np.asarray(m, np.float32), np.maximum(np.asarray(s, np.float32), EPS_STD))
-                       for g, (m, s) in (groups or {}).items()}
-        self.group_of = dict(group_of or {})
-
-    def stats(self, name):
-        g = self.group_of.get(name)
-        return self.groups.get(g, (self.mean, self.std))
-
-    def __call__(self, name, x):
-        """z-normalise, NaN -> 0, clip to [-3, 3] (SPEC §2)."""
-        return normalize_feats(x, *self.stats(name))
-
-    def to_meta(self):
-        out = {'feature_norm': self.scope, 'feature_norm_source': self.source}
-        if not self.groups:   # global statistics travel with the checkpoint
-            out.update(feat_mean=self.mean.tolist(), feat_std=self.std.tolist())
-        return out
-
-
-def norm_stats(store, names, by=None, progress=False):
-    """THE statistics helper for every scope: per-dimension mean and population std of all frames of
-    `names` (streaming, Chan-merged, NaN ignored; norm_para.py's maths). With `by` (name -> group or
-    None) one (mean, std) per group is returned as {group: (mean, std)}; else (mean, std)."""
-    from norm_para import feature_stats
-    names = [n for n in names if n in store]
-    if not names:
-        die(f'none of the requested utterances is in the feature store {store.path}')
-    if by is None:
-        mean, std, *_ = feature_stats(store, names, progress=progress)
-        return mean, np.maximum(std, EPS_STD)
-    groups = {}
-    for n in names:
-        if by.get(n) is not None:
-            groups.setdefault(by[n], []).append(n)
-    return {g: norm_stats(store, ns) for g, ns in groups.items()}
-
-
-def speaker_map(corpus, names):
-    """name -> speaker ID (None where the label file has none / 'Unknown')."""
-    return {n: corpus.speaker(n) for n in names}
-
-
-def build_feat_norm(scope, store, corpus, norm_dir=None, meta=None):
-    """FeatNorm for a scope (see the module docstring). `meta`: a checkpoint's metadata, whose stored
-    global statistics are reused for 'train'/'published' when no --norm folder is given."""
-    meta = meta or {}
-    if scope in ('published', 'train') and norm_dir:
-        mean, std = load_norm(norm_dir, need=('feat',))['feat']
-        return FeatNorm(mean, std, scope, Path(norm_dir).resolve())
-    if scope in ('published', 'train') and meta.get('feat_mean') is not None and meta.get('feature_norm') == scope:
-        return FeatNorm(meta['feat_mean'], meta['feat_std'], scope, meta.get('feature_norm_source', 'checkpoint'))
-    if scope == 'published':
-        die("--feature-norm published needs a NormTerm folder: pass --norm DIR (or --pretrained/--init-from with "
-            "the authors' repository folder)")
-    everything = [n for n in corpus.files() if n in store]
-    if scope == 'train':
-        train = [n for n in corpus.files('Train') if n in store]
-        if not train:
-            die(f'{corpus.consensus_path}: no Train utterance in {store.path}, so there are no Train statistics; '
-                f'use --feature-norm corpus|speaker or --norm DIR')
-        mean, std = norm_stats(store, train)
-        return FeatNorm(mean, std, 'train', f'{corpus.name}:Train')
-    mean, std = norm_stats(store, everything)
-    if scope == 'corpus':
-        return FeatNorm(mean, std, 'corpus', corpus.name)
-    if scope == 'speaker':
-        spk = speaker_map(corpus, everything)
-        known = sum(v is not None for v in spk.values())
-        if known == 0:
-            die(f'{corpus.consensus_path} has no speaker IDs (SpkrID column empty or Unknown), so per-speaker '
-                f'normalisation is impossible; use --feature-norm corpus or train')
-        if known < len(spk):
-            print(f'note: {len(spk) - known} of {len(spk)} utterances have no speaker ID; they use corpus statistics')
-        return FeatNorm(mean, std, 'speaker', corpus.name, norm_stats(store, everything, by=spk), spk)
-    die(f'unknown --feature-norm {scope!r}; use one of {NORM_SCOPES}')
-
-
-def label_norm(scope, emo, corpus, norm_dir=None, meta=None):
-    """(mean, std) used to z-normalise `emo` labels: a NormTerm folder, the checkpoint's, or Train consensus."""
-    meta = meta or {}
-    if norm_dir and scope in ('published', 'train'):
-        return load_norm(norm_dir, need=(emo,))[emo]
-    if meta.get('label_mean') is not None and meta.get('label_norm') == scope:
-        return float(meta['label_mean']), float(meta['label_std'])
-    if scope == 'published':
-        die("--label-norm published needs a NormTerm folder: pass --norm DIR (or --pretrained/--init-from DIR)")
-    v = corpus.labels.set_index('FileName').loc[corpus.files('Train'), EMO_COL[emo]].to_numpy(np.float64)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        die(f'{corpus.consensus_path}: no {EMO_COL[emo]} label in the Train split for label normalisation; '
-            f'pass --norm DIR or --label-norm published')
-    return float(v.mean()), float(max(v.std(), EPS_STD))
-
-
-def default_scopes(args, meta=None, published_dir=None):
-    """Resolve --feature-norm/--label-norm (defaults: 'published' with an authors'-layout folder, else what the
-    checkpoint was trained with, else 'train') and the NormTerm folder each reads (None = compute/ckpt)."""
-    meta = meta or {}
-    pub_norm = str(Path(published_dir) / 'NormTerm') if published_dir else None
-    fscope = args.feature_norm or ('published' if published_dir else meta.get('feature_norm', 'train'))
-    lscope = args.label_norm or ('published' if published_dir else meta.get('label_norm', 'train'))
-    fdir = args.norm or (pub_norm if fscope == 'published' else None)
-    ldir = args.norm or (pub_norm if lscope == 'published' else None)
-    return fscope, lscope, fdir, ldir
 
 
 # ================================================================ datasets and batches
@@ -320,7 +86,7 @@ class PadCollate:
 
 
 def to_chunks(x, lengths, m, device, K=K_CHUNKS):
-    """Padded batch (B, T, D) -> dynamic chunks (B, K, m, D) on `device` with one gather (SPEC §3)."""
+    """Padded batch (B, T, D) -> dynamic chunks (B, K, m, D) on `device` with one gather (docs/chunking.md)."""
     x = x.to(device, non_blocking=True)
     return dynamic_chunk_split(x, lengths, m, K)
 
@@ -366,182 +132,6 @@ def gather_eval(pred_by_index, world):
     for p in parts:
         out.update(p)
     return out
-
-
-# ================================================================ checkpoints and runs
-def ranker_name(ep, batch, emo):
-    return f'LSTM_epoch{ep}_batch{batch}_{emo}_ranker.pth.tar'
-
-
-def seq2seq_name(ep, batch, emo):
-    return f'LSTM_epoch{ep}_batch{batch}_EmoRankerSeq_{emo}.pth.tar'
-
-
-def sibling(path, suffix):
-    """LSTM_..._Act.pth.tar -> LSTM_..._Act<suffix> in the same folder."""
-    path = Path(path)
-    base = path.name[:-len('.pth.tar')] if path.name.endswith('.pth.tar') else path.stem
-    return path.with_name(base + suffix)
-
-
-def read_meta(ckpt):
-    p = sibling(ckpt, '.meta.json')
-    return json.loads(p.read_text()) if p.exists() else {}
-
-
-def find_checkpoint(spec, kind, emo, ep, batch):
-    """Checkpoint path for `kind` ('ranker'|'seq2seq'). spec: None (our default folder and name), a file,
-    a path with '{emo}', or a folder: ours or the authors' repository root (their v1.6 names)."""
-    ours = (ranker_name if kind == 'ranker' else seq2seq_name)(ep, batch, emo)
-    pub = ranker_name(20, 128, emo) if kind == 'ranker' else seq2seq_name(30, 128, emo)
-    if spec is None:
-        p = (RANKER_DIR if kind == 'ranker' else SEQ2SEQ_DIR) / ours
-        if p.is_file():
-            return p
-        how = (f'python chunk_emotion_rankers/training_ranker.py -ep {ep} -batch {batch} -emo {emo}' if kind == 'ranker'
-               else f'python training.py -ep {ep} -batch {batch} -emo {emo}')
-        die(f'no {kind} checkpoint {p}; train it with `{how}`, or pass --checkpoint PATH / --pretrained DIR')
-    p = Path(str(spec).replace('{emo}', emo))
-    if p.is_file():
-        return p
-    if p.is_dir():
-        subs = ['.', PUB_RANKER_DIR, 'trained_ranker_model_v1.6', 'chunk_emotion_rankers/trained_ranker_model',
-                'trained_ranker_model'] if kind == 'ranker' else ['.', PUB_SEQ2SEQ_DIR, 'trained_seq2seq_model']
-        tried = [p / s / n for s in subs for n in dict.fromkeys([ours, pub])]
-        for c in tried:
-            if c.is_file():
-                return c
-        pattern = f'*_{emo}_ranker.pth.tar' if kind == 'ranker' else f'*EmoRankerSeq_{emo}.pth.tar'
-        found = sorted({c for s in subs for c in (p / s).glob(pattern)})
-        if len(found) == 1:
-            return found[0]
-        if found:
-            die(f'{p} holds several {kind} checkpoints for {emo}: {[str(f) for f in found]}; pass one file')
-        die(f'{p} holds no {kind} checkpoint for {emo} (looked for {ours} / {pub} in {subs})')
-    die(f'checkpoint {p} does not exist')
-
-
-def load_lstm(path, kind):
-    """LSTMnet (out_dim 2 ranker / 1 seq2seq) loaded strictly from a plain state_dict (ours or published)."""
-    from model import LSTMnet
-    try:
-        sd = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        die(f'{path}: cannot read the checkpoint ({type(e).__name__}: {str(e)[:200]})')
-    for key in ('state_dict', 'model'):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    sd = {k.removeprefix('module.'): v for k, v in sd.items()}
-    model = LSTMnet(out_dim=2 if kind == 'ranker' else 1)
-    want = model.state_dict()
-    bad = [f'{k}: expected {tuple(v.shape)}, found {tuple(sd[k].shape)}' for k, v in want.items()
-           if k in sd and hasattr(sd[k], 'shape') and sd[k].shape != v.shape]
-    bad += [f'{k}: missing' for k in want if k not in sd] + [f'{k}: unexpected' for k in sd if k not in want]
-    if bad:
-        die(f'{path} is not a {kind} checkpoint of the published shape (LSTM 130->130 x2, fc1 130->130, fc2 130->'
-            f'{2 if kind == "ranker" else 1}): ' + '; '.join(bad[:6]) + (' ...' if len(bad) > 6 else ''))
-    model.load_state_dict(sd, strict=True)
-    return model
-
-
-def load_for_eval(args, kind, emo, corpus, store, device):
-    """Everything testing/ranking scripts need before a forward pass: the checkpoint (ours, --checkpoint or the
-    authors' --pretrained folder), checks that the feature store matches what it was trained on (preset, hop),
-    the feature normalisation and the model in eval mode. Returns (model, fnorm, ckpt, meta, scopes)."""
-    ckpt = find_checkpoint(args.pretrained or args.checkpoint, kind, emo, args.epochs, args.batch_size)
-    meta = read_meta(ckpt)
-    pub = published_dir_of(args.pretrained)
-    if args.pretrained:
-        if pub is None:
-            die(f"--pretrained {args.pretrained}: no NormTerm/ folder there; pass the root of the authors' repository")
-        require_preset(store, PUBLISHED_PRESET, "the authors' released models (--pretrained)")
-    elif meta.get('feature_preset') and meta['feature_preset'] != store.meta.get('preset'):
-        require_preset(store, meta['feature_preset'], f'{ckpt.name} (trained on it)')
-    m = chunk_frames(store.hop)
-    if meta.get('m') and meta['m'] != m:
-        die(f'{ckpt.name} was trained with {meta["m"]}-frame chunks (hop {meta.get("hop")} s), {store.path} has hop '
-            f'{store.hop} s; use features with the same hop')
-    scopes = default_scopes(args, meta, pub)          # (feature scope, label scope, feature dir, label dir)
-    fnorm = build_feat_norm(scopes[0], store, corpus, scopes[2], meta)
-    model = load_lstm(ckpt, kind).to(device).eval()
-    return model, fnorm, ckpt, meta, scopes
-
-
-def published_dir_of(spec):
-    """The authors'-layout root a --pretrained/--init-from spec points at (a folder holding NormTerm/), or None."""
-    if spec is None:
-        return None
-    p = Path(spec)
-    return p if p.is_dir() and (p / 'NormTerm').is_dir() else None
-
-
-def amp_context(device, amp):
-    if device.type != 'cuda' or amp == 'off':
-        return contextlib.nullcontext()
-    return torch.autocast('cuda', dtype=torch.bfloat16 if amp == 'bf16' else torch.float16)
-
-
-def make_scaler(device, amp):
-    return torch.amp.GradScaler('cuda', enabled=device.type == 'cuda' and amp == 'fp16')
-
-
-class Run:
-    """Files of one training run next to its best checkpoint (only the main process writes)."""
-
-    def __init__(self, ckpt, fields, is_main=True, resume=False):
-        self.ckpt, self.is_main = Path(ckpt), is_main
-        self.meta_path = sibling(ckpt, '.meta.json')
-        self.state_path = sibling(ckpt, '.resume.pt')
-        self.log_path, self.png_path = sibling(ckpt, '.log.csv'), sibling(ckpt, '.loss.png')
-        if resume and not self.state_path.exists():
-            die(f'--resume: no resume state {self.state_path} (nothing to continue); run without --resume')
-        if is_main:
-            from utils import CSVLogger
-            self.logger = CSVLogger(self.log_path, fields, resume=resume)
-
-    def save_best(self, model, meta):
-        if self.is_main:
-            sd = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
-            atomic_torch_save(sd, self.ckpt)
-            atomic_write_text(self.meta_path, json.dumps(meta, indent=1) + '\n')
-
-    def save_state(self, model, opt, scaler, epoch, best, best_epoch):
-        if self.is_main:
-            rng = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state(),
-                   'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-            atomic_torch_save({'model': unwrap(model).state_dict(), 'optimizer': opt.state_dict(),
-                               'scaler': scaler.state_dict(), 'epoch': epoch, 'best': best,
-                               'best_epoch': best_epoch, 'rng': rng}, self.state_path)
-
-    def load_state(self, model, opt, scaler):
-        """-> (next epoch, best, best_epoch); restores weights, optimizer, scaler and RNG states."""
-        s = torch.load(self.state_path, map_location='cpu', weights_only=False)
-        unwrap(model).load_state_dict(s['model'])
-        opt.load_state_dict(s['optimizer'])
-        scaler.load_state_dict(s['scaler'])
-        random.setstate(s['rng']['python'])
-        np.random.set_state(s['rng']['numpy'])
-        torch.set_rng_state(s['rng']['torch'])
-        if s['rng']['cuda'] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(s['rng']['cuda'])
-        return s['epoch'] + 1, s['best'], s['best_epoch']
-
-    def log(self, **row):
-        if self.is_main:
-            self.logger.log(**row)
-            from utils import plot_curves
-            try:
-                plot_curves(self.log_path, self.png_path, title=self.ckpt.name)
-            except Exception as e:   # a plotting problem must never stop training
-                print(f'note: loss plot not written ({e})', file=sys.stderr)
-
-
-def base_meta(args, store, m, emo, kind):
-    return {'kind': kind, 'emo': emo, 'epochs': args.epochs, 'batch': args.batch_size, 'lr': args.lr,
-            'seed': args.seed, 'corpus': store.meta.get('corpus') or args.corpus,
-            'features': str(store.path.resolve()), 'feature_preset': store.meta.get('preset'), 'hop': store.hop,
-            'm': m, 'K': K_CHUNKS, 'init_from': str(Path(args.init_from).resolve()) if args.init_from else None,
-            'freeze': getattr(args, 'freeze', None), 'created': time.strftime('%Y-%m-%d %H:%M:%S')}
 
 
 # ================================================================ MSCR datasets (mscr.py owner) ====
@@ -614,45 +204,10 @@ def dynamic_spans(T, C, m):
     return np.stack([start[0].numpy(), length[0].numpy()], 1).astype(np.int64)
 
 
-def mscr_feature_stats(store, names, level='utterance'):
-    """(mean, std) per dimension for MSCR normalisation (docs/mscr.md, "Normalisation").
-
-    level 'utterance' (as published): mean and population std, over the utterances `names`, of each
-    utterance's mean feature vector (NaN ignored); streaming (memory independent of the corpus size).
-    level 'frame': mean and std over all frames (tokens) of `names`, the method-1 statistics.
-    A zero std becomes a small epsilon."""
-    names = [n for n in names if n in store]
-    if not names:
-        raise ToolkitError(f'none of the Train utterances is in the feature store {store.path}; extract its '
-                           f'features first (extract_features.py)')
-    if level == 'frame':
-        return norm_stats(store, names)
-    lengths = store.lengths()
-    names = [n for n in names if lengths[n] > 0]
-    s, s2 = np.zeros(store.dim), np.zeros(store.dim)
-    for n in names:
-        with warnings.catch_warnings():      # an all-NaN dimension of one utterance counts as 0
-            warnings.simplefilter('ignore', RuntimeWarning)
-            u = np.nan_to_num(np.nanmean(np.asarray(store.get(n), np.float64), axis=0))
-        s, s2 = s + u, s2 + u * u
-    k = max(len(names), 1)
-    mean = s / k
-    std = np.sqrt(np.maximum(s2 / k - mean * mean, 0.0))
-    return mean, np.maximum(std, EPS_STD)
-
-
-def mscr_norm(corpus, audio, text, train_names, level='utterance'):
-    """{'audio': (mean, std), 'text': (mean, std), 'Act'|'Dom'|'Val': (mean, std)} from the Train split:
-    feature statistics at `level` for each store, labels with the Train consensus mean and std."""
-    return {'audio': mscr_feature_stats(audio, train_names, level),
-            'text': mscr_feature_stats(text, train_names, level),
-            **{e: label_norm('train', e, corpus) for e in EMOS}}
-
-
 class MSCRDataset(Dataset):
     """Utterances of one split with audio frames, chunk spans, text tokens and z-normalised labels.
 
-    norm: see `mscr_norm`. chunking: 'dynamic' (C = number of aligned words, at least 2, one-second
+    norm: see `norm.mscr_norm`. chunking: 'dynamic' (C = number of aligned words, at least 2, one-second
     windows) or 'words' (each aligned word's own frames, from the TextGrid times). Items: dict(
     a=(T, Da) normalised frames, spans=(C, 2) chunk (start, length), t=(N, Dt) normalised token
     embeddings (at most max_len-1), y=(3,) z-labels, idx). Normalisation: z, NaN -> 0, clip to [-3, 3].

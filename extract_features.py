@@ -7,14 +7,15 @@
     python extract_features.py --import-mat DIR --out features/<corpus>/lld       (published .mat files)
 
 Default LLD preset 'published' = IS13_ComParE with 32 ms frames / 16 ms hop (62 frames/s), the only
-setting under which the authors' released NormTerm and models are valid (SPEC §2).
+setting under which the authors' released NormTerm and models are valid (docs/features.md).
 Re-running with the same --out resumes: utterances already in the store are skipped. Bad inputs
 (unreadable or empty WAV, too short, missing transcript) are listed by name and skipped; the list
-is also written to OUT/skipped.csv.
+is also written to OUT/skipped.csv. The exit code is non-zero when no utterance could be processed.
 """
 import argparse
 import csv
 import io
+import multiprocessing as mp
 import os
 import sys
 import time
@@ -22,10 +23,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import scipy.io
+import soundfile as sf
 from tqdm import tqdm
 
-from feature_store import FeatureStoreWriter, StoreError
-from utils import ensure_dir
+import features as F
+from audio import load_audio
+from cli import open_corpus, run_script
+from errors import ToolkitError
+from feature_store import FeatureStoreWriter
+from utils import atomic_write_text, ensure_dir
 
 SR = 16000
 
@@ -50,7 +57,7 @@ def get_args(argv=None):
     p.add_argument('--workers', type=int, default=os.cpu_count() or 1,
                    help='lld: worker processes; wav2vec2/text: audio-loading threads (default: all cores)')
     p.add_argument('--device', default=None, help='wav2vec2/text: cpu, cuda, cuda:1 (default: GPU when present)')
-    p.add_argument('--batch', type=int, default=8, help='wav2vec2/text: utterances per forward pass')
+    p.add_argument('-batch', '--batch', type=int, default=8, help='wav2vec2/text: utterances per forward pass')
     p.add_argument('--max-seconds', type=float, default=30.0,
                    help='wav2vec2: longer files run in overlapping windows of this length (bounds memory)')
     p.add_argument('--flush-every', type=int, default=500,
@@ -67,13 +74,11 @@ _EXT = None
 
 def _init_lld(preset, hop):
     global _EXT
-    from features import LLDExtractor
-    _EXT = LLDExtractor(preset, hop)
+    _EXT = F.LLDExtractor(preset, hop)
 
 
 def _lld_job(item):
     """(name, path) -> (name, features | None, error | None, seconds of audio)."""
-    from audio import load_audio
     name, path = item
     try:
         x = load_audio(path, SR)
@@ -91,172 +96,196 @@ def _prefetch(items, bs, load, workers):
             yield [f.result() for f in cur]
 
 
-def _report(out, bad, n_total, n_done, wall, audio_s, what):
+def _report(out, bad, n_total, n_done, wall, audio_s, what, n_store):
+    """Print and write OUT/skipped.csv; stop with an error when the store holds nothing after a run that had
+    work to do (every item failed)."""
     if bad:
         print(f'\n{len(bad)} of {n_total} utterances skipped (also in {out}/skipped.csv):')
         for name, why in bad:
             print(f'  {name}: {why}')
     buf = io.StringIO()
     csv.writer(buf, lineterminator='\n').writerows([('FileName', 'reason')] + bad)
-    tmp = Path(out) / '.skipped.csv.tmp'
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, Path(out) / 'skipped.csv')
+    atomic_write_text(Path(out) / 'skipped.csv', buf.getvalue())
     rate = f'{n_done / wall:.1f} utterances/s' if wall > 0 else ''
     print(f'{what}: {n_done} utterances extracted in {wall:.1f} s ({rate})')
     if audio_s > 0 and wall > 0:
         print(f'real-time factor {wall / audio_s:.4f} ({audio_s / 3600:.2f} h of audio, '
               f'{audio_s / wall:.0f}x faster than real time)')
+    if n_total and not n_store:
+        raise ToolkitError(f'none of the {n_total} utterances could be processed ({what}); the reasons are listed '
+                           f'above and in {out}/skipped.csv')
 
 
-def extract(args):
-    import features as F
-    from corpus import DEFAULT_CORPUS, Corpus, CorpusError, ensure_demo_corpus
-    try:
-        corpus = Corpus(ensure_demo_corpus(args.corpus or DEFAULT_CORPUS))
-        names = corpus.files(args.split)
-    except CorpusError as e:
-        sys.exit(f'error: {e}')
-    out = ensure_dir(args.out or Path('features') / corpus.name / args.feature)
-    if not names:
-        sys.exit(f'error: split {args.split} has no utterances in {corpus.consensus_path} '
-                 f'(splits found: {corpus.splits_found()}); pick another --split')
-    bad, audio_s, n_done = [], 0.0, 0
-
+def open_writer(args, corpus, out):
+    """(extractor, FeatureStoreWriter, description) for --feature lld|wav2vec2|text."""
     if args.feature == 'lld':
         try:
             ext = F.LLDExtractor(args.preset, args.hop)  # validates preset/hop, builds the config once
         except ValueError as e:
-            sys.exit(f'error: {e}')
+            raise ToolkitError(str(e)) from None
         writer = FeatureStoreWriter(out, 'lld', ext.dim, ext.hop, args.preset, None, args.flush_every,
                                     opensmile_config=Path(ext.config).name, columns=ext.feature_names,
                                     corpus=str(corpus.root))
-        meta_what = f'lld ({args.preset}, hop {ext.hop} s)'
+        return ext, writer, f'lld ({args.preset}, hop {ext.hop} s)'
+    if args.feature == 'wav2vec2':
+        ext = F.Wav2Vec2Extractor(args.model or F.W2V_DEFAULT, args.device, args.batch, args.max_seconds)
+        hop = ext.hop
     else:
-        if args.feature == 'wav2vec2':
-            ext = F.Wav2Vec2Extractor(args.model or F.W2V_DEFAULT, args.device, args.batch, args.max_seconds)
-            hop = ext.hop
+        ext = F.TextEncoder(args.model, args.device, args.batch)
+        hop = None
+    writer = FeatureStoreWriter(out, args.feature, ext.dim, hop, None, ext.name, args.flush_every,
+                                corpus=str(corpus.root))
+    return ext, writer, f'{args.feature} ({ext.name}, {ext.dim}-d)'
+
+
+class Progress:
+    """Counts of one extraction run, shared by the three feature kinds."""
+
+    def __init__(self, writer, total, desc):
+        self.writer, self.bad, self.audio_s, self.n_done = writer, [], 0.0, 0
+        self.bar = tqdm(total=total, desc=desc, unit='utt', dynamic_ncols=True)
+
+    def add(self, name, y, seconds=0.0):
+        self.writer.add(name, y)
+        self.audio_s, self.n_done = self.audio_s + seconds, self.n_done + 1
+
+    def fail(self, name, why, tick=True):
+        self.bad.append((name, why))
+        if tick:
+            self.bar.update(1)
+
+    def tick(self, n=1):
+        self.bar.update(n)
+        self.bar.set_postfix(skipped=len(self.bad), refresh=False)
+
+
+def run_lld(args, corpus, todo, pr):
+    items = [(n, str(corpus.audio_path(n))) for n in todo]
+    workers = max(1, min(args.workers, len(items)))
+    pool = None
+    if workers == 1:
+        _init_lld(args.preset, args.hop)
+        results = map(_lld_job, items)
+    else:
+        pool = mp.get_context('fork' if sys.platform == 'linux' else 'spawn').Pool(
+            workers, _init_lld, (args.preset, args.hop))
+        results = pool.imap_unordered(_lld_job, items, chunksize=max(1, min(32, len(items) // (workers * 8))))
+    try:
+        for name, y, err, sec in results:
+            if err:
+                pr.fail(name, err, tick=False)
+            else:
+                pr.add(name, y, sec)
+            pr.tick()
+    finally:
+        if pool is not None:
+            pool.terminate()
+
+
+def _w2v_batch(ext, ok, pr):
+    try:
+        return ext([x for _, x in ok])
+    except Exception:  # find the culprit one by one (e.g. out of memory on one huge file)
+        feats = []
+        for n, x in ok:
+            try:
+                feats.append(ext([x])[0])
+            except Exception as e:
+                feats.append(None)
+                pr.fail(n, f'{type(e).__name__}: {str(e)[:200]}', tick=False)
+        return feats
+
+
+def run_wav2vec2(args, corpus, todo, ext, pr):
+    dur = {}
+    for n in todo:
+        try:
+            info = sf.info(str(corpus.audio_path(n)))
+            dur[n] = info.frames / info.samplerate
+        except Exception as e:
+            pr.fail(n, f'unreadable audio header: {e}')
+    order = sorted(dur, key=lambda n: -dur[n])  # longest first: memory problems show up at once
+
+    def load(n):
+        try:
+            return n, load_audio(corpus.audio_path(n), SR), None
+        except Exception as e:
+            return n, None, f'{type(e).__name__}: {e}'
+    for batch in _prefetch(order, args.batch, load, args.workers):
+        ok = [(n, x) for n, x, err in batch if err is None and len(x) >= 400]
+        for n, x, err in batch:
+            if err is not None or len(x) < 400:
+                pr.fail(n, err or f'{len(x) / SR:.3f} s of audio is too short for wav2vec2', tick=False)
+        for (n, x), y in zip(ok, _w2v_batch(ext, ok, pr)):
+            if y is not None:
+                pr.add(n, y, len(x) / SR)
+        pr.tick(len(batch))
+
+
+def run_text(args, corpus, todo, ext, pr):
+    texts = {}
+    for n in todo:
+        try:
+            t = corpus.transcript(n)
+        except Exception as e:
+            t, why = None, f'{type(e).__name__}: {e}'
         else:
-            ext = F.TextEncoder(args.model, args.device, args.batch)
-            hop = None
-        writer = FeatureStoreWriter(out, args.feature, ext.dim, hop, None, ext.name, args.flush_every,
-                                    corpus=str(corpus.root))
-        meta_what = f'{args.feature} ({ext.name}, {ext.dim}-d)'
+            why = f'missing or empty transcript ({corpus.transcript_path(n)})'
+        if t is None or not str(t).strip():
+            pr.fail(n, why)
+        else:
+            texts[n] = str(t).strip()
+    order = sorted(texts, key=lambda n: len(texts[n]))
+    for b in range(0, len(order), args.batch):
+        ns = order[b:b + args.batch]
+        for n, y in zip(ns, ext([texts[n] for n in ns])):
+            pr.add(n, y)
+        pr.tick(len(ns))
+
+
+def extract(args):
+    corpus = open_corpus(args.corpus)
+    names = corpus.files(args.split)
+    out = ensure_dir(args.out or Path('features') / corpus.name / args.feature)
+    if not names:
+        raise ToolkitError(f'split {args.split} has no utterances in {corpus.consensus_path} '
+                           f'(splits found: {corpus.splits_found()}); pick another --split')
+    ext, writer, what = open_writer(args, corpus, out)
     todo = [n for n in names if not writer.done(n)]
-    print(f'{corpus.name}: {len(names)} utterances, {writer.resumed} already in {out}, {len(todo)} to do; '
-          f'{meta_what}')
+    print(f'{corpus.name}: {len(names)} utterances, {writer.resumed} already in {out}, {len(todo)} to do; {what}')
     t0 = time.time()
-    bar = tqdm(total=len(todo), desc=args.feature, unit='utt', dynamic_ncols=True)
+    pr = Progress(writer, len(todo), args.feature)
     try:
         if args.feature == 'lld':
-            items = [(n, str(corpus.audio_path(n))) for n in todo]
-            workers = max(1, min(args.workers, len(items)))
-            if workers == 1:
-                _init_lld(args.preset, args.hop)
-                results = map(_lld_job, items)
-                pool = None
-            else:
-                import multiprocessing as mp
-                pool = mp.get_context('fork' if sys.platform == 'linux' else 'spawn').Pool(
-                    workers, _init_lld, (args.preset, args.hop))
-                results = pool.imap_unordered(_lld_job, items, chunksize=max(1, min(32, len(items) // (workers * 8))))
-            try:
-                for name, y, err, sec in results:
-                    if err:
-                        bad.append((name, err))
-                    else:
-                        writer.add(name, y)
-                        audio_s, n_done = audio_s + sec, n_done + 1
-                    bar.update(1)
-                    bar.set_postfix(skipped=len(bad), refresh=False)
-            finally:
-                if pool is not None:
-                    pool.terminate()
+            run_lld(args, corpus, todo, pr)
         elif args.feature == 'wav2vec2':
-            import soundfile as sf
-
-            from audio import load_audio
-            dur = {}
-            for n in todo:
-                try:
-                    info = sf.info(str(corpus.audio_path(n)))
-                    dur[n] = info.frames / info.samplerate
-                except Exception as e:
-                    bad.append((n, f'unreadable audio header: {e}'))
-                    bar.update(1)
-            order = sorted(dur, key=lambda n: -dur[n])  # longest first: memory problems show up at once
-
-            def load(n):
-                try:
-                    return n, load_audio(corpus.audio_path(n), SR), None
-                except Exception as e:
-                    return n, None, f'{type(e).__name__}: {e}'
-            for batch in _prefetch(order, args.batch, load, args.workers):
-                ok = [(n, x) for n, x, err in batch if err is None and len(x) >= 400]
-                bad += [(n, err or f'{len(x) / SR:.3f} s of audio is too short for wav2vec2')
-                        for n, x, err in batch if err is not None or len(x) < 400]
-                try:
-                    feats = ext([x for _, x in ok])
-                except Exception:  # find the culprit one by one (e.g. out of memory on one huge file)
-                    feats = []
-                    for n, x in ok:
-                        try:
-                            feats.append(ext([x])[0])
-                        except Exception as e:
-                            feats.append(None)
-                            bad.append((n, f'{type(e).__name__}: {str(e)[:200]}'))
-                for (n, x), y in zip(ok, feats):
-                    if y is not None:
-                        writer.add(n, y)
-                        audio_s, n_done = audio_s + len(x) / SR, n_done + 1
-                bar.update(len(batch))
-                bar.set_postfix(skipped=len(bad), refresh=False)
+            run_wav2vec2(args, corpus, todo, ext, pr)
         else:
-            texts = {}
-            for n in todo:
-                try:
-                    t = corpus.transcript(n)
-                except Exception as e:
-                    t, why = None, f'{type(e).__name__}: {e}'
-                else:
-                    why = f'missing or empty transcript ({corpus.transcript_path(n)})'
-                if t is None or not str(t).strip():
-                    bad.append((n, why))
-                    bar.update(1)
-                else:
-                    texts[n] = str(t).strip()
-            order = sorted(texts, key=lambda n: len(texts[n]))
-            for b in range(0, len(order), args.batch):
-                ns = order[b:b + args.batch]
-                for n, y in zip(ns, ext([texts[n] for n in ns])):
-                    writer.add(n, y)
-                    n_done += 1
-                bar.update(len(ns))
-                bar.set_postfix(skipped=len(bad), refresh=False)
+            run_text(args, corpus, todo, ext, pr)
     except KeyboardInterrupt:
-        bar.close()
+        pr.bar.close()
         writer.close(complete=False)
-        sys.exit(f'\ninterrupted: {len(writer)} utterances are safely in {out}; run the same command again to resume')
+        raise ToolkitError(f'interrupted: {len(writer)} utterances are safely in {out}; run the same command again '
+                           f'to resume') from None
     except BaseException:
         writer.close(complete=False)
         raise
-    bar.close()
-    wall = time.time() - t0
-    writer.close(complete=True, skipped=len(bad))
-    _report(out, bad, len(todo), n_done, wall, audio_s, meta_what)
+    pr.bar.close()
+    writer.close(complete=True, skipped=len(pr.bad))
+    _report(out, pr.bad, len(todo), pr.n_done, time.time() - t0, pr.audio_s, what, len(writer))
     print(f'feature store: {out} ({len(writer)} utterances)')
     return out
 
 
 def import_mat(args):
     """Per-utterance .mat files with 'Audio_data' (frame time, features...) -> a feature store."""
-    import scipy.io
     src = Path(args.import_mat)
     files = sorted(src.glob('*.mat'))
     if not files:
-        sys.exit(f'error: no .mat files in {src}')
+        raise ToolkitError(f'no .mat files in {src}')
     corpus_name = Path(args.corpus).name if args.corpus else 'demo_corpus'
     out = ensure_dir(args.out or Path('features') / corpus_name / args.feature)
-    bad, good, hops = [], [], []
+    bad, good, hops, resumed = [], [], [], 0
 
     def read(f):
         try:
@@ -280,7 +309,7 @@ def import_mat(args):
         if len(a) > 2:
             hops.append(float(np.median(np.diff(a[:, 0]))))
     if dim is None:
-        sys.exit(f'error: none of the first {min(200, len(files))} .mat files in {src} holds a usable Audio_data')
+        raise ToolkitError(f'none of the first {min(200, len(files))} .mat files in {src} holds a usable Audio_data')
     hop = round(float(np.median(hops)), 4) if hops else None
     print(f'importing {len(files)} .mat files from {src}: {dim} features per frame, hop {hop} s')
     with FeatureStoreWriter(out, args.feature, dim, hop, 'imported', None, args.flush_every,
@@ -288,6 +317,7 @@ def import_mat(args):
         for f in tqdm(files, desc='import', unit='file', dynamic_ncols=True):
             name = f.stem if f.stem.endswith('.wav') else f.stem + '.wav'
             if w.done(name):
+                resumed += 1
                 continue
             try:
                 a = read(f)
@@ -300,7 +330,7 @@ def import_mat(args):
             except Exception as e:
                 bad.append((f.name, f'{type(e).__name__}: {e}'))
         w.meta['skipped'] = len(bad)
-    _report(out, bad, len(files), len(good), 0.0, 0.0, 'import')
+    _report(out, bad, len(files) - resumed, len(good), 0.0, 0.0, 'import', len(good) + resumed)
     if dim != 130 and args.feature == 'lld':
         print(f'warning: {dim} features per frame; the published models expect 130')
     print(f'feature store: {out} ({len(good)} imported now)')
@@ -311,9 +341,9 @@ def main(argv=None):
     args = get_args(argv)
     try:
         return import_mat(args) if args.import_mat else extract(args)
-    except (StoreError, RuntimeError) as e:
-        sys.exit(f'error: {e}')
+    except RuntimeError as e:       # e.g. no writable cache folder for the openSMILE configuration
+        raise ToolkitError(str(e)) from None
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_script(main))

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from errors import ToolkitError
+from utils import atomic_write_text
 
 DTYPE = np.dtype('<f4')
 INDEX_COLS = ['FileName', 'offset', 'length']
@@ -27,16 +28,6 @@ INDEX_COLS = ['FileName', 'offset', 'length']
 
 class StoreError(ToolkitError):
     """A missing, incomplete, corrupt or mismatching feature store; the message says what to do."""
-
-
-def _atomic_write(path, text):
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    with open(tmp, 'w', newline='') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _read_meta(path):
@@ -177,7 +168,7 @@ class FeatureStoreWriter:
 
     def _write_meta(self):
         self.meta.update(n_utterances=len(self.index), n_rows=self.n_rows)
-        _atomic_write(self.path / 'meta.json', json.dumps(self.meta, indent=1) + '\n')
+        atomic_write_text(self.path / 'meta.json', json.dumps(self.meta, indent=1) + '\n')
 
     def done(self, name):
         return name in self.index or name in self._pending_names()
@@ -216,7 +207,7 @@ class FeatureStoreWriter:
         w = csv.writer(buf, lineterminator='\n')
         w.writerow(INDEX_COLS)
         w.writerows((k, o, n) for k, (o, n) in self.index.items())
-        _atomic_write(self.path / 'index.csv', buf.getvalue())
+        atomic_write_text(self.path / 'index.csv', buf.getvalue())
         self._write_meta()
 
     def close(self, complete=True, **extra):

@@ -34,13 +34,17 @@ import torch
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+import checkpoints
+import cli
 import dataloader as D
+import norm as normalisation
 from cli import MSCR_MISSING_MODES
 from errors import ToolkitError
 from feature_store import FeatureStore, StoreError
 from model import TransformerENC_CoAtten, audio_chunk_features
 from utils import (
     EMOS,
+    amp_context,
     atomic_torch_save,
     atomic_write_text,
     ccc,
@@ -48,6 +52,7 @@ from utils import (
     ddp_cleanup,
     ddp_setup,
     get_device,
+    make_scaler,
     normalize_feats,
     plot_curves,
     set_seed,
@@ -100,7 +105,7 @@ def mtl_loss(pred, y):
 def mscr_step(model, opt, scaler, batch, device, scales, amp='off'):
     """One training iteration (forward with crops, MTL CCC loss, backward, Adam step) -> the loss."""
     model.train()
-    with D.amp_context(device, amp):
+    with amp_context(device, amp):
         pred = forward_batch(model, batch, device, scales)
     loss = mtl_loss(pred.float(), batch['y'].to(device))
     if not torch.isfinite(loss):
@@ -118,7 +123,7 @@ def predict(model, loader, device, amp='off', desc=None):
     model.eval()
     P, Y, I = [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, disable=desc is None, dynamic_ncols=True):
-        with D.amp_context(device, amp):
+        with amp_context(device, amp):
             P.append(forward_batch(model, batch, device).float().cpu())
         Y.append(batch['y'])
         I.append(batch['idx'])
@@ -140,8 +145,8 @@ def scores(pred, y, norm):
 def open_stores(args, corpus, audio_path=None, text_path=None):
     """(audio FeatureStore, text FeatureStore) with clear errors naming the extract_features.py command."""
     feat = args.audio_feature
-    a_path = Path(args.audio_store or audio_path or D.default_features(corpus, feat))
-    t_path = Path(args.text_store or text_path or D.default_features(corpus, 'text'))
+    a_path = Path(args.audio_store or audio_path or cli.default_features(corpus, feat))
+    t_path = Path(args.text_store or text_path or cli.default_features(corpus, 'text'))
     out = []
     for path, kind in ((a_path, feat), (t_path, 'text')):
         cmd = f'python extract_features.py --corpus {corpus.root} --feature {kind} --out {path}'
@@ -207,7 +212,7 @@ def save_mscr(path, model, meta):
     """Plain state_dict (published parameter names) at `path` + its sibling .meta.json, both atomic."""
     sd = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
     atomic_torch_save(sd, path)
-    atomic_write_text(D.sibling(path, '.meta.json'), json.dumps(meta, indent=1) + '\n')
+    atomic_write_text(checkpoints.sibling(path, '.meta.json'), json.dumps(meta, indent=1) + '\n')
 
 
 def load_mscr(ckpt, device='cpu'):
@@ -217,9 +222,9 @@ def load_mscr(ckpt, device='cpu'):
         raise ToolkitError(f'no MSCR checkpoint {ckpt}; train it with `python training.py --model mscr` (same '
                            f'--scales, --iters, -batch, --chunking and --audio-feature, or --name), or pass '
                            f'--checkpoint PATH')
-    meta = D.read_meta(ckpt)
+    meta = checkpoints.read_record(ckpt)
     if meta.get('model') != 'mscr' or 'audio_mean' not in meta:
-        raise ToolkitError(f'{ckpt}: no MSCR metadata of this version next to it ({D.sibling(ckpt, ".meta.json")}); '
+        raise ToolkitError(f'{ckpt}: no MSCR metadata of this version next to it ({checkpoints.sibling(ckpt, ".meta.json")}); '
                            f'train it again with python training.py --model mscr')
     model = build_model(meta['config'])
     model.load_state_dict(torch.load(ckpt, map_location='cpu', weights_only=True))
@@ -227,7 +232,7 @@ def load_mscr(ckpt, device='cpu'):
 
 
 def norm_of(meta):
-    """The normalisation dict (dataloader.mscr_norm layout) stored in a checkpoint's metadata."""
+    """The normalisation dict (norm.mscr_norm layout) stored in a checkpoint's metadata."""
     return {'audio': (np.asarray(meta['audio_mean']), np.asarray(meta['audio_std'])),
             'text': (np.asarray(meta['text_mean']), np.asarray(meta['text_std'])),
             **{e: tuple(meta['label_norm'][e]) for e in EMOS}}
@@ -238,11 +243,11 @@ def prepare_training(args, rank, world, device, is_main):
     """Corpus, stores, normalisation, datasets, model, optimiser and the run's files -> a namespace."""
     scales = parse_scales(args.scales)
     set_seed(args.seed + rank)
-    corpus = D.open_corpus(args.corpus)
+    corpus = cli.open_corpus(args.corpus)
     audio, text = open_stores(args, corpus)
     args.audio_feature = audio.meta.get('feature') or args.audio_feature
     train_names = D.limit_names(corpus.files('Train'), args.limit, args.seed)
-    norm = D.mscr_norm(corpus, audio, text, train_names, args.mscr_norm)
+    norm = normalisation.mscr_norm(corpus, audio, text, train_names, args.mscr_norm)
     train, val = make_datasets(args, corpus, audio, text, norm, ['Train', 'Validation'], args.max_seq_len,
                                args.chunking, is_main)
     if len(train) < 2 or len(val) < 2:
@@ -263,7 +268,7 @@ def prepare_training(args, rank, world, device, is_main):
     s = SimpleNamespace(args=args, scales=scales, corpus=corpus, audio=audio, text=text, norm=norm, train=train,
                         val=val, bs=bs, model=model, device=device, is_main=is_main, rank=rank, world=world,
                         amp=args.amp, opt=torch.optim.Adam(model.parameters(), lr=args.lr or DEFAULT_LR),
-                        scaler=D.make_scaler(device, args.amp), run=D.Run(ckpt, fields, is_main, args.resume),
+                        scaler=make_scaler(device, args.amp), run=checkpoints.Run(ckpt, fields, is_main, args.resume),
                         name=name, it=0, best=float('inf'), best_it=0)
     s.meta = run_meta(s, cfg)
     if args.resume:
@@ -310,7 +315,7 @@ def validate(s, train_loss, t0):
     tqdm.write(f'iter {s.it}: train {train_loss:.4f}  val {v["loss"]:.4f}  CCC '
                + '  '.join(f'{e} {v[e]:.3f}' for e in EMOS) + ('  *best' if improved else ''))
     if s.it == s.args.iters:   # the last model too, for best-vs-last comparisons
-        save_mscr(D.sibling(s.run.ckpt, '.last.pth.tar'), s.model, {**s.meta, 'last_iter': s.it,
+        save_mscr(checkpoints.sibling(s.run.ckpt, '.last.pth.tar'), s.model, {**s.meta, 'last_iter': s.it,
                                                                     'val_loss': v['loss'], 'val_ccc': v})
 
 
@@ -343,7 +348,7 @@ def train_mscr(args):
         bar.close()
         if is_main:
             print(f'best validation loss {s.best:.4f} (mean 1-CCC) at iteration {s.best_it}\n  model {s.run.ckpt}\n'
-                  f'  last {D.sibling(s.run.ckpt, ".last.pth.tar")}\n  log {s.run.log_path}\n  curve {s.run.png_path}')
+                  f'  last {checkpoints.sibling(s.run.ckpt, ".last.pth.tar")}\n  log {s.run.log_path}\n  curve {s.run.png_path}')
         return s.run.ckpt
     finally:
         ddp_cleanup()
@@ -411,7 +416,7 @@ def test_mscr(args):
     ckpt = Path(args.checkpoint) if args.checkpoint else \
         Path(args.save_dir) / f'{args.name or default_name(args, parse_scales(args.scales))}.pth.tar'
     model, meta = load_mscr(ckpt, device)
-    corpus = D.open_corpus(args.corpus)
+    corpus = cli.open_corpus(args.corpus)
     same = Path(meta['corpus']).resolve() == corpus.root.resolve()   # else: the stores of the corpus given
     args.audio_feature = meta.get('audio_feature') or args.audio_feature
     audio, text = open_stores(args, corpus, meta['audio_store'] if same else None, meta['text_store'] if same else None)
@@ -420,7 +425,7 @@ def test_mscr(args):
         raise ToolkitError(f'{ckpt} expects {cfg["audio_dim"]}-d audio at a {meta["hop"]} s hop and '
                            f'{cfg["text_dim"]}-d text; {audio.path} has {audio.dim}-d at {audio.hop} s, '
                            f'{text.path} {text.dim}-d')
-    splits = D.parse_sets(args.split_set or 'Test')
+    splits = cli.parse_sets(args.split_set or 'Test')
     ctx = SimpleNamespace(args=args, model=model, meta=meta, norm=norm_of(meta), corpus=corpus, audio=audio,
                           text=text, device=device, ckpt=ckpt, modes=modes, fracs=fracs)
     res = {sp: test_split(ctx, sp) for sp in splits}
@@ -434,7 +439,7 @@ def test_split(c, split):
     if len(ds) < 2:
         raise ToolkitError(f'fewer than 2 usable {split} utterances')
     loader = make_loader(ds, min(a.batch_size, 256), a.workers, c.device)
-    stem = D.sibling(c.ckpt, '').name
+    stem = checkpoints.sibling(c.ckpt, '').name
     print(f'{stem} (scales {c.meta["scales"]}, {c.meta.get("chunking", "dynamic")} chunks, best iteration '
           f'{c.meta.get("best_iter")}) on {c.corpus.name} {split}: {len(ds)} utterances')
     if not a.sweep:

@@ -1,41 +1,46 @@
 """Emotion of any recording: utterance-level Act/Dom/Val on the 1-7 scale and chunk-level emotion curves.
 
   python predict.py speech.wav --pretrained ../Chunk-Level-Emotion-Retrieval --plot plots/
-  python predict.py my_recordings/ --out results.csv --json results.json --rankers
+  python predict.py my_recordings/ --out results.csv --json results.json --checkpoint my_run/ --rankers
   python predict.py talk.wav --model mscr --checkpoint trained_mscr_model/MSCR_....pth.tar --text "..."
 
-Models: `--pretrained DIR` = a clone of the authors' repository (its NormTerm/, trained_seq2seq_model_v1.6/
-and chunk_emotion_rankers/trained_ranker_model_v1.6/); `--checkpoint DIR|FILE` = your own training.py
-output (normalisation statistics from the checkpoint's .meta.json, else --norm-dir, else NormTerm/);
-neither = the demo models shipped at the repository root (trained_seq2seq_model/). `--model mscr` runs an
-audio-text MSCR checkpoint instead (utterance level only; transcript from --text, --transcript or a
-<name>.txt next to the audio; without one the text modality is treated as missing).
-Feature normalisation (--feature-norm): 'published' (the authors' NormTerm, default with --pretrained),
-'train' (the statistics the model was trained with, default otherwise), 'corpus' (statistics of the files
-given, e.g. for a recording setup far from the training corpus). Labels always use the models' statistics.
+Models: `--pretrained DIR` = a clone of the authors' repository (its v1.6 models and NormTerm, checked by
+SHA-256); `--checkpoint DIR|FILE` = your own training.py output (its .meta.json record holds the
+normalisation statistics; a model without one needs --norm DIR); neither = the demo models of the
+repository, trained on synthetic speech (announced on the console and in the outputs). Each model is
+checked to be the attribute asked for (-emo) and to match the LLDs computed here (docs/pretrained.md).
+`--model mscr` runs an audio-text MSCR checkpoint instead (utterance level only; transcript from --text,
+--transcript or a <name>.txt next to the audio; without one the text modality is treated as missing).
+Feature normalisation (--feature-norm, norm.py): default what the model was trained with; 'published' /
+'train' the statistics of the release / of the model's training corpus; 'corpus' the statistics of the
+files given; 'speaker' per-speaker statistics of the files given (speaker = the sub-folder of each file,
+or --speakers CSV with columns file,speaker). Statistics from under 30 s of audio are flagged.
+Labels are mapped back with the model's label statistics (or --norm DIR).
 
-Pipeline per window (SPEC §7): openSMILE LLDs with the published preset (32 ms frames, 16 ms hop,
-130 dims) -> z-norm with the NormTerm, NaN -> 0, clip [-3, 3] -> pad to >= 62 frames -> 22 chunks of 62
-frames (1 s) -> one Seq2Seq LSTM prediction per chunk (the curve) -> utterance = mean of the 22 chunks ->
-de-normalised with the label NormTerm. Any format soundfile reads (WAV, FLAC, OGG, ...), any sample rate
-and channel count (mixed to mono, resampled to 16 kHz). Clips shorter than 1 s are zero-padded (in the
-normalised domain) to 62 frames, so their 22 chunks are identical and the curve is flat.
+Pipeline per window (docs/method1.md): LLDs of the model's preset -> z-norm, NaN -> 0, clip [-3, 3] -> pad
+to >= 62 frames -> 22 chunks of 62 frames (1 s) -> one Seq2Seq prediction per chunk (the curve) ->
+utterance = mean of the 22 chunks -> de-normalised. Values outside the 1-7 scale are clipped and counted
+per file (column n_clipped); --no-clip gives the raw model outputs. Any format soundfile reads, any
+sample rate; channels are mixed to mono (a silent channel is left out), resampled to 16 kHz. Clips
+shorter than 1 s are zero-padded to 62 frames, so their 22 chunks are identical and the curve is flat.
 
-Long files: a file up to --max-len seconds (20) is one window, as in the published code. A longer file is
-cut into windows of --window seconds (10, about the longest MSP-Podcast training utterance) that overlap
-by at least --overlap seconds (5), spread evenly from the start to the end. Each window gets its 22
-chunk predictions; the file's curve is sampled every --grid seconds (0.5) between the first and last
-chunk centre by linear interpolation inside each window, blended across overlapping windows with
-triangular weights (peak at the window centre). The utterance value of a long file is the time-average
-of that curve. With --rankers the ranker score of each chunk (g = f1 - f0, a function of the chunk
-alone) is stitched the same way and ranked over the whole curve (rank 1 = most emotional).
+Input checks (column `warning`, summary at the end; see audio.py): no speech found, clipped audio, very
+low level, a silent channel, a file shorter than its header claims.
 
-Batch mode: directories are searched recursively for audio files; files are processed --batch at a
-time with one forward pass per model per batch. A file that fails (unreadable, empty, ...) is listed
-with its reason at the end and in the CSV's `error` column; the rest are processed. The exit code is
-non-zero only when every file failed (or the models cannot be loaded).
+Long files: a file up to --max-seconds (20) is one window, as in the published code. A longer file is
+cut into windows of --window seconds (10) that overlap by at least --overlap seconds (5), spread evenly
+from start to end. The file's curve is sampled every --grid seconds (0.5) between the first and last
+chunk centre by linear interpolation inside each window, blended across windows with triangular weights.
+The utterance value of a long file is the time-average of that curve. With --rankers the ranker score of
+each chunk (g = f1 - f0) is stitched the same way and ranked over the whole curve (rank 1 = most emotional).
+
+Batch mode: directories are searched recursively for audio files; files are processed -batch at a time
+with one forward pass per model per batch. A file that fails is listed with its reason at the end and in
+the CSV's `error` column; the rest are processed. The exit code is 1 when every file failed, 2 on a setup
+error (models, normalisation, output paths).
 """
-import argparse
+import csv
+import io
 import json
 import math
 import os
@@ -46,227 +51,103 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+from tqdm import tqdm
 
-from audio import SR, AudioError, load_audio
-from model import LSTMnet
+import checkpoints as C
+import norm as N
+from audio import SR, AudioError, load_audio, speech_note
+from cli import parser, run_script
+from errors import ToolkitError
+from features import LLDExtractor
 from utils import (
     EMOS,
+    atomic_write,
     atomic_write_text,
     chunk_starts,
     dynamic_chunk_split,
     get_device,
-    load_norm,
     normalize_feats,
     pad_batch,
     parse_emos,
     rank_desc_min,
 )
 
-ROOT = Path(__file__).resolve().parent
 K = 22  # chunks per utterance (C = 11 chunks x scaling factor n = 2)
-SEQ_SUBDIRS = ['trained_seq2seq_model_v1.6', 'trained_seq2seq_model', '.']
-RANKER_SUBDIRS = ['chunk_emotion_rankers/trained_ranker_model_v1.6', 'chunk_emotion_rankers/trained_ranker_model',
-                  'trained_ranker_model_v1.6', 'trained_ranker_model', '.']
-AUTHORS_URL = 'https://github.com/winston-lin-wei-cheng/Chunk-Level-Emotion-Retrieval'
 AUDIO_EXTS = {'.wav', '.flac', '.ogg', '.oga', '.opus', '.mp3', '.aiff', '.aif', '.au', '.caf', '.w64', '.rf64'}
+SCALE = (1.0, 7.0)
 
 
-class PredictError(Exception):
-    """Setup problem (models, NormTerm, output paths): the message names the path and what to do."""
-
-
-# ----------------------------------------------------------------------------- models
-def find_checkpoint(dirs, pattern, what):
-    """Newest file matching `pattern` in the first of `dirs` that has one; None when there is none."""
-    for d in dirs:
-        hits = sorted(Path(d).glob(pattern), key=lambda p: p.stat().st_mtime)
-        if hits:
-            if len(hits) > 1:
-                print(f"note: {len(hits)} {what} checkpoints in {d}; using the newest, {hits[-1].name}")
-            return hits[-1]
-    return None
-
-
-def load_lstm(path, out_dim, device):
-    """LSTMnet of the published shapes from a plain state_dict; a clear error naming what differs."""
-    try:
-        sd = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise PredictError(f"{path}: cannot read the checkpoint ({type(e).__name__}: {str(e)[:200]}); "
-                           f"re-download it or retrain") from None
-    for key in ('state_dict', 'model'):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    kind = 'chunk emotion ranker (fc2: 2 outputs)' if out_dim == 2 else 'Seq2Seq model (fc2: 1 output)'
-    if not isinstance(sd, dict):
-        raise PredictError(f"{path}: not a state_dict; expected a {kind} saved as a plain state_dict")
-    sd = {k.removeprefix('module.'): v for k, v in sd.items()}
-    net = LSTMnet(out_dim=out_dim)
-    want = net.state_dict()
-    problems = [f"{k} missing" for k in want if k not in sd]
-    problems += [f"unexpected {k}" for k in sd if k not in want]
-    problems += [f"{k} is {tuple(sd[k].shape)}, expected {tuple(want[k].shape)}" for k in want
-                 if k in sd and tuple(sd[k].shape) != tuple(want[k].shape)]
-    if problems:
-        raise PredictError(f"{path}: not a {kind} of the published shapes (2-layer LSTM 130->130, fc1 130->130): "
-                           f"{'; '.join(problems[:4])}{' ...' if len(problems) > 4 else ''}. Pass the right file "
-                           f"(Seq2Seq: *_EmoRankerSeq_<Emo>.pth.tar, ranker: *_<Emo>_ranker.pth.tar) or retrain it")
-    net.load_state_dict(sd, strict=True)
-    return net.to(device).eval()
-
-
-def resolve_models(args):
-    """-> dict(seq2seq={emo: path}, rankers={emo: path}, pub_norm=Path|None, source=str, emos=[...])."""
+# ----------------------------------------------------------------------------- models and normalisation
+def find_models(args):
+    """{('seq'|'rank', emo): Checkpoint}, all checked against -emo and one LLD preset."""
     emos = parse_emos(args.emo)
-    pub_norm, files = None, None
-    if args.pretrained:
-        base = Path(args.pretrained).expanduser()
-        if not base.is_dir():
-            raise PredictError(f"--pretrained {base}: not a folder; pass the root of your clone of the authors' "
-                               f"repository (git clone {AUTHORS_URL})")
-        seq_dirs = [base / s for s in SEQ_SUBDIRS]
-        rk_dirs = [Path(args.ranker_dir).expanduser()] if args.ranker_dir else [base / s for s in RANKER_SUBDIRS]
-        pub_norm = base / 'NormTerm'
-        if not pub_norm.is_dir():
-            raise PredictError(f"--pretrained {base}: no NormTerm/ folder; {base} should be the root of the authors' "
-                               f"repository (NormTerm/, trained_seq2seq_model_v1.6/, chunk_emotion_rankers/"
-                               f"trained_ranker_model_v1.6/), git clone {AUTHORS_URL}")
-        source = f"pretrained {base}"
-        hint = (f"{base} should hold trained_seq2seq_model_v1.6/ and chunk_emotion_rankers/"
-                f"trained_ranker_model_v1.6/ as in the authors' repository")
-    else:
-        sdir = Path(args.checkpoint_dir).expanduser() if args.checkpoint_dir else ROOT / 'trained_seq2seq_model'
-        if '{emo}' in str(sdir) or sdir.is_file():  # one checkpoint file (per attribute with '{emo}')
-            files = {e: Path(str(sdir).replace('{emo}', e)) for e in emos}
-            if len(set(files.values())) < len(emos):
-                raise PredictError(f"--checkpoint {sdir} is one file but -emo asks for {', '.join(emos)}; pass -emo "
-                                   f"{emos[0]}, a folder, or a path with '{{emo}}' (e.g. run/LSTM_..._{{emo}}.pth.tar)")
-            for _e, f in files.items():
-                if not f.is_file():
-                    raise PredictError(f"--checkpoint: {f} does not exist; check the path (and -emo)")
-            sdir = files[emos[0]].parent
-        seq_dirs = [sdir]
-        rk_dirs = [Path(args.ranker_dir).expanduser()] if args.ranker_dir else \
-            [sdir / s for s in RANKER_SUBDIRS[:2]] + [ROOT / 'chunk_emotion_rankers' / 'trained_ranker_model']
-        source = f"checkpoints {sdir}"
-        if not sdir.is_dir():
-            what = f"--checkpoint {sdir}: no such file or folder" if args.checkpoint_dir else \
-                f"no trained models at {sdir} (the shipped demo models are missing)"
-            raise PredictError(f"{what}. Either pass --pretrained DIR, DIR being your clone of the authors' released "
-                               f"models (git clone {AUTHORS_URL}), or train first: python training.py -emo all")
-        hint = "train it first (python training.py -emo <Emo>) or pass --checkpoint PATH / --pretrained DIR"
-    seq, rk = {}, {}
-    for emo in emos:
-        p = files[emo] if files else find_checkpoint(seq_dirs, f'*EmoRankerSeq_{emo}.pth.tar', f'{emo} Seq2Seq')
-        if p is None:
-            raise PredictError(f"no Seq2Seq checkpoint *EmoRankerSeq_{emo}.pth.tar in "
-                               f"{', '.join(str(d) for d in seq_dirs if d.is_dir()) or seq_dirs[0]}; {hint}")
-        seq[emo] = p
-        if args.rankers:
-            r = find_checkpoint(rk_dirs, f'*_{emo}_ranker.pth.tar', f'{emo} ranker')
-            if r is None:
-                raise PredictError(f"--rankers: no ranker checkpoint *_{emo}_ranker.pth.tar in "
-                                   f"{', '.join(str(d) for d in rk_dirs)}; train it (chunk_emotion_rankers/"
-                                   f"training_ranker.py -emo {emo}), pass --ranker-dir DIR, or drop --rankers")
-            rk[emo] = r
-    return dict(seq2seq=seq, rankers=rk, pub_norm=pub_norm, source=source, emos=emos)
+    spec = args.checkpoint
+    out = {('seq', e): C.resolve('seq2seq', e, args.pretrained, spec, args.norm, 30, 128) for e in emos}
+    if args.rankers:
+        rk_spec = args.ranker_dir or spec
+        if spec and not args.ranker_dir and not Path(spec).is_dir():
+            raise ToolkitError(f'--rankers with --checkpoint {spec} (a file): pass the rankers with --ranker-dir DIR')
+        for e in emos:
+            out[('rank', e)] = C.resolve('ranker', e, None if args.ranker_dir else args.pretrained, rk_spec,
+                                         args.norm, 20, 128)
+    first = out[('seq', emos[0])].features
+    preset, hop = first.get('preset') or 'published', first.get('hop') or 0.016
+    for (kind, e), ck in out.items():
+        ck.check('seq2seq' if kind == 'seq' else 'ranker', e, preset, hop, 130)
+    return out, emos, preset, hop
 
 
-def read_meta(ckpt):
-    """Training metadata next to a checkpoint (<name>.meta.json, written by training.py); {} if none."""
-    base = ckpt.name[:-len('.pth.tar')] if ckpt.name.endswith('.pth.tar') else ckpt.stem
-    p = ckpt.with_name(base + '.meta.json')
-    try:
-        return json.loads(p.read_text()) if p.exists() else {}
-    except (OSError, ValueError) as e:
-        raise PredictError(f"{p}: unreadable metadata ({e}); delete it or retrain") from None
+def model_norms(args, models):
+    """(scope, {key: FeatNorm or None}, {emo: (mean, std)}, {emo: label record}) for the models."""
+    feat, scopes = {}, set()
+    for key, ck in models.items():
+        scope, feat[key] = N.model_feat_stats(ck, args.feature_norm, args.norm)
+        scopes.add(scope)
+    if len(scopes) > 1:
+        raise ToolkitError(f'the models were trained with different normalisation scopes ({sorted(scopes)}); pass '
+                           f'--feature-norm to use one for all')
+    labels, lrec = {}, {}
+    for (kind, e), ck in models.items():
+        if kind == 'seq':
+            labels[e], lrec[e] = N.model_label_stats(ck, e, args.norm)
+    return scopes.pop(), feat, labels, lrec
 
 
-def _load_norm(d, key):
-    try:
-        return load_norm(d, need=(key,))[key]
-    except (FileNotFoundError, KeyError, ValueError, OSError) as e:
-        raise PredictError(f"{d}: unusable NormTerm for {key} ({e})") from None
+def file_table(path, column, files, flag):
+    """A CSV with columns file,<column> -> {str(file): value or None}; files match by path, name or stem."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not {'file', column} <= set(df.columns):
+        raise ToolkitError(f"{flag} {path}: needs columns 'file' and '{column}' (found {list(df.columns)})")
+    by = {}
+    for f, v in zip(df['file'], df[column]):
+        by[f] = by[Path(f).name] = by[Path(f).stem] = v
+    return {str(p): by.get(str(p), by.get(Path(p).name, by.get(Path(p).stem))) for p in files}
 
 
-def resolve_norm(args, cfg):
-    """Feature statistics per checkpoint, label statistics per attribute, LLD preset and hop.
-
-    Feature scopes: 'published' = the authors' NormTerm (--norm-dir, else DIR/NormTerm of --pretrained);
-    'train' = the statistics the model was trained with (--norm-dir, else the checkpoint's .meta.json,
-    else DIR/NormTerm of --pretrained, else NormTerm/); 'corpus' = the files given (filled in later).
-    Labels: --norm-dir, else the checkpoint's metadata, else the NormTerm of --pretrained, else NormTerm/.
-    """
-    explicit = Path(args.norm_dir).expanduser() if args.norm_dir else None
-    if explicit and not explicit.is_dir():
-        raise PredictError(f"--norm-dir {explicit}: no such folder; pass the NormTerm folder that belongs to the models")
-    local = ROOT / 'NormTerm'
-    ckpts = list(cfg['seq2seq'].values()) + list(cfg['rankers'].values())
-    metas = {p: read_meta(p) for p in ckpts}
-    scope = args.feature_norm
-    if scope is None:
-        trained = {m.get('feature_norm') for m in metas.values()} - {None}
-        scope = 'published' if cfg['pub_norm'] else 'train'
-        if trained & {'speaker', 'corpus'}:
-            scope = 'corpus'
-            print(f"note: the models were trained with --feature-norm {'/'.join(sorted(trained))}; predict.py uses "
-                  f"statistics of the files given (--feature-norm corpus)")
-    feat = {}
-    for p, meta in metas.items():
-        if scope == 'corpus':
-            feat[p] = None
-        elif scope == 'published':
-            d = explicit or cfg['pub_norm']
-            if d:
-                feat[p] = _load_norm(d, 'feat')
-            elif meta.get('feature_norm') == 'published' and meta.get('feat_mean') is not None:
-                feat[p] = (np.asarray(meta['feat_mean']), np.asarray(meta['feat_std']))
-            else:
-                raise PredictError("--feature-norm published needs the authors' NormTerm: pass --pretrained DIR "
-                                   "(their repository root) or --norm-dir DIR/NormTerm")
-        else:  # train
-            if explicit:
-                feat[p] = _load_norm(explicit, 'feat')
-            elif meta.get('feat_mean') is not None:
-                feat[p] = (np.asarray(meta['feat_mean']), np.asarray(meta['feat_std']))
-            elif cfg['pub_norm'] or local.is_dir():
-                feat[p] = _load_norm(cfg['pub_norm'] or local, 'feat')
-            else:
-                raise PredictError(f"{p}: no feature statistics: its .meta.json holds none and {local} does not "
-                                   f"exist; pass --norm-dir DIR (the NormTerm written by norm_para.py for the "
-                                   f"training corpus) or use --feature-norm corpus")
-        if feat[p] is not None and len(feat[p][0]) != 130:
-            raise PredictError(f"the feature statistics for {p.name} have {len(feat[p][0])} dims, the LLDs have "
-                               f"130; pass the NormTerm that belongs to the models (--norm-dir)")
-    labels = {}
-    for emo, p in cfg['seq2seq'].items():
-        meta = metas[p]
-        if explicit:
-            labels[emo] = _load_norm(explicit, emo)
-        elif meta.get('label_mean') is not None:
-            labels[emo] = (float(meta['label_mean']), float(meta['label_std']))
-        elif cfg['pub_norm'] or local.is_dir():
-            labels[emo] = _load_norm(cfg['pub_norm'] or local, emo)
-        else:
-            raise PredictError(f"{p}: no label statistics to map predictions back to 1-7: its .meta.json holds "
-                               f"none and {local} does not exist; pass --norm-dir DIR")
-    presets = {(m.get('feature_preset') or 'published', None if (m.get('feature_preset') or 'published') ==
-                'published' else m.get('hop')) for m in metas.values()}
-    if cfg['pub_norm']:
-        presets = {('published', None)}
-    if len(presets) > 1:
-        raise PredictError(f"the checkpoints were trained on different LLD presets {sorted(map(str, presets))}; "
-                           f"pass models trained on one preset (e.g. --emo Act)")
-    preset, hop = presets.pop()
-    return dict(scope=scope, feat=feat, labels=labels, preset=preset, hop=hop,
-                label_source=str(explicit or ('checkpoint metadata' if any('label_mean' in m for m in metas.values())
-                                              else cfg['pub_norm'] or local)))
+def speaker_of(files, inputs, csv_path):
+    """file -> speaker: a --speakers CSV (file,speaker; file matched by path, name or stem), else the sub-folder
+    of the input folder that holds the file (files given directly: the parent folder's name)."""
+    if csv_path:
+        out = file_table(csv_path, 'speaker', files, '--speakers')
+        missing = [p for p, s in out.items() if not s]
+        if missing:
+            raise ToolkitError(f'--speakers {csv_path}: no speaker for {len(missing)} file(s), e.g. {missing[0]}')
+        return out
+    roots = [Path(i) for i in inputs if Path(i).is_dir()]
+    out = {}
+    for p in files:
+        root = next((r for r in roots if r in p.parents), None)
+        rel = p.relative_to(root).parts if root else ()
+        out[str(p)] = rel[0] if len(rel) > 1 else p.parent.name
+    return out
 
 
 # ----------------------------------------------------------------------------- windows and stitching
 def make_windows(T, hop, max_len=20.0, window=10.0, overlap=5.0):
-    """Frame ranges [(start, end), ...]: one window up to max_len seconds, else overlapping windows."""
+    """Frame ranges [(start, end), ...]: one window up to max_len seconds (--max-seconds), else overlapping
+    windows."""
     W = int(round(window / hop))
     if T * hop <= max_len or T <= W:
         return [(0, T)]
@@ -301,8 +182,9 @@ def stitch(wins, centres, values, grid_step):
 class Predictor:
     """Chunk-level predictions for raw LLD matrices, batched across files.
 
-    models: {('seq'|'rank', emo): (LSTMnet, (feat_mean, feat_std))}; label_norm: {emo: (mean, std)}.
-    Checkpoints sharing feature statistics share one normalised chunk tensor and one forward each.
+    models: {('seq'|'rank', emo): (LSTMnet, (feat_mean, feat_std) or None)}; label_norm: {emo: (mean, std)}.
+    Checkpoints sharing feature statistics share one normalised chunk tensor and one forward each; statistics
+    passed to a call (corpus/speaker normalisation) replace the models' own for that call.
     """
 
     def __init__(self, models, label_norm, hop, device, max_len=20.0, window=10.0, overlap=5.0,
@@ -312,15 +194,12 @@ class Predictor:
         self.max_len, self.window, self.overlap, self.grid = max_len, window, overlap, grid
         self.max_windows = max(1, max_chunks // K)
 
-    def set_feature_stats(self, mean, std):
-        """Use one (mean, std) for every model (--feature-norm corpus)."""
-        self.models = {k: (net, (mean, std)) for k, (net, _) in self.models.items()}
-
     @torch.inference_mode()
-    def _forward(self, pieces):
+    def _forward(self, pieces, stats=None):
         """pieces: list of raw (L, D) arrays -> {('seq'|'rank', emo): (N, 22) numpy, normalised units}."""
         groups = {}
-        for key, (net, (mean, std)) in self.models.items():
+        for key, (net, own) in self.models.items():
+            mean, std = stats or own
             sk = (np.asarray(mean, np.float32).tobytes(), np.asarray(std, np.float32).tobytes())
             groups.setdefault(sk, ((mean, std), []))[1].append((key, net))
         out = {}
@@ -335,7 +214,7 @@ class Predictor:
                     out.setdefault(key, []).append(y.reshape(-1, K).float().cpu().numpy())
         return {k: np.concatenate(v) for k, v in out.items()}
 
-    def __call__(self, feats):
+    def __call__(self, feats, stats=None):
         """feats: list of raw (T_i, 130) LLD arrays -> list of result dicts (one per file)."""
         plan, pieces = [], []
         for f in feats:
@@ -344,7 +223,7 @@ class Predictor:
             pieces += [f[s:e] for s, e in wins]
         if not pieces:
             return []
-        raw = self._forward(pieces)
+        raw = self._forward(pieces, stats)
         results = []
         for first, wins in plan:
             sl = slice(first, first + len(wins))
@@ -396,7 +275,7 @@ def check_writable(path, flag):
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:
-        raise PredictError(f"{flag} {path}: cannot write there ({e.strerror or e}); choose a writable "
+        raise ToolkitError(f"{flag} {path}: cannot write there ({e.strerror or e}); choose a writable "
                            f"location, e.g. {flag} ./{path.name}") from None
 
 
@@ -412,18 +291,13 @@ def plot_name(path, used):
 COLORS = {'Act': '#d62728', 'Dom': '#2ca02c', 'Val': '#1f77b4'}
 NAMES = {'Act': 'Arousal', 'Dom': 'Dominance', 'Val': 'Valence'}
 
+COLORS = {'Act': '#d62728', 'Dom': '#2ca02c', 'Val': '#1f77b4'}
+NAMES = {'Act': 'Arousal', 'Dom': 'Dominance', 'Val': 'Valence'}
 
-def plot_file(signal, row, png, title=None, spans=None):
-    """Waveform on top, chunk curves of the attributes over time below, utterance values as dashed lines.
 
-    spans: optional [(t0, t1, label), ...] regions shaded and labelled on both panels (e.g. known segments).
-    """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+def _plot_waveform(ax0, signal, row, title, spans):
+    """Waveform panel: min/max envelope per pixel column so long files stay fast and readable."""
     dur = len(signal) / SR
-    fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(9, 5.4), sharex=True, gridspec_kw={'height_ratios': [1, 2.4]})
-    # waveform: min/max envelope per pixel column so long files stay fast and readable
     nb = min(len(signal), 3000)
     if nb < len(signal):
         edges = np.linspace(0, len(signal), nb + 1).astype(int)
@@ -440,11 +314,12 @@ def plot_file(signal, row, png, title=None, spans=None):
     ax0.set_title(title or Path(row['file']).name, loc='left', fontsize=11, fontweight='bold')
     ax0.set_title(f"{dur:.2f} s" + (f", {row['n_windows']} windows" if row.get('n_windows', 1) > 1 else ''),
                   loc='right', fontsize=9, color='0.4')
-    for k, (t0, t1, label) in enumerate(spans or []):
-        for a in (ax0, ax1):
-            a.axvspan(t0, t1, color='0.5', alpha=0.08 if k % 2 else 0.0, lw=0)
+    for t0, t1, label in spans or []:
         ax0.text((t0 + t1) / 2, 1.08 * peak, label, ha='center', va='top', fontsize=9, color='0.15')
-    times = np.asarray(row.get('chunk_times') if row.get('chunk_times') is not None else [], dtype=float)
+
+
+def _plot_curves(ax1, row, times):
+    """Curves panel: chunk curves, utterance values (dashed), rank-1 chunks; -> (curves, has_ranks)."""
     emos = [e for e in EMOS if row.get(e) is not None]
     curves = {e: np.asarray(row[f'{e}_curve']) for e in emos if row.get(f'{e}_curve') is not None}
     has_ranks = False
@@ -454,8 +329,7 @@ def plot_file(signal, row, png, title=None, spans=None):
             ax1.plot(times, curves[emo], '-o', color=c, ms=3, lw=1.8, label=f"{NAMES[emo]} ({emo})")
         else:  # utterance-level model (MSCR): a solid line per attribute
             ax1.plot([], [], '-', color=c, lw=1.8, label=f"{NAMES[emo]} ({emo})")
-        ax1.axhline(row[emo], color=c, ls='--' if emo in curves else '-', lw=1.1 if emo in curves else 2,
-                    alpha=0.9)
+        ax1.axhline(row[emo], color=c, ls='--' if emo in curves else '-', lw=1.1 if emo in curves else 2, alpha=0.9)
         ranks = row.get(f'{emo}_ranks')
         if ranks is not None and len(ranks):
             has_ranks = True
@@ -471,6 +345,10 @@ def plot_file(signal, row, png, title=None, spans=None):
     lo_v = min([1.0] + [float(np.min(c)) for c in curves.values()] + [row[e] for e in emos])
     hi_v = max([7.0] + [float(np.max(c)) for c in curves.values()] + [row[e] for e in emos])
     ax1.set_ylim(lo_v - 0.15, hi_v + 0.15)
+    return curves, has_ranks
+
+
+def _plot_axes(ax1, plt, dur, times, curves, has_ranks):
     ax1.axhline(4, color='0.6', lw=0.8, zorder=0)
     ax1.set_yticks(range(1, 8))
     ax1.set_yticklabels(['1 low', '2', '3', '4', '5', '6', '7 high'])
@@ -490,22 +368,32 @@ def plot_file(signal, row, png, title=None, spans=None):
     ax1.text(0.0, -0.16, 'dots: one prediction per 1 s chunk, at the chunk centre' if curves else
              'utterance-level predictions (this model has no chunk curve)', transform=ax1.transAxes,
              fontsize=8, color='0.4')
-    for a in (ax0, ax1):
-        a.spines[['top', 'right']].set_visible(False)
-    fig.tight_layout()
-    fig.subplots_adjust(right=0.91)
-    fd, tmp = tempfile.mkstemp(dir=Path(png).parent, prefix='.' + Path(png).name, suffix='.png')
-    os.close(fd)
+
+
+def plot_file(signal, row, png, title=None, spans=None):
+    """Waveform on top, chunk curves of the attributes over time below, utterance values as dashed lines.
+
+    spans: optional [(t0, t1, label), ...] regions shaded and labelled on both panels (e.g. known segments).
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(9, 5.4), sharex=True, gridspec_kw={'height_ratios': [1, 2.4]})
     try:
-        fig.savefig(tmp, dpi=110)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the PNG normal permissions
-        os.replace(tmp, png)
+        _plot_waveform(ax0, signal, row, title, spans)
+        for k, (t0, t1, _) in enumerate(spans or []):
+            for a in (ax0, ax1):
+                a.axvspan(t0, t1, color='0.5', alpha=0.08 if k % 2 else 0.0, lw=0)
+        times = np.asarray(row.get('chunk_times') if row.get('chunk_times') is not None else [], dtype=float)
+        curves, has_ranks = _plot_curves(ax1, row, times)
+        _plot_axes(ax1, plt, len(signal) / SR, times, curves, has_ranks)
+        for a in (ax0, ax1):
+            a.spines[['top', 'right']].set_visible(False)
+        fig.tight_layout()
+        fig.subplots_adjust(right=0.91)
+        atomic_write(png, lambda f: fig.savefig(f, dpi=110, format='png', metadata={'Software': None}))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def row_for_csv(r, emos, rankers, curves=True):
@@ -522,6 +410,9 @@ def row_for_csv(r, emos, rankers, curves=True):
     out['n_windows'] = r.get('n_windows')
     if 'transcript' in r:
         out['transcript'] = r['transcript']
+    for k in ('n_clipped', 'n_out_of_scale', 'warning'):
+        if k in r:
+            out[k] = r[k]
     out['error'] = r.get('error', '')
     for k, v in out.items():
         if isinstance(v, (np.ndarray, list)):
@@ -543,130 +434,26 @@ def to_jsonable(r):
     return out
 
 
-# ----------------------------------------------------------------------------- main
-def build_parser():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('inputs', nargs='+', help='audio files and/or folders (searched recursively)')
-    src = ap.add_mutually_exclusive_group()
-    src.add_argument('--pretrained', metavar='DIR',
-                     help="root of a clone of the authors' repository (Chunk-Level-Emotion-Retrieval): uses its "
-                          "NormTerm/, trained_seq2seq_model_v1.6/ and chunk_emotion_rankers/trained_ranker_model_v1.6/")
-    src.add_argument('--checkpoint', '--checkpoint-dir', dest='checkpoint_dir', metavar='PATH',
-                     help="your own models: a folder with LSTM_epoch*_EmoRankerSeq_<Emo>.pth.tar (newest per "
-                          "attribute), one file (with one -emo), or a path with '{emo}'; default: the shipped demo "
-                          "models in trained_seq2seq_model/. With --model mscr: an MSCR checkpoint file or folder "
-                          "(default trained_mscr_model/)")
-    ap.add_argument('--ranker-dir', metavar='DIR',
-                    help='folder with *_<Emo>_ranker.pth.tar for --rankers (default: next to the models, else '
-                         'chunk_emotion_rankers/trained_ranker_model/)')
-    ap.add_argument('--norm-dir', metavar='DIR',
-                    help='NormTerm folder of the models (default: DIR/NormTerm with --pretrained, else NormTerm/)')
-    ap.add_argument('-emo', '--emo', default='all', help='Act, Dom, Val, a comma list, or all (default)')
-    ap.add_argument('--rankers', action='store_true',
-                    help='also run the chunk emotion rankers: per-chunk ranks (1 = most emotional chunk)')
-    ap.add_argument('--model', choices=['seq2seq', 'mscr'], default='seq2seq',
-                    help='seq2seq: method 1, audio only (default); mscr: audio-text MSCR model')
-    txt = ap.add_mutually_exclusive_group()
-    txt.add_argument('--text', help='transcript of a single input file (MSCR only)')
-    txt.add_argument('--transcript', metavar='FILE',
-                     help='transcript file (MSCR only): plain text for a single input, or a CSV with columns '
-                          'file,text for many')
-    ap.add_argument('--out', default='results.csv', help='CSV of per-file results (default results.csv)')
-    ap.add_argument('--json', metavar='FILE', help='also write the results as JSON (for programs)')
-    ap.add_argument('--plot', metavar='DIR', help='write one PNG per file (waveform + emotion curves) into DIR')
-    ap.add_argument('--feature-norm', choices=['published', 'train', 'corpus'], default=None,
-                    help="feature z-norm statistics: 'published' = the NormTerm of --pretrained (default there), "
-                         "'train' = the NormTerm that came with your checkpoints (--norm-dir; default otherwise), "
-                         "'corpus' = mean/std over the files given (e.g. for a different recording setup). "
-                         "Labels are always de-normalised with the models' NormTerm")
-    ap.add_argument('--device', default=None, help='cpu, cuda, cuda:1 (default: CUDA when available)')
-    ap.add_argument('--batch', type=int, default=16, help='files per batch (one forward pass per model per batch)')
-    ap.add_argument('--max-len', type=float, default=20.0,
-                    help='files up to this many seconds are one window (default 20)')
-    ap.add_argument('--window', type=float, default=10.0, help='window length in s for longer files (default 10)')
-    ap.add_argument('--overlap', type=float, default=5.0, help='minimum window overlap in s (default 5)')
-    ap.add_argument('--grid', type=float, default=0.5, help='time step in s of the stitched curve of long files')
-    return ap
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except PredictError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-def run(args):
-    t_start = time.time()
-    if args.batch < 1:
-        raise PredictError('--batch must be >= 1')
-    if not (0 <= args.overlap < args.window <= args.max_len):
-        raise PredictError(f'need 0 <= --overlap ({args.overlap}) < --window ({args.window}) <= --max-len '
-                           f'({args.max_len})')
-    device = get_device(args.device)
-    # fail fast on outputs, inputs and models before any work
-    check_writable(args.out, '--out')
-    if args.json:
-        check_writable(args.json, '--json')
-    if args.plot:
-        check_writable(args.plot, '--plot')
-    files, missing = list_inputs(args.inputs)
-    if not files:
-        raise PredictError('nothing to do: ' + '; '.join(m for _, m in missing))
-    engine = MSCREngine(args, files, device) if args.model == 'mscr' else Seq2SeqEngine(args, files, device)
-    from tqdm import tqdm
-
-    rows, interrupted, used_names = [], False, set()
-    bar = tqdm(total=len(files), desc='predict', unit='file')
-    try:
-        for b in range(0, len(files), args.batch):
-            group = list(enumerate(files))[b:b + args.batch]
-            for p, sig, r in engine(group):
-                if sig is not None and args.plot:
-                    png = Path(args.plot) / plot_name(p, used_names)
-                    try:
-                        plot_file(sig, r, png)
-                        r['plot'] = str(png)
-                    except Exception as e:  # a plot failure must not lose the predictions
-                        r['plot_error'] = f"{png}: plot failed ({type(e).__name__}: {e})"
-                        print(f"warning: {r['plot_error']}", file=sys.stderr)
-                rows.append(r)
-            bar.update(len(group))
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: writing the {len(rows)} results so far (no work lost)", file=sys.stderr)
-        interrupted = True
-    finally:
-        bar.close()
-        engine.close()
-        order = {str(p): i for i, p in enumerate(files)}
-        rows.sort(key=lambda r: order.get(r['file'], 0))
-        rows = [{'file': str(p), 'error': m} for p, m in missing] + rows
-        write_outputs(rows, args, engine)
-
-    emos = engine.emos
-    n_ok = sum(1 for r in rows if not r.get('error'))
-    errs = [r for r in rows if r.get('error')]
-    if n_ok and len(rows) <= 20:
-        for r in rows:
-            if not r.get('error'):
-                print(f"{r['file']}: " + '  '.join(f"{e} {r[e]:.2f}" for e in emos) + f"  ({r['duration']:.2f} s)")
-    print(f"{n_ok}/{len(rows)} files predicted in {time.time() - t_start:.1f} s -> {args.out}"
-          + (f", {args.json}" if args.json else '') + (f", plots in {args.plot}" if args.plot else ''))
-    if errs:
-        print(f"{len(errs)} file(s) failed (listed with the reason; also in the 'error' column of {args.out}):",
-              file=sys.stderr)
-        for r in errs:
-            print(f"  {r['error']}", file=sys.stderr)
-    if interrupted:
-        return 130
-    return 0 if n_ok else 1
-
-
 def _failure(path, e):
-    return str(e) if isinstance(e, AudioError) else f"{path}: {type(e).__name__}: {e}"
+    return str(e) if isinstance(e, ToolkitError) else f"{path}: {type(e).__name__}: {e}"
+
+
+def finish_row(r, emos, notes, clip=True):
+    """Scale check (values outside 1-7 clipped unless clip=False, counted in n_clipped) and the warning column."""
+    lo, hi = SCALE
+    n = 0
+    for e in emos:
+        for key in (e, f'{e}_curve'):
+            v = r.get(key)
+            if v is None:
+                continue
+            arr = np.asarray(v, dtype=np.float64)
+            n += int(np.sum((arr < lo) | (arr > hi)))
+            if clip:
+                r[key] = float(np.clip(arr, lo, hi)) if arr.ndim == 0 else np.clip(arr, lo, hi)
+    r['n_clipped' if clip else 'n_out_of_scale'] = n
+    r['warning'] = '; '.join(x for x in notes if x)
+    return r
 
 
 class Seq2SeqEngine:
@@ -675,72 +462,88 @@ class Seq2SeqEngine:
     def __init__(self, args, files, device):
         if args.text or args.transcript:
             print('note: --text/--transcript are only used by --model mscr; the Seq2Seq models are audio-only')
-        self.cfg = cfg = resolve_models(args)
-        self.norm = norm = resolve_norm(args, cfg)
-        self.emos, self.rankers = cfg['emos'], cfg['rankers']
-        models = {('seq', e): (load_lstm(p, 1, device), norm['feat'][p]) for e, p in cfg['seq2seq'].items()}
-        models.update({('rank', e): (load_lstm(p, 2, device), norm['feat'][p]) for e, p in cfg['rankers'].items()})
-        print(f"models: {cfg['source']} ({', '.join(f'{e}: {p.name}' for e, p in cfg['seq2seq'].items())}"
-              f"{'; rankers' if cfg['rankers'] else ''}); feature norm: {norm['scope']}; labels: "
-              f"{norm['label_source']}; LLD preset {norm['preset']}; device {device}")
-        from features import LLDExtractor
-        self.ext = LLDExtractor(preset=norm['preset'], hop=norm['hop'])
-        self.pred = Predictor(models, norm['labels'], self.ext.hop, device, args.max_len, args.window, args.overlap,
+        self.models, self.emos, preset, hop = find_models(args)
+        self.rankers = {e for k, e in self.models if k == 'rank'}
+        self.scope, feat, labels, self.lrec = model_norms(args, self.models)
+        self.ext = LLDExtractor(preset, None if preset == 'published' else hop)
+        nets = {key: (C.load_model(ck, device), None if feat[key] is None else (feat[key].mean, feat[key].std))
+                for key, ck in self.models.items()}
+        self.pred = Predictor(nets, labels, self.ext.hop, device, args.max_seconds, args.window, args.overlap,
                               args.grid)
-        self.cache, self.failed = None, {}
-        if norm['scope'] == 'corpus':
-            self._corpus_stats(files)
+        self.feat_desc = next((f.describe() for f in feat.values() if f is not None), f'{self.scope} (files given)')
+        self.clip, self.cache, self.failed, self.notes, self.file_stats = not args.no_clip, None, {}, {}, {}
+        self.stats_warning = None
+        C.announce(self.models.values())
+        print(f"models ({', '.join(sorted({ck.source for ck in self.models.values()}))}): "
+              f"{'; '.join(f'{k} {e}: {C.display_path(ck.path)}' for (k, e), ck in self.models.items())}\n"
+              f"feature norm: {self.feat_desc}; LLD preset {preset}; device {device}")
+        if self.scope in ('corpus', 'speaker'):
+            self._data_stats(args, files)
 
-    def _extract(self, path):
-        sig = load_audio(path, SR)
+    def _extract(self, path, notes=None):
+        sig = load_audio(path, SR, notes=notes)
         try:
             f = self.ext(sig, SR)
         except ValueError as e:
             raise AudioError(f"{path}: {e}; the clip is too short to analyse") from None
         return sig, f
 
-    def _corpus_stats(self, files):
-        """--feature-norm corpus, pass 1: statistics over all given files (features cached on disk)."""
-        from tqdm import tqdm
+    def _data_stats(self, args, files):
+        """--feature-norm corpus|speaker, pass 1: statistics over the files given (features cached on disk)."""
+        group = speaker_of(files, args.inputs, args.speakers) if self.scope == 'speaker' else \
+            {str(p): 'all files' for p in files}
         self.cache = Path(tempfile.mkdtemp(prefix='predict_feats_'))
-        s1, s2, n = np.zeros(130), np.zeros(130), np.zeros(130)
-        for i, p in enumerate(tqdm(files, desc='corpus statistics', unit='file')):
+        acc = {}
+        for i, p in enumerate(tqdm(files, desc=f'{self.scope} statistics', unit='file')):
+            notes = []
             try:
-                _, f = self._extract(p)
+                _, f = self._extract(p, notes)
             except Exception as e:
                 self.failed[str(p)] = _failure(p, e)
                 continue
+            self.notes[str(p)] = notes
             np.save(self.cache / f'{i}.npy', f)
-            ok = np.isfinite(f)
-            f64 = np.where(ok, f, 0).astype(np.float64)
-            s1, s2, n = s1 + f64.sum(0), s2 + (f64 ** 2).sum(0), n + ok.sum(0)
-        mean = s1 / np.maximum(n, 1)
-        std = np.sqrt(np.maximum(s2 / np.maximum(n, 1) - mean ** 2, 0))
-        self.pred.set_feature_stats(mean, np.where(std < 1e-8, 1e-8, std))
+            acc.setdefault(group[str(p)], N.RunningStats(f.shape[1])).update(f)
+        stats = {g: (rs.mean, np.maximum(rs.std, 1e-8)) for g, rs in acc.items()}
+        self.file_stats = {p: stats[g] for p, g in group.items() if g in stats}
+        warnings = [N.warn_little_audio(rs.frames * self.ext.hop, f'{self.scope} ({g})') for g, rs in acc.items()]
+        self.stats_warning = '; '.join(w for w in warnings if w) or None
+        self.feat_desc = f'{self.scope} ({len(stats)} group(s) of the files given)'
+
+    def _load(self, i, p):
+        if self.cache is not None:
+            return load_audio(p, SR), np.load(self.cache / f'{i}.npy'), self.notes.get(str(p), [])
+        notes = []
+        sig, f = self._extract(p, notes)
+        return sig, f, notes
 
     def __call__(self, group):
         """[(index, path), ...] -> [(path, signal | None, row), ...]."""
-        out, ok, feats, sigs = [], [], [], []
+        out, ok = [], []
         for i, p in group:
             if str(p) in self.failed:
                 out.append((p, None, {'file': str(p), 'error': self.failed[str(p)]}))
                 continue
             try:  # the signal is needed for the duration and the plot
-                sig, f = (load_audio(p, SR), np.load(self.cache / f'{i}.npy')) if self.cache else self._extract(p)
+                sig, f, notes = self._load(i, p)
             except Exception as e:
                 out.append((p, None, {'file': str(p), 'error': _failure(p, e)}))
                 continue
-            ok.append(p)
-            sigs.append(sig)
-            feats.append(f)
-        try:
-            results = self.pred(feats)
-        except Exception as e:  # e.g. out of memory: report the batch, keep going
-            why = f"prediction failed ({type(e).__name__}: {str(e)[:200]}); try --batch 1"
-            return out + [(p, None, {'file': str(p), 'error': f"{p}: {why}"}) for p in ok]
-        for p, sig, r in zip(ok, sigs, results):
-            r.update(file=str(p), duration=round(len(sig) / SR, 3), error='')
-            out.append((p, sig, r))
+            ok.append((p, sig, f, notes + [speech_note(f, self.ext.feature_names, self.ext.hop)]))
+        by_stats = {}
+        for item in ok:
+            st = self.file_stats.get(str(item[0]))
+            by_stats.setdefault(None if st is None else id(st), (st, []))[1].append(item)
+        for st, items in by_stats.values():
+            try:
+                results = self.pred([f for _, _, f, _ in items], st)
+            except Exception as e:  # e.g. out of memory: report the batch, keep going
+                why = f"prediction failed ({type(e).__name__}: {str(e)[:200]}); try -batch 1"
+                out += [(p, None, {'file': str(p), 'error': f"{p}: {why}"}) for p, *_ in items]
+                continue
+            for (p, sig, _, notes), r in zip(items, results):
+                r.update(file=str(p), duration=round(len(sig) / SR, 3), error='')
+                out.append((p, sig, finish_row(r, self.emos, notes, self.clip)))
         return out
 
     def close(self):
@@ -748,14 +551,24 @@ class Seq2SeqEngine:
             shutil.rmtree(self.cache, ignore_errors=True)
             self.cache = None
 
+    def provenance(self):
+        """Columns naming the models, their checksums and the normalisation (every row of the CSV)."""
+        src = sorted({ck.source for ck in self.models.values()})
+        return {'model_source': ', '.join(f'demo ({C.DEMO_NOTE})' if s == 'demo' else s for s in src),
+                'models': '; '.join(f'{k} {e}: {C.display_path(ck.path)}' for (k, e), ck in self.models.items()),
+                'model_sha256': '; '.join(f'{k} {e}: {ck.sha256}' for (k, e), ck in self.models.items()),
+                'normalisation': f'features: {self.feat_desc}; labels: ' + ', '.join(
+                    f'{e} {r["scope"]} ({r["source"]})' for e, r in self.lrec.items())}
+
     def meta(self):
-        norm, cfg, pred = self.norm, self.cfg, self.pred
-        return {'model': 'seq2seq', 'models': {e: str(p) for e, p in cfg['seq2seq'].items()},
-                'rankers': {e: str(p) for e, p in cfg['rankers'].items()},
-                'feature_norm': norm['scope'], 'label_norm': {e: list(v) for e, v in norm['labels'].items()},
-                'features': f"LLD {norm['preset']} preset", 'hop': pred.hop, 'chunk_frames': pred.m, 'chunks': K,
-                'max_len': pred.max_len, 'window': pred.window, 'overlap': pred.overlap, 'grid': pred.grid,
-                'scale': '1-7', 'rank_1': 'most emotional chunk (highest attribute)'}
+        pred = self.pred
+        return {'model': 'seq2seq', **self.provenance(),
+                'records': {f'{k} {e}': ck.provenance() for (k, e), ck in self.models.items()},
+                'feature_norm': self.scope, 'feature_norm_warning': self.stats_warning,
+                'label_norm': {e: list(v) for e, v in pred.label_norm.items()},
+                'features': f"LLD {self.ext.preset} preset", 'hop': pred.hop, 'chunk_frames': pred.m, 'chunks': K,
+                'max_seconds': pred.max_len, 'window': pred.window, 'overlap': pred.overlap, 'grid': pred.grid,
+                'scale': '1-7', 'clipped': self.clip, 'rank_1': 'most emotional chunk (highest attribute)'}
 
 
 class MSCREngine:
@@ -767,26 +580,27 @@ class MSCREngine:
 
     def __init__(self, args, files, device):
         import mscr
-        from features import LLDExtractor, TextEncoder, Wav2Vec2Extractor
+        from features import TextEncoder, Wav2Vec2Extractor
         self.mscr, self.device, self.emos, self.rankers = mscr, device, list(EMOS), {}
+        self.clip = not args.no_clip
         if args.rankers:
             print('note: --rankers applies to --model seq2seq only')
-        spec = Path(args.checkpoint_dir).expanduser() if args.checkpoint_dir else ROOT / 'trained_mscr_model'
+        spec = Path(args.checkpoint).expanduser() if args.checkpoint else C.REPO / 'trained_mscr_model'
         if args.pretrained:
-            raise PredictError('--pretrained holds the authors\' method-1 models; for --model mscr pass your MSCR '
+            raise ToolkitError('--pretrained holds the authors\' method-1 models; for --model mscr pass your MSCR '
                                'checkpoint with --checkpoint FILE (from python training.py --model mscr)')
         if spec.is_dir():
             hits = sorted(spec.glob('*.pth.tar'), key=lambda q: q.stat().st_mtime)
-            hits = [h for h in hits if read_meta(h).get('model') == 'mscr']
+            hits = [h for h in hits if C.read_record(h).get('model') == 'mscr']
             if not hits:
-                raise PredictError(f"no MSCR checkpoint in {spec}; train one (python training.py --model mscr) or "
+                raise ToolkitError(f"no MSCR checkpoint in {spec}; train one (python training.py --model mscr) or "
                                    f"pass --checkpoint FILE")
             spec = hits[-1]
         self.ckpt = spec
         try:
             self.model, self.m = mscr.load_mscr(spec, device)
         except RuntimeError as e:
-            raise PredictError(f"{spec}: does not match its .meta.json config ({str(e).splitlines()[0][:300]}); "
+            raise ToolkitError(f"{spec}: does not match its .meta.json config ({str(e).splitlines()[0][:300]}); "
                                f"pass the checkpoint written together with that metadata") from None
         meta = self.m
         kind = meta.get('audio_feature', 'wav2vec2')
@@ -807,28 +621,20 @@ class MSCREngine:
         texts = {str(p): None for p in files}
         if args.text is not None:
             if len(files) != 1:
-                raise PredictError(f'--text gives one transcript but {len(files)} files were given; use --transcript '
+                raise ToolkitError(f'--text gives one transcript but {len(files)} files were given; use --transcript '
                                    f'CSV (columns file,text) or <name>.txt files next to the audio')
             texts[str(files[0])] = args.text
             return texts
         if args.transcript:
             tp = Path(args.transcript)
             if not tp.is_file():
-                raise PredictError(f'--transcript {tp}: no such file')
+                raise ToolkitError(f'--transcript {tp}: no such file')
             if tp.suffix.lower() == '.csv':
-                import pandas as pd
-                df = pd.read_csv(tp, dtype=str, keep_default_na=False)
-                if not {'file', 'text'} <= set(df.columns):
-                    raise PredictError(f"--transcript {tp}: needs columns 'file' and 'text' (found {list(df.columns)})")
-                by = {}
-                for f, t in zip(df['file'], df['text']):
-                    by[f] = by[Path(f).name] = by[Path(f).stem] = t
-                for p in files:
-                    texts[str(p)] = by.get(str(p), by.get(Path(p).name, by.get(Path(p).stem)))
+                texts.update(file_table(tp, 'text', files, '--transcript'))
             elif len(files) == 1:
                 texts[str(files[0])] = tp.read_text(encoding='utf-8', errors='replace')
             else:
-                raise PredictError(f'--transcript {tp}: a plain text file is one transcript but {len(files)} files '
+                raise ToolkitError(f'--transcript {tp}: a plain text file is one transcript but {len(files)} files '
                                    f'were given; use a CSV with columns file,text')
             return texts
         for p in files:  # sidecar transcripts
@@ -840,8 +646,9 @@ class MSCREngine:
     def __call__(self, group):
         out = []
         for _, p in group:
+            notes = []
             try:
-                sig = load_audio(p, SR)
+                sig = load_audio(p, SR, notes=notes)
                 frames = self.audio(sig)
                 text = (self.texts.get(str(p)) or '').strip()
                 words = [w for w in text.split() if any(ch.isalnum() for ch in w)]
@@ -851,23 +658,28 @@ class MSCREngine:
             except Exception as e:
                 out.append((p, None, {'file': str(p), 'error': _failure(p, e)}))
                 continue
-            out.append((p, sig, {'file': str(p), 'duration': round(len(sig) / SR, 3), **pred, 'n_windows': 1,
-                                 'transcript': text if words else '', 'error': ''}))
+            row = {'file': str(p), 'duration': round(len(sig) / SR, 3), **pred, 'n_windows': 1,
+                   'transcript': text if words else '', 'error': ''}
+            out.append((p, sig, finish_row(row, self.emos, notes, self.clip)))
         return out
 
     def close(self):
         pass
 
+    def provenance(self):
+        return {'model_source': 'own', 'models': C.display_path(self.ckpt), 'model_sha256': C.sha256_file(self.ckpt),
+                'normalisation': f"features: {self.m.get('feature_norm')}; labels: training statistics"}
+
     def meta(self):
-        return {'model': 'mscr', 'checkpoint': str(self.ckpt), 'audio_feature': self.m.get('audio_feature'),
+        return {'model': 'mscr', **self.provenance(), 'clipped': self.clip, 'audio_feature': self.m.get('audio_feature'),
                 'text_model': self.m.get('text_model'), 'label_norm': self.m.get('label_norm'), 'scale': '1-7',
                 'text': 'no transcript: text modality absent (global token only)'}
 
 
 def write_outputs(rows, args, engine):
-    import csv
-    import io
+    prov = engine.provenance()
     table = [row_for_csv(r, engine.emos, engine.rankers, curves=isinstance(engine, Seq2SeqEngine)) for r in rows]
+    table = [{**t, **prov} for t in table]
     if not table:
         return
     buf = io.StringIO()
@@ -881,5 +693,133 @@ def write_outputs(rows, args, engine):
                                                 indent=1, allow_nan=False) + '\n')
 
 
+# ----------------------------------------------------------------------------- main
+def build_parser():
+    ap = parser(__doc__)
+    ap.add_argument('inputs', nargs='+', help='audio files and/or folders (searched recursively)')
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument('--pretrained', metavar='DIR',
+                     help="root of a clone of the authors' repository (Chunk-Level-Emotion-Retrieval): its "
+                          "v1.6 models and NormTerm, checked by SHA-256")
+    src.add_argument('--checkpoint', metavar='PATH',
+                     help="your own models: a folder with LSTM_epoch*_EmoRankerSeq_<Emo>.pth.tar (and rankers), one "
+                          "file (with one -emo), or a path with '{emo}'; each needs its .meta.json record or --norm. "
+                          "Default: the demo models (synthetic speech). With --model mscr: an MSCR checkpoint file "
+                          "or folder (default trained_mscr_model/)")
+    ap.add_argument('--ranker-dir', metavar='DIR', help='folder with *_<Emo>_ranker.pth.tar for --rankers (default: '
+                    'the --checkpoint folder, the release of --pretrained, or the demo rankers)')
+    ap.add_argument('--norm', metavar='DIR', help="NormTerm folder whose statistics replace the models' own")
+    ap.add_argument('-emo', '--emo', default='all', help='Act, Dom, Val, a comma list, or all (default)')
+    ap.add_argument('--rankers', action='store_true',
+                    help='also run the chunk emotion rankers: per-chunk ranks (1 = most emotional chunk)')
+    ap.add_argument('--model', choices=['seq2seq', 'mscr'], default='seq2seq',
+                    help='seq2seq: method 1, audio only (default); mscr: audio-text MSCR model')
+    txt = ap.add_mutually_exclusive_group()
+    txt.add_argument('--text', help='transcript of a single input file (MSCR only)')
+    txt.add_argument('--transcript', metavar='FILE',
+                     help='transcript file (MSCR only): plain text for a single input, or a CSV with columns '
+                          'file,text for many')
+    ap.add_argument('--out', default='results.csv', help='CSV of per-file results (default results.csv)')
+    ap.add_argument('--json', metavar='FILE', help='also write the results as JSON (for programs)')
+    ap.add_argument('--plot', metavar='DIR', help='write one PNG per file (waveform + emotion curves) into DIR')
+    ap.add_argument('--feature-norm', choices=list(N.SCOPES), default=None,
+                    help="feature statistics: 'published' / 'train' (the release's / the model's training corpus's), "
+                         "'corpus' (all files given), 'speaker' (per speaker of the files given: sub-folder or "
+                         "--speakers). Default: what the model was trained with")
+    ap.add_argument('--speakers', metavar='CSV', help="file,speaker table for --feature-norm speaker (default: the "
+                    "sub-folder of each file is its speaker)")
+    ap.add_argument('--no-clip', action='store_true', help='report raw model outputs, not clipped to the 1-7 scale')
+    ap.add_argument('--device', default=None, help='cpu, cuda, cuda:1 (default: CUDA when available)')
+    ap.add_argument('-batch', '--batch', dest='batch', type=int, default=16,
+                    help='files per batch (one forward pass per model per batch)')
+    ap.add_argument('--max-seconds', type=float, default=20.0,
+                    help='files up to this many seconds are one window (default 20)')
+    ap.add_argument('--window', type=float, default=10.0, help='window length in s for longer files (default 10)')
+    ap.add_argument('--overlap', type=float, default=5.0, help='minimum window overlap in s (default 5)')
+    ap.add_argument('--grid', type=float, default=0.5, help='time step in s of the stitched curve of long files')
+    return ap
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.batch < 1:
+        raise ToolkitError('-batch must be >= 1')
+    if not (0 <= args.overlap < args.window <= args.max_seconds):
+        raise ToolkitError(f'need 0 <= --overlap ({args.overlap}) < --window ({args.window}) <= --max-seconds '
+                           f'({args.max_seconds})')
+    device = get_device(args.device)
+    for path, flag in ((args.out, '--out'), (args.json, '--json'), (args.plot, '--plot')):
+        if path:
+            check_writable(path, flag)      # fail fast on outputs, inputs and models before any work
+    files, missing = list_inputs(args.inputs)
+    if not files:
+        raise ToolkitError('nothing to do: ' + '; '.join(m for _, m in missing))
+    engine = MSCREngine(args, files, device) if args.model == 'mscr' else Seq2SeqEngine(args, files, device)
+    t0 = time.time()
+    rows, interrupted = process(args, files, engine)
+    order = {str(p): i for i, p in enumerate(files)}
+    rows.sort(key=lambda r: order.get(r['file'], 0))
+    rows = [{'file': str(p), 'error': m} for p, m in missing] + rows
+    write_outputs(rows, args, engine)
+    summary(rows, engine, args, time.time() - t0)
+    if interrupted:
+        return 130
+    return 0 if any(not r.get('error') for r in rows) else 1
+
+
+def process(args, files, engine):
+    """Run the engine over `files` in batches, plotting as it goes -> (rows, interrupted)."""
+    rows, used_names = [], set()
+    bar = tqdm(total=len(files), desc='predict', unit='file')
+    try:
+        for b in range(0, len(files), args.batch):
+            group = list(enumerate(files))[b:b + args.batch]
+            for p, sig, r in engine(group):
+                if sig is not None and args.plot:
+                    png = Path(args.plot) / plot_name(p, used_names)
+                    try:
+                        plot_file(sig, r, png)
+                        r['plot'] = str(png)
+                    except Exception as e:  # a plot failure must not lose the predictions
+                        r['plot_error'] = f"{png}: plot failed ({type(e).__name__}: {e})"
+                        print(f"warning: {r['plot_error']}", file=sys.stderr)
+                rows.append(r)
+            bar.update(len(group))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: writing the {len(rows)} results so far (no work lost)", file=sys.stderr)
+        return rows, True
+    finally:
+        bar.close()
+        engine.close()
+    return rows, False
+
+
+def summary(rows, engine, args, seconds):
+    ok = [r for r in rows if not r.get('error')]
+    errs = [r for r in rows if r.get('error')]
+    if ok and len(rows) <= 20:
+        for r in ok:
+            print(f"{r['file']}: " + '  '.join(f"{e} {r[e]:.2f}" for e in engine.emos) + f"  ({r['duration']:.2f} s)")
+    print(f"{len(ok)}/{len(rows)} files predicted in {seconds:.1f} s -> {args.out}"
+          + (f", {args.json}" if args.json else '') + (f", plots in {args.plot}" if args.plot else ''))
+    clipped = [r for r in ok if r.get('n_clipped')]
+    if clipped:
+        print(f"{len(clipped)} file(s) had values outside the 1-7 scale, clipped (column n_clipped; --no-clip for "
+              f"raw outputs)")
+    warned = [r for r in ok if r.get('warning')]
+    if warned:
+        print(f"{len(warned)} file(s) with input warnings (column 'warning'; their values may mean little):",
+              file=sys.stderr)
+        for r in warned:
+            print(f"  {r['file']}: {r['warning']}", file=sys.stderr)
+    if errs:
+        print(f"{len(errs)} file(s) failed (listed with the reason; also in the 'error' column of {args.out}):",
+              file=sys.stderr)
+        for r in errs:
+            print(f"  {r['error']}", file=sys.stderr)
+    if 'demo' in engine.provenance()['model_source']:
+        print(f'NOTE: {C.DEMO_NOTE}', file=sys.stderr)
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_script(main))

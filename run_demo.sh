@@ -7,7 +7,7 @@
 #   bash run_demo.sh                  # arousal (Act) only: ~10 min on 2 CPU cores
 #   EMO=all MSCR=1 bash run_demo.sh   # all three attributes + MSCR: rebuilds every shipped demo artefact
 #
-# Settings are the published ones (SPEC §4) except the ranker's pairs per epoch (PAIRS, published 100000),
+# Settings are the published ones (docs/method1.md) except the ranker's pairs per epoch (PAIRS, published 100000),
 # reduced so that a CPU finishes in minutes; on a GPU use PAIRS=100000.
 set -euo pipefail
 cd "$(dirname "$0")"

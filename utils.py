@@ -1,5 +1,7 @@
-"""Shared maths and plumbing: CCC, chunk split, emotion curves, NormTerm, devices, atomic files."""
+"""Shared maths and plumbing: CCC, chunk split, emotion curves, NormTerm files, devices, atomic files."""
+import contextlib
 import csv
+import io
 import os
 import random
 import tempfile
@@ -7,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from errors import ToolkitError
 
 EMOS = ["Act", "Dom", "Val"]
 EMO_COL = {"Act": "EmoAct", "Dom": "EmoDom", "Val": "EmoVal"}
@@ -21,12 +25,12 @@ def parse_emos(emo):
     for e in emo.split(","):
         match = [x for x in EMOS if x.lower() == e.strip().lower()]
         if not match:
-            raise SystemExit(f"error: unknown attribute '{e}'; use Act, Dom, Val or all")
+            raise ToolkitError(f"unknown attribute '{e}'; use Act, Dom, Val or all")
         out.append(match[0])
     return out
 
 
-# ---------------------------------------------------------------- CCC (SPEC §6)
+# ---------------------------------------------------------------- CCC (docs/metrics.md)
 def ccc(x, y):
     """Concordance correlation coefficient with population moments (numpy)."""
     x = np.asarray(x, dtype=np.float64).ravel()
@@ -46,7 +50,7 @@ def ccc_loss(pred, target):
     return 1 - 2 * cov / (denom + 1e-12)
 
 
-# ---------------------------------------------------------------- chunking (SPEC §3)
+# ---------------------------------------------------------------- chunking (docs/chunking.md)
 def chunk_starts(lengths, m, K):
     """Start frames of the dynamic chunk split.
 
@@ -67,8 +71,8 @@ def chunk_starts(lengths, m, K):
 def dynamic_chunk_split(x, lengths, m, K):
     """Cut a zero-padded batch x (B, T, D) into chunks (B, K, m, D) with one gather.
 
-    K is a fixed int (method 1). Frames past an utterance's length are zeros, which is the
-    padding SPEC §3 asks for when an utterance is shorter than m frames.
+    K is a fixed int (method 1). Frames past an utterance's length are zeros: an utterance shorter
+    than m frames is zero-padded (docs/chunking.md, "Short utterances").
     """
     B, T, D = x.shape
     if m > T:
@@ -89,7 +93,7 @@ def pad_batch(arrays, min_len=0):
     return out, lengths
 
 
-# ---------------------------------------------------------------- ranks and curves (SPEC §4)
+# ---------------------------------------------------------------- ranks and curves (docs/method1.md)
 def rank_desc_min(scores):
     """'min'-method descending ranks (1 = highest score), over the last axis; numpy or torch."""
     s = torch.as_tensor(scores)
@@ -98,7 +102,7 @@ def rank_desc_min(scores):
 
 
 def generate_chunk_EmoSeq(mu, std, rank_seq):
-    """Target emotion curve from a chunk rank sequence (SPEC §4).
+    """Target emotion curve from a chunk rank sequence (docs/method1.md, "Target curves").
 
     Trend walk over the ranks (rank up = less emotional = -1), 3-point moving average with the
     raw end values restored, rescaled to mean `mu` and population std `std`.
@@ -115,20 +119,29 @@ def generate_chunk_EmoSeq(mu, std, rank_seq):
     return mu + (trend - trend.mean()) * std / sx
 
 
-# ---------------------------------------------------------------- normalisation (SPEC §2)
+# ---------------------------------------------------------------- NormTerm files (docs/features.md)
 _NORM_FILES = {"feat": "feat", "Act": "act", "Dom": "dom", "Val": "val"}
+# scipy writes the creation time into the 116-byte text header of a MAT 5 file; a fixed header keeps
+# the files byte-identical for the same statistics
+MAT_HEADER = b"MATLAB 5.0 MAT-file, written by the SER toolkit (norm.py)".ljust(116, b" ")
+
+
+def mat_bytes(array):
+    """The bytes of a MAT 5 file holding `array` as 'normal_para', with a fixed header (deterministic)."""
+    import scipy.io
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, {"normal_para": np.asarray(array, dtype=np.float64)})
+    return MAT_HEADER + buf.getvalue()[116:]
 
 
 def save_norm(out_dir, stats):
     """stats: {'feat'|'Act'|'Dom'|'Val': (mean, std)} -> NormTerm/<x>_norm_{means,stds}.mat."""
-    import scipy.io
     out_dir = ensure_dir(out_dir)
     for key, (mean, std) in stats.items():
         std = np.where(np.asarray(std, dtype=np.float64) < EPS_STD, EPS_STD, std)
         for kind, arr in (("means", mean), ("stds", std)):
             path = out_dir / f"{_NORM_FILES[key]}_norm_{kind}.mat"
-            arr2d = np.asarray(arr, dtype=np.float64).reshape(1, -1)  # (1, D) as in the authors' files
-            _atomic(path, lambda f, a=arr2d: scipy.io.savemat(f, {"normal_para": a}))
+            atomic_write(path, mat_bytes(np.asarray(arr, dtype=np.float64).reshape(1, -1)))  # (1, D) as released
 
 
 def load_norm(norm_dir, need=("feat", "Act", "Dom", "Val")):
@@ -141,9 +154,13 @@ def load_norm(norm_dir, need=("feat", "Act", "Dom", "Val")):
         for kind in ("means", "stds"):
             path = norm_dir / f"{_NORM_FILES[key]}_norm_{kind}.mat"
             if not path.exists():
-                raise FileNotFoundError(f"{path} is missing; run norm_para.py (or pass the folder "
-                                        f"that holds the authors' NormTerm)")
-            vals.append(np.asarray(scipy.io.loadmat(str(path))["normal_para"], dtype=np.float64).ravel())
+                raise ToolkitError(f"{path} is missing; run norm_para.py (or pass the folder that holds the "
+                                   f"authors' NormTerm)")
+            try:
+                vals.append(np.asarray(scipy.io.loadmat(str(path))["normal_para"], dtype=np.float64).ravel())
+            except (ValueError, KeyError, OSError, TypeError) as e:
+                raise ToolkitError(f"{path}: not a NormTerm file ({type(e).__name__}: {e}); write the folder again "
+                                   f"with norm_para.py") from None
         mean, std = vals
         std = np.where(std < EPS_STD, EPS_STD, std)
         out[key] = (mean if key == "feat" else float(mean[0]), std if key == "feat" else float(std[0]))
@@ -166,9 +183,20 @@ def get_device(name=None):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"error: --device {name} requested but CUDA is not available on this machine; "
+        raise ToolkitError(f"--device {name} requested but CUDA is not available on this machine; "
                          f"use --device cpu (or leave --device out to pick automatically)")
     return dev
+
+
+def amp_context(device, amp):
+    """Mixed precision on CUDA ('fp16' / 'bf16'); nothing on CPU or with 'off'."""
+    if device.type != "cuda" or amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def make_scaler(device, amp):
+    return torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and amp == "fp16")
 
 
 def set_seed(seed):
@@ -207,7 +235,7 @@ def unwrap(model):
 
 
 # ---------------------------------------------------------------- files
-class OutputError(SystemExit):
+class OutputError(ToolkitError):
     """An output location that cannot be written (raised before work is lost where possible)."""
 
 
@@ -217,12 +245,12 @@ def ensure_dir(path, flag="--out"):
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise OutputError(f"error: cannot create output folder {path}: a file with that name (or a "
+        raise OutputError(f"cannot create output folder {path}: a file with that name (or a "
                           f"parent of it) exists; pass another {flag}") from None
     except PermissionError:
-        raise OutputError(f"error: no permission to create {path}; pass another {flag}") from None
+        raise OutputError(f"no permission to create {path}; pass another {flag}") from None
     if not os.access(path, os.W_OK):
-        raise OutputError(f"error: output folder {path} is not writable; pass another {flag}")
+        raise OutputError(f"output folder {path} is not writable; pass another {flag}")
     return path
 
 
@@ -230,7 +258,12 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def _atomic(path, write):
+def atomic_write(path, data):
+    """Write `data` (bytes, str, or a callable taking a binary file) to `path` atomically: a temporary file
+    in the same folder, fsynced, then renamed over `path`; readers never see a half-written file."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    write = data if callable(data) else (lambda f: f.write(data))
     path = Path(path)
     ensure_dir(path.parent, flag=f"output path (for {path.name})")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
@@ -248,11 +281,11 @@ def _atomic(path, write):
 
 
 def atomic_torch_save(obj, path):
-    _atomic(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def atomic_write_text(path, text):
-    _atomic(path, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(path, text)
 
 
 class CSVLogger:
@@ -290,5 +323,5 @@ def plot_curves(csv_path, png_path, x="epoch", title=None):
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    _atomic(png_path, lambda f: fig.savefig(f, dpi=110, format="png"))
+    atomic_write(png_path, lambda f: fig.savefig(f, dpi=110, format="png", metadata={"Software": None}))
     plt.close(fig)

@@ -36,11 +36,14 @@ TRUNCATION_NOTE = ('The shared Emo-DB copy has every WAV cut to exactly 2.0 s an
 
 
 def default_pretrained():
-    """The authors' repository next to this one (../Chunk-Level-Emotion-Retrieval) if a user cloned it there, else
-    the copy of the release in ../shared/pretrained (development machines and CI)."""
-    found = [p for p in (REPO.parent / 'Chunk-Level-Emotion-Retrieval',
-                         REPO.parent / 'shared' / 'pretrained' / 'Chunk-Level-Emotion-Retrieval') if (p / 'NormTerm').is_dir()]
-    return str(found[0]) if found else None
+    """The authors' release next to this repository (../Chunk-Level-Emotion-Retrieval, or the copy under
+    ../shared/pretrained), if there; checked by SHA-256 when a script loads it."""
+    from checkpoints import release_root
+    for p in (REPO.parent / 'Chunk-Level-Emotion-Retrieval',
+              REPO.parent / 'shared' / 'pretrained' / 'Chunk-Level-Emotion-Retrieval'):
+        if release_root(p) is not None:
+            return str(p)
+    return None
 
 
 def add_common_args(p, jobs=2):

@@ -6,9 +6,9 @@ both together, for the Seq2Seq model (method 1) and MSCR (method 2), so a reader
     python bench/bench_pipeline.py --s2s-utts 16 --s2s-batch 8 --mscr-utts 16 --mscr-batch 8 --mscr-iters 1   # smoke
 
 Seq2Seq: a synthetic 130-d LLD store (16 ms hop, ~6 s utterances), random ranking sequences written as
-EmoChunkRankSeq JSON, and the project's own pieces: training.seq2seq_datasets (target curves from
+EmoChunkRankSeq JSON, and the project's own pieces: seq2seq.seq2seq_datasets (target curves from
 utils.generate_chunk_EmoSeq), dataloader.make_loader (DistributedSampler, PadCollate workers),
-dataloader.to_chunks (22 x 62-frame chunks, one gather), training.chunk_predictions + the Seq2Seq loss,
+dataloader.to_chunks (22 x 62-frame chunks, one gather), seq2seq.chunk_predictions + the Seq2Seq loss,
 Adam (lr 1e-3). One epoch of --s2s-utts Train utterances; validation is not timed.
 MSCR: a synthetic wav2vec2-shaped audio store (1024-d, 20 ms hop) and a RoBERTa-shaped text token store
 (768-d, ~1.3 tokens per word, ~2.5 words per second), dataloader.MSCRDataset + mscr_collate through
@@ -48,9 +48,10 @@ def random_rankseq(names, seed, K=22):
 
 
 def seq2seq_setup(wd, n_train, seed, emo='Act', rankseq=None, store=None, fnorm=None, progress=False):
-    """Synthetic store + corpus + Train dataset through training.seq2seq_datasets. Returns a dict."""
+    """Synthetic store + corpus + Train dataset through seq2seq.seq2seq_datasets. Returns a dict."""
     import dataloader as D
-    import training
+    import norm as N
+    import seq2seq as training
     from utils import atomic_write_text
     n_val = max(2, n_train // 16)
     if store is None:
@@ -66,7 +67,7 @@ def seq2seq_setup(wd, n_train, seed, emo='Act', rankseq=None, store=None, fnorm=
     atomic_write_text(rs_dir / f'training_{emo}.json', json.dumps(rankseq))
     if fnorm is None:
         mean, std = D.norm_stats(store, train_names)
-        fnorm = D.FeatNorm(mean, std, 'train', 'synthetic:Train')
+        fnorm = N.FeatNorm(mean, std, 'train', 'synthetic:Train')
     lnorm = D.label_norm('train', emo, corpus)
     train, valid, bad = training.seq2seq_datasets(Namespace(rankseq=str(rs_dir), limit=None, seed=seed), emo, corpus,
                                                   store, fnorm, lnorm)
@@ -76,7 +77,7 @@ def seq2seq_setup(wd, n_train, seed, emo='Act', rankseq=None, store=None, fnorm=
 def seq2seq_step_fn(device, amp, seed):
     """The training step of training.train_seq2seq: returns (model, step(x, lengths, curve, mu) -> loss)."""
     import dataloader as D
-    import training
+    import seq2seq as training
     from model import LSTMnet
     torch.manual_seed(seed)
     model = LSTMnet(out_dim=1).to(device).train()
@@ -132,9 +133,9 @@ def seq2seq_model_only(setup, batch, device, amp, seed, reps):
 
 # ---------------------------------------------------------------- MSCR
 def mscr_setup(wd, n, seed, audio_dim, audio_hop, text_dim, progress=False):
-    import dataloader as D
     from dataloader import MSCRDataset
     from feature_store import FeatureStore, FeatureStoreWriter
+    from norm import mscr_norm
     audio = common.make_store(wd / 'wav2vec2', n, audio_dim, audio_hop, common.MSP_MEAN_SEC, seed, feature='wav2vec2',
                               preset=None, model='synthetic', progress=progress)
     names = audio.names
@@ -150,7 +151,7 @@ def mscr_setup(wd, n, seed, audio_dim, audio_hop, text_dim, progress=False):
                 o = int(rng.integers(0, len(pool) - T))
                 w.add(k, pool[o:o + T])
     text = FeatureStore(text_path)
-    norm = D.mscr_norm(corpus, audio, text, names)
+    norm = mscr_norm(corpus, audio, text, names)
     ds = MSCRDataset(corpus, 'Train', audio, text, norm, 128, seed, verbose=False)
     return dict(audio=audio, text=text, corpus=corpus, ds=ds, norm=norm, m=ds.m)
 

@@ -7,11 +7,11 @@
 
 Both sides use the same checkpoint -- a randomly initialised ranker LSTMnet of the published shape
 (2-layer LSTM 130->130, fc1 130->130, fc2 130->2), saved as a plain state_dict and loaded back with
-dataloader.load_lstm -- and the same synthetic 130-d LLD feature store (16 ms hop, ~6 s utterances),
-z-normalised with Train-style statistics (dataloader.norm_stats / FeatNorm).
+checkpoints.load_lstm -- and the same synthetic 130-d LLD feature store (16 ms hop, ~6 s utterances),
+z-normalised with Train-style statistics (norm.norm_stats / FeatNorm).
   batched:   the path of chunk_emotion_rankers/generate_ranking_seqence.py -- UtteranceDataset, DataLoader
-             with PadCollate, dataloader.to_chunks (one gather), rank_sequences (one forward pass over the
-             22 chunks of every utterance of a batch, ranks from g = f1 - f0).
+             with PadCollate, ranker.rank_loader (dataloader.to_chunks, one gather; rank_sequences, one forward
+             pass over the 22 chunks of every utterance of a batch, ranks from g = f1 - f0).
   all-pairs: the project's reference `rank_sequence_allpairs`, the tournament as first published: for each
              of the 22 x 21 = 462 ordered chunk pairs one siamese comparison f(c_i) - f(c_j) (two
              single-chunk LSTM passes), wins counted, 'min' ranks.
@@ -34,27 +34,23 @@ import torch  # noqa: E402
 
 def build_ranker(path, seed):
     """Random-weight ranker of the published shape -> checkpoint file -> loaded back as the scripts do."""
-    import dataloader as D
+    from checkpoints import load_lstm
     from model import LSTMnet
     from utils import atomic_torch_save
     torch.manual_seed(seed)
     atomic_torch_save(LSTMnet(out_dim=2).state_dict(), path)
-    return D.load_lstm(path, 'ranker')
+    return load_lstm(path, 'ranker')
 
 
 def batched_ranks(model, store, names, fnorm, m, device, batch, workers):
     """The generate_ranking_seqence.py loop: {name: [22 ranks]} and seconds."""
     import dataloader as D
-    from chunk_emotion_rankers.generate_ranking_seqence import rank_sequences
+    from ranker import rank_loader
     ds = D.UtteranceDataset(store, names, fnorm)
     loader = torch.utils.data.DataLoader(ds, batch, num_workers=workers, collate_fn=D.PadCollate(m),
                                          pin_memory=device.type == 'cuda')
-    out = {}
     t0 = time.perf_counter()
-    for x, lengths, idx in loader:
-        ranks = rank_sequences(model, D.to_chunks(x, lengths, m, device), lengths, m)
-        for i, r in zip(idx.tolist(), ranks.tolist()):
-            out[names[i]] = r
+    out = {n: r['ChunkRankSeq'] for n, r in rank_loader(model, loader, names, m, device).items()}
     common.sync(device)
     return out, time.perf_counter() - t0
 
@@ -62,7 +58,7 @@ def batched_ranks(model, store, names, fnorm, m, device, batch, workers):
 def allpairs_ranks(model, store, names, fnorm, m, device):
     """The tournament on each utterance: {name: [22 ranks]} and seconds."""
     import dataloader as D
-    from chunk_emotion_rankers.generate_ranking_seqence import rank_sequence_allpairs
+    from ranker import rank_sequence_allpairs
     from utils import dynamic_chunk_split
     ds = D.UtteranceDataset(store, names, fnorm)
     out = {}
@@ -93,7 +89,9 @@ def main(argv=None):
     p.add_argument('--no-plot', action='store_true', help='do not write images/bench_ranking.png')
     args = p.parse_args(argv)
     common.set_threads(args.threads)
+    import checkpoints as C
     import dataloader as D
+    import norm as N
     device = common.pick_device(args.device)
     info = common.machine(device)
     print(common.machine_line(info))
@@ -102,9 +100,9 @@ def main(argv=None):
         store = common.make_store(wd / 'lld', args.n_utts, 130, 0.016, args.mean_sec, args.seed, progress=False)
         names = store.names
         m = D.chunk_frames(store.hop)
-        mean, std = D.norm_stats(store, names)
-        fnorm = D.FeatNorm(mean, std, 'train', 'synthetic')
-        model = build_ranker(wd / D.ranker_name(20, 128, 'Act'), args.seed).to(device).eval()
+        mean, std = N.norm_stats(store, names)
+        fnorm = N.FeatNorm(mean, std, 'train', 'synthetic')
+        model = build_ranker(wd / C.ranker_name(20, 128, 'Act'), args.seed).to(device).eval()
         print(f'{len(names)} synthetic utterances (mean {np.mean(list(store.lengths().values())) * store.hop:.1f} s), '
               f'm = {m} frames, K = {D.K_CHUNKS} chunks; random-weight ranker of the published shape on {device}')
 

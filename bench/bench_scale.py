@@ -95,8 +95,9 @@ def main(argv=None):
         mean, std = D.norm_stats(store, names)
         t_norm = time.perf_counter() - t0
         print(f'feature statistics (streaming, dataloader.norm_stats): {t_norm:.1f} s -> {hms(t_norm * scale)} for {target:,}')
-        fnorm = D.FeatNorm(mean, std, 'train', 'synthetic:Train')
-        model = build_ranker(wd / D.ranker_name(20, 128, 'Act'), args.seed).to(device).eval()
+        from norm import FeatNorm
+        fnorm = FeatNorm(mean, std, 'train', 'synthetic:Train')
+        model = build_ranker(wd / 'LSTM_epoch20_batch128_Act_ranker.pth.tar', args.seed).to(device).eval()
         ranks, t_rank = batched_ranks(model, store, names, fnorm, m, device, args.batch, args.workers)
         from utils import atomic_write_text
         atomic_write_text(wd / 'training_Act.json', json.dumps({k: {'ChunkRankSeq': r} for k, r in ranks.items()}))

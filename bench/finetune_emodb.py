@@ -94,11 +94,12 @@ def make_jobs(args, folds, feats, rs, log_dir):
     common = ['--features', feats, '--workers', 0, '--device', 'cpu', *A.limit_args(args)]
     if 'zeroshot' in args.cond_list and args.pretrained:
         for k, fold in enumerate(folds):
-            for norm in ['published'] + args.norm_list:
+            # the release's 'train' statistics are its published ones (MSP-Podcast v1.6 Train): no separate row
+            for norm in ['published'] + [n for n in args.norm_list if n != 'train']:
                 for e in args.emo_list:
                     d = work / 'zeroshot' / norm / f'fold{k}'
                     argv = ['-emo', e, '--pretrained', args.pretrained, '--corpus', fold, '--feature-norm', norm,
-                            '--label-norm', 'published', '-set', 'Test', '-batch', 64, '--out', d, *common]
+                            '-set', 'Test', '-batch', 64, '--out', d, *common]
                     jobs.append({'key': ('zeroshot', norm, None, k, e), 'dir': d, 'fresh': args.fresh,
                                  'steps': [('testing', argv, d / f'test_{e}.log', d / f'.test_{e}.done')]})
     for cond in [c for c in args.cond_list if c != 'zeroshot']:
@@ -234,9 +235,9 @@ def main(argv=None):
           [n for n in args.norm_list if n not in ('train', 'speaker', 'corpus')]
     if bad:
         raise SystemExit(f'error: unknown --conds/--norms value(s) {bad}')
-    if args.pretrained and not (Path(args.pretrained) / 'NormTerm').is_dir():
-        raise SystemExit(f"error: --pretrained {args.pretrained}: no NormTerm/ there; pass the root of the authors' "
-                         f"repository (git clone https://github.com/winston-lin-wei-cheng/Chunk-Level-Emotion-Retrieval)")
+    if args.pretrained:
+        from checkpoints import require_release
+        require_release(args.pretrained)          # the unmodified v1.6 release, checked by SHA-256
     if not args.pretrained:
         print("note: no --pretrained folder: rows (a), (c), (d) need the authors' released models; running (b) only")
     args.curves = args.curves or ('published' if args.pretrained else 'constant')

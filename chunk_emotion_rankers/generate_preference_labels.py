@@ -33,7 +33,10 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from dataloader import PREF_DIR, SPLIT_FILE, die, limit_names, open_corpus, parse_sets  # noqa: E402
+from cli import PREF_DIR, SPLIT_FILE, open_corpus, parse_sets, run_script  # noqa: E402
+from corpus import CorpusError  # noqa: E402
+from dataloader import limit_names  # noqa: E402
+from errors import ToolkitError  # noqa: E402
 from utils import ensure_dir, parse_emos  # noqa: E402
 
 MEM_ELEMS = 1 << 25      # elements per temporary comparison block (~32 MB of bools)
@@ -239,7 +242,6 @@ def main(argv=None):
     args = p.parse_args(argv)
     ensure_dir(args.out)
     corpus = open_corpus(args.corpus)
-    from corpus import CorpusError
     written, empty = [], []
     for emo in parse_emos(args.emo_attr):
         for split in parse_sets(args.split_set):
@@ -247,7 +249,7 @@ def main(argv=None):
                 lists = corpus.rating_lists(emo, split)
                 names = [n for n in corpus.files(split) if n in lists]
             except CorpusError as e:
-                die(e)
+                raise ToolkitError(str(e)) from None
             missing = len(corpus.files(split)) - len(names)
             names = limit_names(names, args.limit, args.seed)
             if len(names) < 2:
@@ -265,9 +267,9 @@ def main(argv=None):
     if empty:
         print('no pairs for: ' + ', '.join(empty))
     if not written:
-        die(f'no preference labels written: no split of {corpus.root} has two rated utterances')
+        raise ToolkitError(f'no preference labels written: no split of {corpus.root} has two rated utterances')
     return written
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_script(main))

@@ -1,8 +1,8 @@
 """Smoke tests of the accuracy benchmarks (bench_emodb, bench_retrieval, bench_mscr_missing, finetune_emodb) at a
 tiny setting: a 5-speaker Emo-DB subset, 36-utterance generated corpora, a few updates, --limit 12 utterances per
 split. They check that each bench runs the real scripts end to end and writes its table, JSON and PNG; the numbers
-are meaningless at this size. The authors' released models are replaced by a folder of published-shape random
-weights built here. Skipped when ../shared/datasets is absent."""
+are meaningless at this size. The authors' released models come from ../shared/pretrained (only the unmodified
+release passes --pretrained). Skipped when ../shared/datasets is absent."""
 import json
 from pathlib import Path
 
@@ -13,8 +13,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(__file__).resolve().parents[2] / 'shared' / 'datasets'
 
-pytestmark = pytest.mark.skipif(not (DATASETS / 'emodb' / 'wav').is_dir(),
-                                reason=f'{DATASETS}/emodb absent (shared datasets are optional)')
+RELEASE = DATASETS.parent / 'pretrained' / 'Chunk-Level-Emotion-Retrieval'
+
+pytestmark = pytest.mark.skipif(not (DATASETS / 'emodb' / 'wav').is_dir() or not RELEASE.is_dir(),
+                                reason=f'{DATASETS}/emodb or the release absent (shared data are optional)')
 
 
 @pytest.fixture(autouse=True)
@@ -24,28 +26,12 @@ def _keep_torch_threads():
     torch.set_num_threads(n)
 
 
-def make_published(root):
-    """The authors' repository layout (SPEC §7) with random weights of the published shapes."""
-    import dataloader as D
-    from model import LSTMnet
-    from utils import EMOS, save_norm
-    stats = {'feat': (np.zeros(130), np.ones(130)), **{e: (3.5 + 0.2 * i, 1.0) for i, e in enumerate(EMOS)}}
-    save_norm(root / 'NormTerm', stats)
-    for i, e in enumerate(EMOS):
-        torch.manual_seed(i)
-        (root / D.PUB_SEQ2SEQ_DIR).mkdir(parents=True, exist_ok=True)
-        (root / D.PUB_RANKER_DIR).mkdir(parents=True, exist_ok=True)
-        torch.save(LSTMnet(out_dim=1).state_dict(), root / D.PUB_SEQ2SEQ_DIR / D.seq2seq_name(30, 128, e))
-        torch.save(LSTMnet(out_dim=2).state_dict(), root / D.PUB_RANKER_DIR / D.ranker_name(20, 128, e))
-    return root
-
-
 @pytest.fixture(scope='module')
 def env(tmp_path_factory):
     """Shared --data/--work folders: the benches reuse each other's corpora, features and rankers as they do
     in a real run."""
     tmp = tmp_path_factory.mktemp('bench_acc')
-    pub = make_published(tmp / 'Chunk-Level-Emotion-Retrieval')
+    pub = RELEASE
     common = ['--data', tmp / 'data', '--work', tmp / 'work', '--out', tmp / 'out', '--images', tmp / 'img',
               '--jobs', 1, '--seeds', 0, '--limit', 12]
     emodb = ['--emodb', DATASETS / 'emodb', '--speakers', '03,08,09,10,11']
@@ -69,14 +55,14 @@ def test_finetune_emodb(env, capsys):
     out = capsys.readouterr().out
     check_outputs(env, out, 'finetune_emodb', 'finetune_emodb')
     got = {(s['cond'], s['norm']) for s in res['summary']}
-    assert got == {('zeroshot', 'published'), ('zeroshot', 'train'), ('scratch', 'train'), ('finetune', 'train'),
-                   ('freeze', 'train')}
+    assert got == {('zeroshot', 'published'), ('scratch', 'train'), ('finetune', 'train'), ('freeze', 'train')}
     assert all(np.isfinite(s['ccc_Act'][0]) and 'auc_Act' in s for s in res['summary'])
     assert res['settings']['reduced'] and 'frozen LSTM' in out
-    # the fine-tuned and frozen runs really started from the published-shape weights
+    # the fine-tuned and frozen runs really started from the released weights
     meta = next((env['tmp'] / 'work').rglob('freeze/**/LSTM_*_Act.meta.json'))
     m = json.loads(meta.read_text())
-    assert m['freeze'] == 'lstm' and m['init_from'].endswith('LSTM_epoch30_batch128_EmoRankerSeq_Act.pth.tar')
+    assert m['settings']['freeze'] == 'lstm' and m['init_from']['source'] == 'release'
+    assert m['init_from']['path'].endswith('LSTM_epoch30_batch128_EmoRankerSeq_Act.pth.tar')
 
 
 def test_bench_emodb(env, capsys):

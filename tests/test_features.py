@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 import features as F
+from errors import ToolkitError
 from feature_store import FeatureStore, FeatureStoreWriter, StoreError
 
 DATASETS = Path(__file__).resolve().parents[2] / 'shared' / 'datasets'
@@ -281,9 +282,9 @@ def test_cli_lld_end_to_end(corpus, tmp_path, capsys):
     assert names[3] in skipped and names[5] in skipped
     extract_features.main(['--corpus', str(root), '--out', str(out), '--workers', '1'])  # resume
     assert '10 already in' in capsys.readouterr().out
-    with pytest.raises(SystemExit, match='fixed 0.016'):
+    with pytest.raises(ToolkitError, match='fixed 0.016'):
         extract_features.main(['--corpus', str(root), '--out', str(tmp_path / 'x'), '--hop', '0.01'])
-    with pytest.raises(SystemExit, match='does not match'):  # other preset into the same store
+    with pytest.raises(ToolkitError, match='does not match'):  # other preset into the same store
         extract_features.main(['--corpus', str(root), '--out', str(out), '--preset', 'ComParE_2016'])
 
 

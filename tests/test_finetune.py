@@ -1,5 +1,6 @@
-"""Issue 9: --init-from / --freeze lstm, normalisation scopes (speaker), testing.py --pretrained (SPEC §7).
-The authors'-layout folder is built here with published shapes and random weights."""
+"""Issue 9: --init-from / --freeze lstm, normalisation scopes (speaker), testing.py on an authors'-layout folder.
+The folder is built here with published shapes and random weights; it is not the release, so it is passed as
+own models described by its NormTerm (--checkpoint/--init-from DIR --norm DIR/NormTerm)."""
 import json
 import shutil
 from pathlib import Path
@@ -11,11 +12,16 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
-import dataloader as D  # noqa: E402
+import checkpoints as C  # noqa: E402
+import cli  # noqa: E402
+import norm as N  # noqa: E402
 from corpus import Corpus  # noqa: E402
+from errors import ToolkitError  # noqa: E402
 from feature_store import FeatureStore, FeatureStoreWriter  # noqa: E402
 from tests.test_method1 import published_state_dict  # noqa: E402
-from utils import EMOS, ccc_loss, pad_batch, save_norm  # noqa: E402
+from utils import EMOS, ccc_loss, load_norm, pad_batch, save_norm  # noqa: E402
+
+RANKERS = 'chunk_emotion_rankers/trained_ranker_model_v1.6'
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -35,30 +41,34 @@ def setup(tiny_corpus, tmp_path_factory):
     extract_features.main(['--corpus', str(tiny_corpus), '--out', str(feats), '--workers', '1'])
     corpus, store = Corpus(tiny_corpus), FeatureStore(feats)
     pub = tmp / 'Chunk-Level-Emotion-Retrieval'
-    mean, std = D.norm_stats(store, corpus.files('Train'))
-    save_norm(pub / 'NormTerm', {'feat': (mean, std), **{e: D.label_norm('train', e, corpus) for e in EMOS}})
+    mean, std = N.norm_stats(store, corpus.files('Train'))
+    save_norm(pub / 'NormTerm', {'feat': (mean, std), **N.label_stats(corpus)})
     for i, e in enumerate(EMOS):
         (pub / 'trained_seq2seq_model_v1.6').mkdir(parents=True, exist_ok=True)
-        (pub / D.PUB_RANKER_DIR).mkdir(parents=True, exist_ok=True)
-        torch.save(published_state_dict(1, i), pub / 'trained_seq2seq_model_v1.6' / D.seq2seq_name(30, 128, e))
-        torch.save(published_state_dict(2, 10 + i), pub / D.PUB_RANKER_DIR / D.ranker_name(20, 128, e))
+        (pub / RANKERS).mkdir(parents=True, exist_ok=True)
+        torch.save(published_state_dict(1, i), pub / 'trained_seq2seq_model_v1.6' / C.seq2seq_name(30, 128, e))
+        torch.save(published_state_dict(2, 10 + i), pub / RANKERS / C.ranker_name(20, 128, e))
     common = ['--corpus', str(tiny_corpus), '--features', str(feats), '--workers', '0', '--device', 'cpu']
     from chunk_emotion_rankers import generate_ranking_seqence
-    generate_ranking_seqence.main(['-emo', 'Act', '-set', 'Train', '--pretrained', str(pub), '--out', str(tmp / 'rs'), *common])
+    generate_ranking_seqence.main(['-emo', 'Act', '-set', 'Train', *own(pub), '--out', str(tmp / 'rs'), *common])
     return {'tmp': tmp, 'feats': feats, 'pub': pub, 'corpus': corpus, 'store': store, 'common': common}
+
+
+def own(pub, flag='--checkpoint'):
+    return [flag, str(pub), '--norm', str(pub / 'NormTerm')]
 
 
 def train_set_loss(model, s, args):
     """Seq2Seq loss of `model` on the whole Train set, eval mode (deterministic)."""
-    import training
-    fnorm = D.build_feat_norm('published', s['store'], s['corpus'], s['pub'] / 'NormTerm')
-    lnorm = D.label_norm('published', 'Act', s['corpus'], s['pub'] / 'NormTerm')
-    train, _, _ = training.seq2seq_datasets(args, 'Act', s['corpus'], s['store'], fnorm, lnorm)
+    import seq2seq
+    norm = load_norm(s['pub'] / 'NormTerm')
+    fnorm, lnorm = N.FeatNorm(*norm['feat'], 'train'), norm['Act']
+    train, _, _ = seq2seq.seq2seq_datasets(args, 'Act', s['corpus'], s['store'], fnorm, lnorm)
     items = [train[i] for i in range(len(train))]
     x, lengths = pad_batch([it[0] for it in items], min_len=62)
     curve, mu = torch.tensor(np.stack([it[1] for it in items])), torch.tensor([it[2] for it in items])
     with torch.no_grad():
-        pred = training.chunk_predictions(model.eval(), x, lengths, 62, torch.device('cpu'))
+        pred = seq2seq.chunk_predictions(model.eval(), x, lengths, 62, torch.device('cpu'))
     return float(0.5 * ccc_loss(pred.mean(1), mu) + 0.5 * ccc_loss(pred, curve))
 
 
@@ -67,16 +77,18 @@ def test_init_from_published_folder(setup, freeze):
     import training
     s = setup
     out = s['tmp'] / f'run_{freeze}'
-    argv = ['-emo', 'Act', '-ep', '4', '-batch', '12', '--lr', '1e-3', '--init-from', str(s['pub']),
+    argv = ['-emo', 'Act', '-ep', '4', '-batch', '12', '--lr', '1e-3', *own(s['pub'], '--init-from'),
             '--rankseq', str(s['tmp'] / 'rs'), '--out', str(out), *s['common']] + (['--freeze', freeze] if freeze else [])
     ckpt, = training.main(argv)
     init = published_state_dict(1, 0)
     got = torch.load(ckpt, weights_only=True)
     assert list(got) == list(init)                                         # published names, plain state_dict
-    meta = json.loads(D.sibling(ckpt, '.meta.json').read_text())
-    assert meta['init_from'].endswith('trained_seq2seq_model_v1.6/LSTM_epoch30_batch128_EmoRankerSeq_Act.pth.tar')
-    assert meta['feature_norm'] == 'published' and meta['label_norm'] == 'published' and meta['freeze'] == freeze
-    assert meta['feature_preset'] == 'published' and meta['hop'] == 0.016
+    meta = json.loads(C.sibling(ckpt, '.meta.json').read_text())
+    assert meta['init_from']['path'].endswith('trained_seq2seq_model_v1.6/LSTM_epoch30_batch128_EmoRankerSeq_Act.pth.tar')
+    assert meta['feature_norm']['source'].endswith('NormTerm') and meta['label_norm']['source'].endswith('NormTerm')
+    assert meta['feature_norm']['scope'] == meta['label_norm']['scope'] == 'train'   # not the release's NormTerm
+    assert meta['settings']['freeze'] == freeze
+    assert meta['features']['preset'] == 'published' and meta['features']['hop'] == 0.016
     lstm_same = all(torch.equal(got[k], init[k]) for k in init if k.startswith('lstm.'))
     assert lstm_same == (freeze == 'lstm')                                 # frozen: bit-identical LSTM
     assert not torch.equal(got['fc2.weight'], init['fc2.weight'])          # the head always moves
@@ -96,13 +108,14 @@ def test_ranker_init_from_and_freeze(setup):
     generate_preference_labels.main(['-emo', 'Dom', '-set', 'Train,Validation', '--corpus', s['common'][1],
                                      '--out', str(s['tmp'] / 'pairs'), '--ratio', '1.0'])
     ckpt, = training_ranker.main(['-emo', 'Dom', '-ep', '1', '-batch', '4', '--pairs-per-epoch', '8', '--freeze', 'lstm',
-                                  '--init-from', str(s['pub']), '--pairs', str(s['tmp'] / 'pairs'),
+                                  *own(s['pub'], '--init-from'), '--pairs', str(s['tmp'] / 'pairs'),
                                   '--out', str(s['tmp'] / 'rk'), *s['common']])
     got, init = torch.load(ckpt, weights_only=True), published_state_dict(2, 11)
     assert all(torch.equal(got[k], init[k]) for k in init if k.startswith('lstm.'))
     assert not torch.equal(got['fc1.weight'], init['fc1.weight'])
-    meta = json.loads(D.sibling(ckpt, '.meta.json').read_text())
-    assert meta['init_from'].endswith('LSTM_epoch20_batch128_Dom_ranker.pth.tar') and meta['feature_norm'] == 'published'
+    meta = json.loads(C.sibling(ckpt, '.meta.json').read_text())
+    assert meta['init_from']['path'].endswith('LSTM_epoch20_batch128_Dom_ranker.pth.tar')
+    assert meta['feature_norm']['source'].endswith('NormTerm') and meta['label_norm'] is None
 
 
 def offset_corpus(root, speakers):
@@ -124,8 +137,8 @@ def test_speaker_norm_removes_constant_speaker_offsets(tmp_path):
             spk, u = int(corpus.speaker(name)), int(name[-8:-4])
             w.add(name, base[u] + np.float32(offsets[spk]))
     store = FeatureStore(tmp_path / 'f')
-    spk = D.build_feat_norm('speaker', store, corpus)
-    glob = D.build_feat_norm('corpus', store, corpus)
+    spk = N.data_norm('speaker', store, corpus)
+    glob = N.data_norm('corpus', store, corpus)
     by_u = {}
     for name in corpus.files():
         by_u.setdefault(int(name[-8:-4]), []).append((spk(name, store.get(name)), glob(name, store.get(name))))
@@ -140,8 +153,8 @@ def test_speaker_norm_without_speaker_ids_is_a_clear_error(tmp_path):
     with FeatureStoreWriter(tmp_path / 'f', 'lld', 130, 0.016, 'published') as w:
         for name in corpus.files():
             w.add(name, np.ones((70, 130), np.float32))
-    with pytest.raises(SystemExit, match='no speaker IDs'):
-        D.build_feat_norm('speaker', FeatureStore(tmp_path / 'f'), corpus)
+    with pytest.raises(ToolkitError, match='no speaker IDs'):
+        N.data_norm('speaker', FeatureStore(tmp_path / 'f'), corpus)
 
 
 def test_testing_pretrained_prints_ccc_table_and_writes_predictions(setup, capsys):
@@ -150,7 +163,7 @@ def test_testing_pretrained_prints_ccc_table_and_writes_predictions(setup, capsy
     from utils import dynamic_chunk_split, load_norm, normalize_feats
     s = setup
     res = s['tmp'] / 'res'
-    rows = testing.main(['-emo', 'all', '--pretrained', str(s['pub']), '-set', 'all', '--out', str(res), *s['common']])
+    rows = testing.main(['-emo', 'all', *own(s['pub']), '-set', 'all', '--out', str(res), *s['common']])
     out = capsys.readouterr().out
     assert 'CCC' in out and all(f'{e:5s} Test' in out for e in EMOS)
     assert {(r['Attr'], r['Split']) for r in rows} == {(e, sp) for e in EMOS for sp in ('Train', 'Validation', 'Test')}
@@ -178,15 +191,15 @@ def test_pretrained_needs_the_published_preset(setup, tmp_path):
     meta.update(preset='ComParE_2016', hop=0.01)
     (other / 'meta.json').write_text(json.dumps(meta))
     common = [a if a != str(s['feats']) else str(other) for a in s['common']]
-    with pytest.raises(SystemExit, match="preset 'ComParE_2016'.*'published' LLD preset"):
-        testing.main(['-emo', 'Act', '--pretrained', str(s['pub']), *common])
+    with pytest.raises(ToolkitError, match="trained on 'published' LLDs.*'ComParE_2016'"):
+        testing.main(['-emo', 'Act', *own(s['pub']), *common])
 
 
 def test_resume_continues_exactly(setup):
     """An interrupted run continued with --resume ends with the same weights and log as one straight run."""
     import training
     s = setup
-    base = ['-emo', 'Act', '-batch', '6', '--rankseq', str(s['tmp'] / 'rs'), '--init-from', str(s['pub']), *s['common']]
+    base = ['-emo', 'Act', '-batch', '6', '--rankseq', str(s['tmp'] / 'rs'), *own(s['pub'], '--init-from'), *s['common']]
     a, b = s['tmp'] / 'resumed' / 'r_{emo}.pth.tar', s['tmp'] / 'straight' / 'r_{emo}.pth.tar'
     training.main(['-ep', '1', '--checkpoint', str(a), *base])
     training.main(['-ep', '2', '--checkpoint', str(a), '--resume', *base])
@@ -200,5 +213,5 @@ def test_resume_continues_exactly(setup):
 
 
 def test_missing_features_say_which_command_to_run(tiny_corpus, tmp_path):
-    with pytest.raises(SystemExit, match=r'python extract_features.py --corpus .* --feature lld --out .*nothing'):
-        D.open_store(tmp_path / 'nothing', Corpus(tiny_corpus))
+    with pytest.raises(ToolkitError, match=r'python extract_features.py --corpus .* --feature lld --out .*nothing'):
+        cli.open_store(tmp_path / 'nothing', Corpus(tiny_corpus))

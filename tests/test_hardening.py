@@ -26,6 +26,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
+from cli import run_script  # noqa: E402
 from tests.fixtures import make_tiny_corpus, synth_voice, write_textgrid  # noqa: E402
 from tests.test_predict import make_published_dir  # noqa: E402
 
@@ -54,7 +55,7 @@ def call(script, *argv, cwd=None):
         try:
             if cwd:
                 os.chdir(cwd)
-            r = _MODULES[path].main([str(a) for a in argv])
+            r = run_script(_MODULES[path].main, [str(a) for a in argv])
             rc = r if isinstance(r, int) else 0
         except SystemExit as e:
             rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -172,7 +173,7 @@ def test_extract_features_skips_bad_audio_keeps_the_rest(bad):
 
 def test_predict_bad_audio_listed_rest_processed(bad, pub):
     res = bad['tmp'] / 'pred.csv'
-    rc, out, err = call('predict.py', bad['root'] / 'Audios', '--pretrained', pub, '--emo', 'Act', '--out', res)
+    rc, out, err = call('predict.py', bad['root'] / 'Audios', '--checkpoint', pub, '--norm', pub / 'NormTerm', '--emo', 'Act', '--out', res)
     assert_clear(rc, out, err, bad['names']['empty'], bad['names']['truncated'], ok_rc=True)
     assert rc == 0
     df = pd.read_csv(res, keep_default_na=False).set_index('file')
@@ -185,7 +186,7 @@ def test_predict_bad_audio_listed_rest_processed(bad, pub):
 
 def test_predict_ten_minute_clip_in_windows(pub, tmp_path):
     sf.write(tmp_path / 'ten_min.wav', np.tile(synth_voice(4.0, arousal=5, seed=7), 150), 16000)  # 600 s
-    rc, out, err = call('predict.py', tmp_path / 'ten_min.wav', '--pretrained', pub, '--emo', 'Act',
+    rc, out, err = call('predict.py', tmp_path / 'ten_min.wav', '--checkpoint', pub, '--norm', pub / 'NormTerm', '--emo', 'Act',
                         '--out', tmp_path / 'r.csv')
     assert rc == 0, err
     r = pd.read_csv(tmp_path / 'r.csv').iloc[0]
@@ -238,7 +239,7 @@ def test_nan_in_feature_file(bad, tmp_path):
     ('chunk_emotion_rankers/generate_preference_labels.py', ['--corpus', '{root}', '--out', '{tmp}/nocol_pl']),
     ('training.py', ['-emo', 'Act', '-ep', '1', '--corpus', '{root}', '--features', '{lld}', '--out', '{tmp}/nocol_s2s',
                      '--workers', '0']),
-    ('testing.py', ['-emo', 'Act', '--pretrained', '{pub}', '--corpus', '{root}', '--features', '{lld}',
+    ('testing.py', ['-emo', 'Act', '--checkpoint', '{pub}', '--norm', '{pub}/NormTerm', '--corpus', '{root}', '--features', '{lld}',
                     '--out', '{tmp}/nocol_test', '--workers', '0']),
 ])
 def test_label_csv_missing_column(bad, pub, script, args):
@@ -313,7 +314,7 @@ def test_zero_utterance_split_extract_features(bad):
     ('training.py', ['-emo', 'Act', '-ep', '1', '-batch', '2', '--corpus', '{root}', '--features', '{lld}', '--rankseq',
                      '{rankseq}', '--out', '{tmp}/nodev_s2s', '--workers', '0'],
      ['labels_consensus.csv', 'fewer than 2 Validation utterances']),
-    ('testing.py', ['-emo', 'Act', '--pretrained', '{pub}', '--corpus', '{root}', '--features', '{lld}', '-set',
+    ('testing.py', ['-emo', 'Act', '--checkpoint', '{pub}', '--norm', '{pub}/NormTerm', '--corpus', '{root}', '--features', '{lld}', '-set',
                     'Validation', '--out', '{tmp}/nodev_test', '--workers', '0'], ['Validation', 'no utterances']),
 ])
 def test_zero_utterance_split(bad, pub, rankseq, script, args, must):
@@ -335,38 +336,42 @@ def _bad_ranker(tmp):
 def test_wrong_shape_checkpoint_predict(pub, tmp_path):
     bad_dir = make_published_dir(tmp_path / 'badpub', bad='Act')
     sf.write(tmp_path / 'a.wav', synth_voice(1.5, seed=3), 16000)
-    rc, out, err = call('predict.py', tmp_path / 'a.wav', '--pretrained', bad_dir, '--out', tmp_path / 'r.csv')
+    rc, out, err = call('predict.py', tmp_path / 'a.wav', '--checkpoint', bad_dir, '--norm', bad_dir / 'NormTerm',
+                        '--out', tmp_path / 'r.csv')
     assert_clear(rc, out, err, 'LSTM_epoch30_batch128_EmoRankerSeq_Act.pth.tar', 'fc1.weight is (64, 130)')
     assert not (tmp_path / 'r.csv').exists()
 
 
-def test_wrong_shape_checkpoint_rankers(bad, pairs, tmp_path):
+def test_wrong_shape_checkpoint_rankers(bad, pub, pairs, tmp_path):
     p = _bad_ranker(tmp_path)
     rc, out, err = call('chunk_emotion_rankers/testing_ranker.py', '-emo', 'Act', '--corpus', bad['root'],
-                        '--features', bad['lld'], '--pairs', pairs, '--checkpoint', p, '--workers', 0)
+                        '--features', bad['lld'], '--pairs', pairs, '--checkpoint', p, '--workers', 0,
+                        '--norm', pub / 'NormTerm')
     assert_clear(rc, out, err, p.name, 'fc2')
     rc, out, err = call('chunk_emotion_rankers/training_ranker.py', '-emo', 'Act', '-ep', 1, '--corpus', bad['root'],
                         '--features', bad['lld'], '--pairs', pairs, '--init-from', p, '--out', tmp_path / 'o',
-                        '--workers', 0)
+                        '--workers', 0, '--norm', pub / 'NormTerm')
     assert_clear(rc, out, err, p.name, 'fc2')
 
 
-def test_wrong_shape_checkpoint_training_testing(bad, rankseq, tmp_path):
+def test_wrong_shape_checkpoint_training_testing(bad, pub, rankseq, tmp_path):
     from model import LSTMnet
     p = tmp_path / 'ranker_as_s2s.pth.tar'
     torch.save(LSTMnet(out_dim=2).state_dict(), p)  # a ranker where a Seq2Seq model (1 output) is expected
     rc, out, err = call('training.py', '-emo', 'Act', '-ep', 1, '-batch', 2, '--corpus', bad['root'], '--features',
-                        bad['lld'], '--rankseq', rankseq, '--init-from', p, '--out', tmp_path / 'o', '--workers', 0)
+                        bad['lld'], '--rankseq', rankseq, '--init-from', p, '--out', tmp_path / 'o', '--workers', 0,
+                        '--norm', pub / 'NormTerm')
     assert_clear(rc, out, err, p.name, 'fc2 130->1')
     bad_dir = make_published_dir(tmp_path / 'badpub', bad='Act')
-    rc, out, err = call('testing.py', '-emo', 'Act', '--pretrained', bad_dir, '--corpus', bad['root'], '--features',
+    rc, out, err = call('testing.py', '-emo', 'Act', '--checkpoint', bad_dir, '--norm', bad_dir / 'NormTerm',
+                        '--corpus', bad['root'], '--features',
                         bad['lld'], '--out', tmp_path / 't', '--workers', 0)
     assert_clear(rc, out, err, 'LSTM_epoch30_batch128_EmoRankerSeq_Act.pth.tar', 'fc1 130->130')
 
 
 # ----------------------------------------------------------------------------- unwritable outputs
 UNWRITABLE = {
-    'predict': ('predict.py', ['{wav}', '--pretrained', '{pub}', '--out', '{bad}/r.csv'], None),
+    'predict': ('predict.py', ['{wav}', '--checkpoint', '{pub}', '--norm', '{pub}/NormTerm', '--out', '{bad}/r.csv'], None),
     'extract_features': ('extract_features.py', ['--corpus', '{root}', '--out', '{bad}/lld', '--workers', '1'], None),
     'norm_para': ('norm_para.py', ['--corpus', '{root}', '--features', '{lld}', '--out', '{bad}/NormTerm'], None),
     'preference_labels': ('chunk_emotion_rankers/generate_preference_labels.py',
@@ -377,7 +382,7 @@ UNWRITABLE = {
                          '--out', '{bad}/rk', '--workers', '0'], None),
     'training': ('training.py', ['-emo', 'Act', '-ep', '1', '-batch', '2', '--corpus', '{root}', '--features', '{lld}',
                                  '--rankseq', '{rankseq}', '--out', '{bad}/s2s', '--workers', '0'], None),
-    'testing': ('testing.py', ['-emo', 'Act', '--pretrained', '{pub}', '--corpus', '{root}', '--features', '{lld}',
+    'testing': ('testing.py', ['-emo', 'Act', '--checkpoint', '{pub}', '--norm', '{pub}/NormTerm', '--corpus', '{root}', '--features', '{lld}',
                                '--out', '{bad}/test', '--workers', '0'], None),
 }
 
@@ -396,7 +401,7 @@ def test_unwritable_output_folder(bad, pub, pairs, rankseq, key, request):
 
 # ----------------------------------------------------------------------------- CUDA absent
 CUDA = {
-    'predict': ('predict.py', ['{wav}', '--pretrained', '{pub}', '--device', 'cuda', '--out', '{tmp}/c.csv']),
+    'predict': ('predict.py', ['{wav}', '--checkpoint', '{pub}', '--norm', '{pub}/NormTerm', '--device', 'cuda', '--out', '{tmp}/c.csv']),
     'extract_wav2vec2': ('extract_features.py', ['--corpus', '{root}', '--feature', 'wav2vec2', '--device', 'cuda',
                                                  '--out', '{tmp}/w2v']),
     'training_ranker': ('chunk_emotion_rankers/training_ranker.py',
@@ -404,7 +409,7 @@ CUDA = {
                          '--out', '{tmp}/rk_cuda', '--workers', '0', '--device', 'cuda']),
     'training': ('training.py', ['-emo', 'Act', '-ep', '1', '--corpus', '{root}', '--features', '{lld}', '--rankseq',
                                  '{rankseq}', '--out', '{tmp}/s2s_cuda', '--workers', '0', '--device', 'cuda']),
-    'testing': ('testing.py', ['-emo', 'Act', '--pretrained', '{pub}', '--corpus', '{root}', '--features', '{lld}',
+    'testing': ('testing.py', ['-emo', 'Act', '--checkpoint', '{pub}', '--norm', '{pub}/NormTerm', '--corpus', '{root}', '--features', '{lld}',
                                '--out', '{tmp}/t_cuda', '--workers', '0', '--device', 'cuda']),
 }
 

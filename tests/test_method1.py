@@ -17,7 +17,9 @@ from scipy.stats import rankdata
 
 REPO = Path(__file__).resolve().parents[1]
 
+import checkpoints as C  # noqa: E402
 import dataloader as D  # noqa: E402
+from checkpoints import CheckpointError  # noqa: E402
 from chunk_emotion_rankers.generate_preference_labels import (  # noqa: E402
     draw_partners,
     histograms,
@@ -27,8 +29,8 @@ from chunk_emotion_rankers.generate_preference_labels import (  # noqa: E402
     qa_counts_hist,
     write_pairs,
 )
-from chunk_emotion_rankers.generate_ranking_seqence import rank_sequence_allpairs, rank_sequences  # noqa: E402
 from model import LSTMnet  # noqa: E402
+from ranker import rank_sequence_allpairs, rank_sequences  # noqa: E402
 from utils import ccc, ccc_loss, chunk_starts, dynamic_chunk_split, generate_chunk_EmoSeq, rank_desc_min  # noqa: E402
 
 PUBLISHED_SHAPES = OrderedDict([   # the authors' v1.6 checkpoints: 2-layer LSTM 130->130, fc1 130->130, fc2 130->out
@@ -287,15 +289,15 @@ def test_published_layout_state_dict_loads(tmp_path):
     torch.save(published_state_dict(1), pub / 'trained_seq2seq_model_v1.6' / 'LSTM_epoch30_batch128_EmoRankerSeq_Val.pth.tar')
     torch.save(published_state_dict(2), pub / 'chunk_emotion_rankers' / 'trained_ranker_model_v1.6' /
                'LSTM_epoch20_batch128_Val_ranker.pth.tar')
-    s2s = D.find_checkpoint(pub, 'seq2seq', 'Val', 30, 128)
-    rk = D.find_checkpoint(pub, 'ranker', 'Val', 7, 3)         # other -ep/-batch: the v1.6 name is found
-    m = D.load_lstm(s2s, 'seq2seq')
+    s2s = C.find(pub, 'seq2seq', 'Val', 30, 128)
+    rk = C.find(pub, 'ranker', 'Val', 7, 3)         # other -ep/-batch: the v1.6 name is found
+    m = C.load_lstm(s2s, 'seq2seq')
     assert torch.equal(m.fc2.weight, published_state_dict(1)['fc2.weight'])
-    assert D.load_lstm(rk, 'ranker').fc2.out_features == 2
-    with pytest.raises(SystemExit, match='not a ranker checkpoint'):
-        D.load_lstm(s2s, 'ranker')
-    with pytest.raises(SystemExit, match='no seq2seq checkpoint for Act'):
-        D.find_checkpoint(pub, 'seq2seq', 'Act', 30, 128)
+    assert C.load_lstm(rk, 'ranker').fc2.out_features == 2
+    with pytest.raises(CheckpointError, match='not a ranker checkpoint'):
+        C.load_lstm(s2s, 'ranker')
+    with pytest.raises(CheckpointError, match='no seq2seq checkpoint for Act'):
+        C.find(pub, 'seq2seq', 'Act', 30, 128)
 
 
 # ------------------------------------------------------------------ the six commands, end to end
@@ -329,7 +331,7 @@ def test_six_commands_end_to_end(tiny_corpus, features, tmp_path):
     ck = rk / 'LSTM_epoch1_batch8_Act_ranker.pth.tar'
     assert ck.exists() and (rk / 'LSTM_epoch1_batch8_Act_ranker.loss.png').exists()
     meta = json.loads((rk / 'LSTM_epoch1_batch8_Act_ranker.meta.json').read_text())
-    assert meta['feature_preset'] == 'published' and meta['hop'] == 0.016 and meta['m'] == 62
+    assert meta['features']['preset'] == 'published' and meta['features']['hop'] == 0.016 and meta['chunks']['m'] == 62
     out = run(['chunk_emotion_rankers/testing_ranker.py', '-ep', '1', '-batch', '8', '-emo', 'Act', *c,
                '--pairs', pairs, '--checkpoint', rk, '--max-pairs', '8'])
     assert 'macro-F1' in out

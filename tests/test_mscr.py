@@ -338,8 +338,9 @@ def _flags(corpus, out, *extra):
 
 def test_utterance_level_normalisation_as_published(stores):
     from corpus import Corpus
-    from dataloader import MSCRDataset, mscr_norm
+    from dataloader import MSCRDataset
     from feature_store import FeatureStore
+    from norm import mscr_norm
     root, out = stores
     corpus, audio, text = Corpus(root), FeatureStore(out / 'lld'), FeatureStore(out / 'text')
     names = corpus.files('Train')
@@ -362,8 +363,9 @@ def test_utterance_level_normalisation_as_published(stores):
 
 def test_words_chunking_uses_each_words_frames(stores):
     from corpus import Corpus
-    from dataloader import MSCRDataset, mscr_collate, mscr_norm
+    from dataloader import MSCRDataset, mscr_collate
     from feature_store import FeatureStore
+    from norm import mscr_norm
     root, out = stores
     corpus, audio, text = Corpus(root), FeatureStore(out / 'lld'), FeatureStore(out / 'text')
     norm = mscr_norm(corpus, audio, text, corpus.files('Train'))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+import norm
 import norm_para
 from feature_store import FeatureStore, FeatureStoreWriter
 
@@ -13,14 +14,14 @@ def test_running_stats_equal_numpy():
     rng = np.random.default_rng(0)
     xs = [(1e4 + rng.standard_normal((int(rng.integers(0, 300)), 7)) * rng.uniform(1e-3, 10, 7)).astype(np.float32)
           for _ in range(60)]
-    rs = norm_para.RunningStats(7)
+    rs = norm.RunningStats(7)
     for x in xs:
         rs.update(x, block=64)  # also exercises the in-utterance blocks
     cat = np.concatenate(xs).astype(np.float64)
     np.testing.assert_allclose(rs.mean, cat.mean(0), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(rs.std, cat.std(0), rtol=1e-6, atol=1e-6)  # population std (ddof=0)
     xs[3][2, 1] = np.nan  # non-finite values are left out per dimension
-    rs = norm_para.RunningStats(7)
+    rs = norm.RunningStats(7)
     for x in xs:
         rs.update(x)
     cat = np.concatenate(xs).astype(np.float64)
@@ -82,7 +83,7 @@ def test_memory_does_not_grow_with_utterances(tmp_path):
     peaks = []
     for k in (60, 600):
         tracemalloc.start()
-        mean, std, frames, used, _ = norm_para.feature_stats(s, names[:k], progress=False)
+        mean, std, frames, used, _ = norm.feature_stats(s, names[:k], progress=False)
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
         assert len(used) == k

@@ -1,7 +1,8 @@
 """predict.py on generated recordings with a checkpoint folder of the published shapes (random weights).
 
 The folder mimics the authors' repository (NormTerm/*.mat with key normal_para, trained_seq2seq_model_v1.6/,
-chunk_emotion_rankers/trained_ranker_model_v1.6/) so `--pretrained DIR` is exercised without their files.
+chunk_emotion_rankers/trained_ranker_model_v1.6/); its files are not the release, so they are passed as own
+models described by their NormTerm (`--checkpoint DIR --norm DIR/NormTerm`).
 """
 import json
 import subprocess
@@ -18,6 +19,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 import predict  # noqa: E402
+from checkpoints import load_lstm  # noqa: E402
 from model import LSTMnet  # noqa: E402
 from tests.fixtures import synth_voice  # noqa: E402
 
@@ -52,6 +54,20 @@ def make_published_dir(root, seed=0, bad=None):
     return root
 
 
+def own(pub):
+    """Command-line flags for a folder of models without records, described by its NormTerm."""
+    return ['--checkpoint', str(pub), '--norm', str(Path(pub) / 'NormTerm')]
+
+
+def run_main(argv):
+    """predict.py as run from the shell: -> exit code (2 for a setup error)."""
+    from cli import run_script
+    try:
+        return run_script(predict.main, [str(a) for a in argv])
+    except SystemExit as e:
+        return e.code
+
+
 def write_inputs(d):
     """Recordings a user brings: stereo 44.1 kHz, 0.3 s, 25 s (long), FLAC, OGG, a corrupt and an empty WAV."""
     d = Path(d)
@@ -75,7 +91,7 @@ def setup(tmp_path_factory):
     pub = make_published_dir(tmp / 'authors')
     wavs = write_inputs(tmp / 'wavs')
     out = tmp / 'out'
-    cmd = [sys.executable, str(REPO / 'predict.py'), str(wavs), '--pretrained', str(pub), '--rankers',
+    cmd = [sys.executable, str(REPO / 'predict.py'), str(wavs), *own(pub), '--rankers',
            '--out', str(out / 'res.csv'), '--json', str(out / 'res.json'), '--plot', str(out / 'plots'), '--batch', '4']
     p = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=300)
     df = pd.read_csv(out / 'res.csv', keep_default_na=False)
@@ -124,7 +140,7 @@ def test_short_clip_padded_and_flat(setup):
 
 def test_long_file_windows_stitched(setup):
     r = setup['df'].loc['long.wav']
-    assert int(r['n_windows']) >= 3  # 25 s > --max-len 20 -> 10 s windows overlapping by >= 5 s
+    assert int(r['n_windows']) >= 3  # 25 s > --max-seconds 20 -> 10 s windows overlapping by >= 5 s
     t = curve(r, 'chunk_times')
     assert len(t) > 22 and np.all(np.diff(t) > 0)
     assert 0.4 < t[0] < 0.6 and 24.0 < t[-1] < 24.6  # covers the whole file (chunk centres; floor step)
@@ -188,7 +204,8 @@ def _predictor(pub, rankers=True):
                                     'LSTM_epoch20_batch128_{}_ranker.pth.tar', 2)):
             if kind == 'rank' and not rankers:
                 continue
-            models[(kind, emo)] = (predict.load_lstm(pub / sub / pat.format(emo), od, torch.device('cpu')), norm['feat'])
+            models[(kind, emo)] = (load_lstm(pub / sub / pat.format(emo), 'seq2seq' if od == 1 else 'ranker').eval(),
+                                   norm['feat'])
     return predict.Predictor(models, norm, 0.016, torch.device('cpu'))
 
 
@@ -212,7 +229,7 @@ def test_batched_equals_single(setup):
 
 def test_windows_and_stitching():
     hop = 0.016
-    assert predict.make_windows(1000, hop) == [(0, 1000)]  # 16 s <= --max-len: one window
+    assert predict.make_windows(1000, hop) == [(0, 1000)]  # 16 s <= --max-seconds: one window
     T = int(600 / hop)  # a 10-minute recording
     wins = predict.make_windows(T, hop)
     W = int(round(10 / hop))
@@ -226,7 +243,7 @@ def test_windows_and_stitching():
 
 def test_corpus_feature_norm(setup, tmp_path):
     files = [str(setup['wavs'] / n) for n in ('stereo44k.wav', 'clip.flac', 'corrupt.wav')]
-    rc = predict.main(files + ['--pretrained', str(setup['pub']), '--feature-norm', 'corpus', '--emo', 'Act',
+    rc = run_main(files + [*own(setup['pub']), '--feature-norm', 'corpus', '--emo', 'Act',
                                '--out', str(tmp_path / 'c.csv')])
     assert rc == 0
     df = pd.read_csv(tmp_path / 'c.csv', keep_default_na=False).set_index('file')
@@ -238,28 +255,29 @@ def test_corpus_feature_norm(setup, tmp_path):
 def test_setup_errors_are_clear(setup, tmp_path, capsys, monkeypatch):
     wav = str(setup['wavs'] / 'clip.flac')
     # no demo models shipped and nothing passed
-    monkeypatch.setattr(predict, 'ROOT', tmp_path)
-    assert predict.main([wav, '--out', str(tmp_path / 'r.csv')]) == 2
+    import checkpoints
+    monkeypatch.setattr(checkpoints, 'SEQ2SEQ_DIR', tmp_path / 'trained_seq2seq_model')
+    assert run_main([wav, '--out', str(tmp_path / 'r.csv')]) == 2
     err = capsys.readouterr().err
     assert '--pretrained DIR' in err and 'training.py' in err and str(tmp_path / 'trained_seq2seq_model') in err
     # --pretrained folder without the release layout
-    assert predict.main([wav, '--pretrained', str(tmp_path), '--out', str(tmp_path / 'r.csv')]) == 2
+    assert run_main([wav, '--pretrained', str(tmp_path), '--out', str(tmp_path / 'r.csv')]) == 2
     assert 'NormTerm' in capsys.readouterr().err
     # checkpoint of the wrong shape
     bad = make_published_dir(tmp_path / 'bad', bad='Dom')
-    assert predict.main([wav, '--pretrained', str(bad), '--out', str(tmp_path / 'r.csv')]) == 2
+    assert run_main([wav, *own(bad), '--out', str(tmp_path / 'r.csv')]) == 2
     err = capsys.readouterr().err
     assert 'LSTM_epoch30_batch128_EmoRankerSeq_Dom.pth.tar' in err and 'fc1.weight' in err
     # unwritable output (a path under a regular file: even root cannot create it), refused before any work
     (tmp_path / 'afile').write_text('x')
-    assert predict.main([wav, '--pretrained', str(setup['pub']), '--out', str(tmp_path / 'afile' / 'r.csv')]) == 2
+    assert run_main([wav, *own(setup['pub']), '--out', str(tmp_path / 'afile' / 'r.csv')]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path / 'afile' / 'r.csv') in err and 'choose a writable' in err
     # every file failing -> non-zero exit, reasons listed
-    assert predict.main([str(setup['wavs'] / 'corrupt.wav'), '--pretrained', str(setup['pub']),
+    assert run_main([str(setup['wavs'] / 'corrupt.wav'), *own(setup['pub']),
                          '--out', str(tmp_path / 'r.csv')]) == 1
     assert 'corrupt.wav' in capsys.readouterr().err
-    assert predict.main([str(tmp_path / 'nope.wav'), '--pretrained', str(setup['pub'])]) == 2
+    assert run_main([str(tmp_path / 'nope.wav'), *own(setup['pub'])]) == 2
     assert 'nope.wav: no such file' in capsys.readouterr().err
 
 
@@ -287,7 +305,7 @@ def test_mscr_model_with_and_without_text(setup, tmp_path):
     for n in ('stereo44k.wav', 'short.wav'):
         (d / n).write_bytes((setup['wavs'] / n).read_bytes())
     (d / 'stereo44k.txt').write_text('I really think we should talk about this tomorrow.')  # sidecar transcript
-    rc = predict.main([str(d), '--model', 'mscr', '--checkpoint', str(ck), '--out', str(tmp_path / 'm.csv'),
+    rc = run_main([str(d), '--model', 'mscr', '--checkpoint', str(ck), '--out', str(tmp_path / 'm.csv'),
                        '--json', str(tmp_path / 'm.json'), '--plot', str(tmp_path / 'p')])
     assert rc == 0
     df = pd.read_csv(tmp_path / 'm.csv', keep_default_na=False).set_index('file')
@@ -299,7 +317,7 @@ def test_mscr_model_with_and_without_text(setup, tmp_path):
     assert json.loads((tmp_path / 'm.json').read_text())['meta']['model'] == 'mscr'
     assert len(list((tmp_path / 'p').glob('*.png'))) == 2
     # --text overrides for a single file; the text changes the prediction
-    rc = predict.main([str(d / 'short.wav'), '--model', 'mscr', '--checkpoint', str(ck), '--text', 'Wonderful news!',
+    rc = run_main([str(d / 'short.wav'), '--model', 'mscr', '--checkpoint', str(ck), '--text', 'Wonderful news!',
                        '--out', str(tmp_path / 'm2.csv')])
     assert rc == 0
     r2 = pd.read_csv(tmp_path / 'm2.csv').iloc[0]
@@ -307,7 +325,7 @@ def test_mscr_model_with_and_without_text(setup, tmp_path):
 
 
 def test_own_checkpoint_uses_its_metadata(setup, tmp_path):
-    """--checkpoint-dir / --checkpoint FILE of training.py output: statistics come from the .meta.json."""
+    """--checkpoint DIR / --checkpoint FILE of training.py output: statistics come from the .meta.json."""
     d = tmp_path / 'run'
     d.mkdir()
     ck = d / 'LSTM_epoch2_batch2_EmoRankerSeq_Act.pth.tar'
@@ -317,6 +335,6 @@ def test_own_checkpoint_uses_its_metadata(setup, tmp_path):
     (d / 'LSTM_epoch2_batch2_EmoRankerSeq_Act.meta.json').write_text(json.dumps(meta))
     wav = str(setup['wavs'] / 'clip.flac')
     for spec in (d, ck):
-        assert predict.main([wav, '--checkpoint', str(spec), '--emo', 'Act', '--out', str(tmp_path / 'o.csv')]) == 0
+        assert run_main([wav, '--checkpoint', str(spec), '--emo', 'Act', '--out', str(tmp_path / 'o.csv')]) == 0
         assert abs(pd.read_csv(tmp_path / 'o.csv').Act[0] - 2.5) < 1e-3  # de-normalised with the metadata's labels
-    assert predict.main([wav, '--checkpoint', str(ck), '--out', str(tmp_path / 'o.csv')]) == 2  # one file, 3 attributes
+    assert run_main([wav, '--checkpoint', str(ck), '--out', str(tmp_path / 'o.csv')]) == 2  # one file, 3 attributes

@@ -1,0 +1,125 @@
+"""Chunk emotion rankers (docs/method1.md, "Rankers" and "Ranking sequences"): preference-pair tables,
+pair logits, one training/evaluation epoch, macro-F1, and ranking sequences from a trained ranker.
+
+A ranker f (LSTMnet, 2 outputs) scores a pair of chunks by f(x1) - f(x2). Chunk c_i's score in an
+utterance is the number of chunks c_j for which the ordered pair (c_i, c_j) gets class 1; class 1 wins
+exactly when g(c_i) > g(c_j) with g = f1 - f0, so one batched forward pass over the 22 chunks gives the
+same 'min'-method ranks as the 462-pass tournament (`rank_sequence_allpairs`, the reference).
+"""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import rankdata
+from tqdm import tqdm
+
+from cli import SPLIT_FILE
+from dataloader import to_chunks
+from errors import ToolkitError
+from utils import amp_context, chunk_starts, rank_desc_min
+
+
+def load_pairs(path, store, limit=None, seed=0):
+    """Pair CSV -> (names, idx1, idx2, labels) restricted to utterances in the feature store."""
+    path = Path(path)
+    if not path.exists():
+        split = {v: k for k, v in SPLIT_FILE.items()}.get(path.stem.split('_')[0], 'Train')
+        emo = path.stem.split('_')[-1]
+        raise ToolkitError(f'no preference labels {path}; generate them with\n  python chunk_emotion_rankers/'
+                           f'generate_preference_labels.py -emo {emo} -set {split}')
+    try:
+        df = pd.read_csv(path, dtype={'Sentence1': 'category', 'Sentence2': 'category', 'PreferLabel': 'int8'})
+    except Exception as e:
+        raise ToolkitError(f'{path}: cannot read the pair table ({e}); expected columns '
+                           f'Sentence1,Sentence2,PreferLabel') from None
+    names = sorted(set(df['Sentence1'].cat.categories) | set(df['Sentence2'].cat.categories))
+    a = pd.Categorical(df['Sentence1'], categories=names).codes
+    b = pd.Categorical(df['Sentence2'], categories=names).codes
+    ok = np.array([n in store for n in names], bool)
+    keep = ok[a] & ok[b]
+    if not keep.all():
+        print(f'note: {int((~keep).sum())} of {len(keep)} pairs in {path.name} use utterances missing from the '
+              f'feature store {store.path}; skipped')
+    a, b, lab = a[keep], b[keep], df['PreferLabel'].to_numpy()[keep]
+    if limit and len(lab) > limit:
+        sel = np.sort(np.random.default_rng(seed).choice(len(lab), limit, replace=False))
+        a, b, lab = a[sel], b[sel], lab[sel]
+    if len(lab) == 0:
+        raise ToolkitError(f'{path}: no usable pairs')
+    return names, a, b, lab
+
+
+def pair_logits(model, x, lengths, m, device):
+    """Padded (2B, T, D) batch [utterances 1; utterances 2] -> f(x1_k) - f(x2_k): (B, K, 2)."""
+    chunks = to_chunks(x, lengths, m, device)              # (2B, K, m, D)
+    out = model(chunks.flatten(0, 1)).view(2, -1, chunks.shape[1], 2)
+    return out[0] - out[1]
+
+
+def macro_f1(conf):
+    """conf[true, pred] (2x2 counts) -> (macro-F1, accuracy)."""
+    conf = np.asarray(conf, np.float64)
+    f1 = [2 * conf[c, c] / d if (d := conf[c].sum() + conf[:, c].sum()) > 0 else 0.0 for c in range(2)]
+    return float(np.mean(f1)), float(np.trace(conf) / max(conf.sum(), 1))
+
+
+def run_epoch(model, loader, m, device, amp, opt=None, scaler=None, desc='', show=True):
+    """One pass; trains when `opt` is given. Returns (mean CE, confusion matrix counts 2x2) over all ranks."""
+    train = opt is not None
+    model.train(train)
+    loss_sum, n, conf = torch.zeros((), device=device), 0, torch.zeros(2, 2, dtype=torch.long, device=device)
+    with torch.set_grad_enabled(train):
+        for x, lengths, y, in tqdm(loader, desc=desc, leave=False, disable=not show, dynamic_ncols=True):
+            with amp_context(device, amp):
+                d = pair_logits(model, x, lengths, m, device)
+            y = y.to(device).long()[:, None].expand(-1, d.shape[1])
+            loss = torch.nn.functional.cross_entropy(d.float().flatten(0, 1), y.flatten())
+            if train:
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            loss_sum += loss.detach() * y.numel()
+            n += y.numel()
+            conf += torch.bincount(2 * y.flatten() + d.argmax(-1).flatten(), minlength=4).view(2, 2)
+    stats = torch.cat([loss_sum.view(1).double(), torch.tensor([n], device=device, dtype=torch.double),
+                       conf.flatten().double()])
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(stats)
+    return float(stats[0] / max(stats[1], 1)), stats[2:].view(2, 2).cpu().numpy()
+
+
+@torch.no_grad()
+def rank_sequences(model, chunks, lengths, m):
+    """chunks (B, K, m, D), frame counts (B,) -> (B, K) int ranks from one forward pass of B*K chunks."""
+    B, K = chunks.shape[:2]
+    g = model.chunk_scores(chunks.flatten(0, 1)).float().view(B, K)
+    ranks = rank_desc_min(g.cpu())
+    starts, _ = chunk_starts(lengths, m, K)
+    ranks[starts[:, -1] == starts[:, 0]] = 1          # identical chunks tie, as in the tournament
+    return ranks
+
+
+@torch.no_grad()
+def rank_sequence_allpairs(model, chunks):
+    """Reference: the straightforward tournament, 462 siamese passes for K=22 chunks (K, m, D) -> (K,) ranks."""
+    K = len(chunks)
+    wins = np.zeros(K)
+    for i in range(K):
+        for j in range(K):
+            if i != j:
+                d = model(chunks[i:i + 1]) - model(chunks[j:j + 1])     # f(c_i) - f(c_j)
+                wins[i] += int(d.argmax(1)) == 1
+    return rankdata(-wins, method='min').astype(int)
+
+
+def rank_loader(model, loader, names, m, device, amp='off', desc=''):
+    """{name: {'ChunkRankSeq': [K ints]}} for every utterance of a loader over an UtteranceDataset."""
+    out = {}
+    for x, lengths, idx in tqdm(loader, desc=desc, dynamic_ncols=True, leave=False):
+        with amp_context(device, amp):
+            ranks = rank_sequences(model, to_chunks(x, lengths, m, device), lengths, m)
+        for i, r in zip(idx.tolist(), ranks.tolist()):
+            out[names[i]] = {'ChunkRankSeq': r}
+    return out
