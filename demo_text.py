@@ -344,10 +344,3 @@ def _parse(bank):
 
 
 SENTENCES = _parse(_BANK)  # [(text, intended valence 1-7), ...]
-
-if __name__ == "__main__":
-    import collections
-    bins = collections.Counter("neg" if v < 3.5 else "pos" if v > 4.5 else "neu" for _, v in SENTENCES)
-    n_words = [len(t.split()) for t, _ in SENTENCES]
-    print(f"{len(SENTENCES)} sentences, {len(set(t for t, _ in SENTENCES))} unique, {dict(bins)}, "
-          f"words {min(n_words)}-{max(n_words)}")

@@ -66,9 +66,9 @@ def seq2seq_setup(wd, n_train, seed, emo='Act', rankseq=None, store=None, fnorm=
         rankseq = random_rankseq(train_names, seed)
     atomic_write_text(rs_dir / f'training_{emo}.json', json.dumps(rankseq))
     if fnorm is None:
-        mean, std = D.norm_stats(store, train_names)
+        mean, std = N.norm_stats(store, train_names)
         fnorm = N.FeatNorm(mean, std, 'train', 'synthetic:Train')
-    lnorm = D.label_norm('train', emo, corpus)
+    lnorm = N.label_stats(corpus, 'Train', (emo,))[emo]
     train, valid, bad = training.seq2seq_datasets(Namespace(rankseq=str(rs_dir), limit=None, seed=seed), emo, corpus,
                                                   store, fnorm, lnorm)
     return dict(store=store, corpus=corpus, train=train, valid=valid, m=D.chunk_frames(store.hop), skipped=bad)
@@ -76,13 +76,13 @@ def seq2seq_setup(wd, n_train, seed, emo='Act', rankseq=None, store=None, fnorm=
 
 def seq2seq_step_fn(device, amp, seed):
     """The training step of training.train_seq2seq: returns (model, step(x, lengths, curve, mu) -> loss)."""
-    import dataloader as D
     import seq2seq as training
     from model import LSTMnet
+    from utils import make_scaler
     torch.manual_seed(seed)
     model = LSTMnet(out_dim=1).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    scaler = D.make_scaler(device, amp)
+    scaler = make_scaler(device, amp)
 
     def step(x, lengths, curve, mu, m):
         return training.seq2seq_step(model, opt, scaler, x, lengths, curve, mu, m, device, amp)
@@ -163,14 +163,14 @@ def mscr_loader(ds, batch, workers, device, seed, iters=10 ** 9):
 
 
 def mscr_step_fn(setup, device, amp, seed):
-    import dataloader as D
     import mscr
+    from utils import make_scaler
     torch.manual_seed(seed)
     cfg = dict(audio_dim=setup['audio'].dim, text_dim=setup['text'].dim, hidden=256, heads=4, ff=512,
                self_layers=3, co_layers=2, dropout=0.3, max_len=128)
     model = mscr.build_model(cfg).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    scaler = D.make_scaler(device, amp)
+    scaler = make_scaler(device, amp)
     scales = mscr.parse_scales('0.2,0.4,0.6,0.8,1.0')
     return model, lambda batch: mscr.mscr_step(model, opt, scaler, batch, device, scales, amp)
 

@@ -68,6 +68,7 @@ def main(argv=None):
     from bench_ranking import allpairs_ranks, batched_ranks, build_ranker
 
     import dataloader as D
+    import norm
     device = common.pick_device(args.device)
     info = common.machine(device)
     print(common.machine_line(info))
@@ -92,9 +93,9 @@ def main(argv=None):
 
         # ranking sequences (the generate_ranking_seqence.py path)
         t0 = time.perf_counter()
-        mean, std = D.norm_stats(store, names)
+        mean, std = norm.norm_stats(store, names)
         t_norm = time.perf_counter() - t0
-        print(f'feature statistics (streaming, dataloader.norm_stats): {t_norm:.1f} s -> {hms(t_norm * scale)} for {target:,}')
+        print(f'feature statistics (streaming, norm.norm_stats): {t_norm:.1f} s -> {hms(t_norm * scale)} for {target:,}')
         from norm import FeatNorm
         fnorm = FeatNorm(mean, std, 'train', 'synthetic:Train')
         model = build_ranker(wd / 'LSTM_epoch20_batch128_Act_ranker.pth.tar', args.seed).to(device).eval()

@@ -19,7 +19,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 RESULTS = REPO / 'bench' / 'results'
 IMAGES = REPO / 'images'
-MSP_V111_UTTS = 150_000          # MSP-Podcast v1.11: ~150k utterances of ~6 s (SPEC issue 6, item 5)
+MSP_V111_UTTS = 150_000          # MSP-Podcast v1.11: ~150k utterances of ~6 s
 MSP_MEAN_SEC = 6.0
 
 

@@ -170,7 +170,7 @@ def test_testing_pretrained_prints_ccc_table_and_writes_predictions(setup, capsy
     df = pd.read_csv(res / 'Val_Test_predictions.csv')
     assert len(df) == 6 and list(df.columns[:3]) == ['FileName', 'Label', 'Pred'] and df.shape[1] == 3 + 22
     np.testing.assert_allclose(df.filter(like='Chunk').mean(1), df['Pred'], atol=1e-4)   # utterance = chunk mean
-    # SPEC §7 pipeline by hand for one (short, padded) utterance
+    # the released-model pipeline (docs/pretrained.md) by hand for one (short, padded) utterance
     name = min(df['FileName'], key=lambda n: len(s['store'].get(n)))
     norm = load_norm(s['pub'] / 'NormTerm')
     x = torch.tensor(normalize_feats(s['store'].get(name), *norm['feat']))[None]

@@ -287,9 +287,10 @@ def test_transcript_of_only_punctuation_and_textgrid_without_words(bad):
     assert punct in store and store.get(punct).shape[0] >= 2 and punct not in set(skipped.get('FileName', []))
     # MSCR: the utterance whose TextGrid has no words still gets the minimum of 2 chunks
     from dataloader import MSCRDataset
-    norm = {'feat': (np.zeros(130), np.ones(130)), 'Act': (4, 1), 'Dom': (4, 1), 'Val': (4, 1)}
+    norm = {'audio': (np.zeros(130), np.ones(130)), 'text': (np.zeros(store.dim), np.ones(store.dim)),
+            'Act': (4, 1), 'Dom': (4, 1), 'Val': (4, 1)}
     ds = MSCRDataset(c, 'Train', FeatureStore(bad['lld']), store, norm, verbose=False)
-    items = {n: C for n, C, _ in ds.items}
+    items = {n: len(spans) for n, spans, _ in ds.items}
     assert items[bad['names']['nowords']] == 2
     assert {n for n, _ in ds.skipped} >= {bad['names']['empty'], bad['names']['truncated']}
 

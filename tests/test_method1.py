@@ -1,4 +1,4 @@
-"""Method 1 (SPEC §3-§4): chunk split, QA preference labels, target curves, CCC, batched ranking vs the
+"""Method 1 (docs/chunking.md, docs/method1.md): chunk split, QA preference labels, target curves, CCC, batched ranking vs the
 all-pairs tournament, published checkpoint layout, and the six commands end to end on a tiny corpus."""
 import json
 import os
@@ -56,7 +56,7 @@ def published_state_dict(out_dim, seed=0):
                        for k, s in PUBLISHED_SHAPES.items())
 
 
-# ------------------------------------------------------------------ chunk split (SPEC §3)
+# ------------------------------------------------------------------ chunk split (docs/chunking.md)
 def test_chunk_split_exact():
     starts, _ = chunk_starts([62, 104, 146, 30], m=62, K=22)
     assert starts[0].tolist() == [0] * 22                      # T == m: step 0
@@ -81,7 +81,7 @@ def test_chunk_starts_property(T, m, K):
     assert int(s[-1]) + m <= max(T, m)                         # every chunk inside the (padded) utterance
 
 
-# ------------------------------------------------------------------ QA preference labels (SPEC §4)
+# ------------------------------------------------------------------ QA preference labels (docs/method1.md)
 def test_qa_table_exact():
     Ri = np.array([[5, 5, 6, np.nan]])
     Rj = np.array([[[4, 5, np.nan, np.nan], [6, 6, 7, 7]]])

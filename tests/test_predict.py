@@ -165,7 +165,7 @@ def test_json_and_plots(setup):
 
 
 def reference_prediction(path, pub, emo):
-    """SPEC §7 written out independently: LLDs -> z-norm, NaN->0, clip -> pad to 62 -> 22 chunks -> mean."""
+    """The released-model pipeline (docs/pretrained.md) written out independently: LLDs -> z-norm, NaN->0, clip -> pad to 62 -> 22 chunks -> mean."""
     from audio import load_audio
     from features import LLDExtractor
     x = LLDExtractor('published')(load_audio(path), 16000).astype(np.float64)
