@@ -54,19 +54,21 @@ import common  # noqa: E402
 
 REPO = common.REPO
 AMPS = ('off', 'fp16', 'bf16')
-PRETRAINED = REPO.parent / 'shared' / 'pretrained' / 'Chunk-Level-Emotion-Retrieval'
+RELEASE = Path('pretrained') / 'Chunk-Level-Emotion-Retrieval'
+PRETRAINED = next((b / RELEASE for b in (REPO.parent / 'shared', REPO / 'shared') if (b / RELEASE / 'NormTerm').is_dir()),
+                  REPO.parent / 'shared' / RELEASE)
 TOL = 1e-4
 GOAL_EPOCH_S, GOAL_MSCR_S, MSCR_PUBLISHED_ITERS = 60.0, 300.0, 5000
 
 # sizes: (GPU run, --dry-run)
 SIZES = {
-    'corpus_utts': (420, 36), 'workers': (4, 1), 'limit': (None, 12),
-    'pref_ratio': (0.1, 1.0), 'ranker_batch': (128, 4), 'ranker_pairs': (8192, 16), 'tournament_utts': (20, 2),
-    's2s_batch': (64, 8), 'mscr_iters': (200, 4), 'mscr_batch': (64, 8), 'mscr_hidden': (256, 32),
-    'mscr_ff': (512, 64), 'sweep_fracs': ('0,0.25,0.5,0.75,1', '0,1'), 'predict_files': (24, 3),
+    'corpus_utts': (420, 36), 'workers': (4, 1), 'limit': (None, 8),
+    'pref_ratio': (0.1, 1.0), 'ranker_batch': (128, 4), 'ranker_pairs': (2048, 16), 'tournament_utts': (20, 1), 'rank_bench_utts': (64, 8),
+    's2s_batch': (64, 8), 'mscr_iters': (200, 4), 'mscr_ddp_iters': (20, 4), 'mscr_batch': (64, 8), 'mscr_hidden': (256, 32),
+    'mscr_ff': (512, 64), 'sweep_fracs': ('0,0.5,1', '0,1'), 'predict_files': (24, 3),
     'big_utts': (150_000, 48), 'rank_utts': (30_720, 32), 'rank_cpu_utts': (2048, 32), 'rank_batch': (1024, 16),
     's2s_reps': (30, 1), 'loader_batches': (300, 2), 'cpu_epoch_batches': (6, 1), 's2s_tp_batch': (128, 16),
-    'mscr_tp_utts': (2048, 24), 'mscr_tp_batch': (128, 8), 'mscr_tp_iters': (200, 2), 'mscr_cpu_iters': (3, 1),
+    'mscr_tp_utts': (2048, 24), 'mscr_tp_batch': (128, 8), 'mscr_tp_iters': (100, 2), 'mscr_cpu_iters': (3, 1),
 }
 
 # ---- MSCR missing-data study: the ONE place that calls bench/bench_mscr_missing.py (adjust flags here) ----
@@ -152,7 +154,7 @@ class Checker:
         info = common.machine(self.dev)
         res = dict(machine=info, dry_run=self.dry, device=self.dev, command=' '.join(sys.argv),
                    workdir=str(self.wd), total_seconds=round(time.time() - self.t0, 1), failed=failed,
-                   checks=self.rows, throughput=self.tp, goals=goals(self.tp))
+                   checks=self.rows, throughput=self.tp, goals={} if self.dry else goals(self.tp))
         self.out.mkdir(parents=True, exist_ok=True)
         common.save_results('gpu', res, self.out)
         md = markdown(res)
@@ -227,8 +229,8 @@ def compare_stores(a, b, tol):
         raise Fail(f'{a} and {b} hold different utterances or lengths')
     d = max(float(np.abs(sa.get(n) - sb.get(n)).max()) for n in sa.names)
     if not d <= tol:
-        raise Fail(f'max |device - cpu| = {d:.2e} > {tol:g}')
-    return f'{len(sa)} utt x {sa.dim}-d, max |device - cpu| {d:.1e}'
+        raise Fail(f'max abs diff device vs cpu {d:.2e} > {tol:g}')
+    return f'{len(sa)} utt x {sa.dim}-d, max abs diff device vs cpu {d:.1e}'
 
 
 def compare_csv(a, b, cols, tol):
@@ -291,6 +293,7 @@ def markdown(res):
     for v in res['throughput'].values():
         tp.append(f"| {v['label']} | {v['device_text']} | {v['cpu_text']} | {v['ratio']} |")
     g = [''] + [f"- goal `{k}`: {'met' if ok else '**not met**'}" for k, ok in res['goals'].items()]
+    g += ['- goals: not evaluated in a dry run'] if res['dry_run'] else []
     return head + '\n'.join(t + (tp if res['throughput'] else []) + g) + '\n'
 
 
@@ -329,7 +332,7 @@ def correctness(c):
     no_tf32 = {'NVIDIA_TF32_OVERRIDE': '0'}
     if not (corpus / 'Labels' / 'labels_consensus.csv').exists():
         c.run('demo corpus', ['make_demo_corpus.py', '--out', corpus, '--n', c.size('corpus_utts'),
-                              '--workers', max(2, W)], device='cpu')
+                              '--workers', os.cpu_count() if not c.dry else 2], device='cpu')
     c.run('extract lld', ['extract_features.py', '--corpus', corpus, '--feature', 'lld', '--out', feats / 'lld',
                           '--workers', os.cpu_count() if not c.dry else 2], device='cpu')
     C = ['--corpus', corpus, '--features', feats / 'lld', '--workers', W]
@@ -380,7 +383,7 @@ def method1_rankseq(c, CX, ranker):
         if r['ranks_identical'] != n or r['ranks_compared'] != n:
             raise Fail(f"batched ranks differ from the all-pairs tournament: {r['ranks_identical']}/{r['ranks_compared']}")
         return f"identical rank sequences {r['ranks_identical']}/{n} (batched vs 462-pass tournament, random ranker)"
-    c.run('ranking sequences = tournament', ['bench/bench_ranking.py', '--device', c.dev, '--n-utts', max(n, 64),
+    c.run('ranking sequences = tournament', ['bench/bench_ranking.py', '--device', c.dev, '--n-utts', c.size('rank_bench_utts'),
                                              '--naive-utts', n, '--batch', 32, '--workers', c.size('workers'),
                                              '--workdir', wd, '--out', wd, '--no-plot', '--threads', 0],
           'off', check=same, env={'NVIDIA_TF32_OVERRIDE': '0'})
@@ -440,14 +443,13 @@ def method1_testing(c, C, s2s):
         a = one(c.wd / 'test_off', '*_predictions.csv')
         cols = ['Pred'] + [f'Chunk{k:02d}' for k in range(1, 23)]
         n, d = compare_csv(a, c.wd / 'test_cpu' / a.name, cols, TOL)
-        return f'{n} utterances x 23 values, max |{c.dev} - cpu| {d:.1e} <= {TOL:g}'
+        return f'{n} utterances x 23 values, max abs diff {c.dev} vs cpu {d:.1e} <= {TOL:g}'
     c.call(f'testing.py {c.dev} = cpu', same, 'off')
 
 
 def predict_check(c, corpus):
     """predict.py --pretrained on the device vs the CPU on corpus files and one long (> 20 s) file."""
-    if not (PRETRAINED / 'NormTerm').is_dir():
-        raise SystemExit(f'error: {PRETRAINED} (the released models) is missing; it is needed for the predict check')
+    pre = Path(c.args.pretrained)
     import soundfile as sf
     src = sorted((corpus / 'Audios').rglob('*.wav'))[:c.size('predict_files')]
     inp = c.wd / 'predict_in'
@@ -456,7 +458,7 @@ def predict_check(c, corpus):
         shutil.copy(f, inp / f.name)
     long = np.concatenate([sf.read(f, dtype='float32')[0] for f in src] * 8)[:16000 * 25]
     sf.write(inp / 'long_25s.wav', long, 16000)
-    P = ['predict.py', inp, '--pretrained', PRETRAINED, '--rankers', '--batch', 8]
+    P = ['predict.py', inp, '--pretrained', pre, '--rankers', '--batch', 8]
     runs = [('predict.py (reference)', 'cpu', 'cpu', None), ('predict.py', c.dev, 'dev', {'NVIDIA_TF32_OVERRIDE': '0'}),
             ('predict.py TF32 default', c.dev, 'tf32', None)]
     for name, d, tag, env in runs:
@@ -466,8 +468,8 @@ def predict_check(c, corpus):
     def same(tag, strict):
         n, d, sr, nr = predict_diff(c.wd / f'pred_{tag}.json', c.wd / 'pred_cpu.json')
         if strict and not d <= TOL:
-            raise Fail(f'max |{c.dev} - cpu| = {d:.2e} > {TOL:g}')
-        return f'{n} files (one 25 s), max |{c.dev} - cpu| {d:.1e}{f" <= {TOL:g}" if strict else ""}; ranks identical {sr}/{nr}'
+            raise Fail(f'max abs diff {c.dev} vs cpu {d:.2e} > {TOL:g}')
+        return f'{n} files (one 25 s), max abs diff {c.dev} vs cpu {d:.1e}{f" <= {TOL:g}" if strict else ""}; ranks identical {sr}/{nr}'
     c.call(f'predict.py {c.dev} = cpu (TF32 off)', lambda: same('dev', True))
     c.call(f'predict.py {c.dev} vs cpu (TF32 default)', lambda: same('tf32', False))
 
@@ -489,9 +491,9 @@ def mscr_checks(c, corpus, feats):
               check=lambda s, o=ck.parent: finite_log(o, 2, 'iteration'))
         c.run('MSCR --sweep', sweep + ['--amp', amp, '--checkpoint', ck, '--out', ck.parent], amp,
               check=lambda s, o=ck.parent: sweep_ok(o))
-    ck = c.wd / 'mscr_ddp' / 'mscr.pth.tar'
-    c.run('torchrun training.py --model mscr', torchrun(T(it, '--amp', 'fp16', '--checkpoint', ck)), 'fp16',
-          check=lambda s: finite_log(ck.parent, 2, 'iteration'))
+    ck, it_ddp = c.wd / 'mscr_ddp' / 'mscr.pth.tar', c.size('mscr_ddp_iters')
+    c.run('torchrun training.py --model mscr', torchrun(T(it_ddp, '--amp', 'fp16', '--checkpoint', ck)), 'fp16',
+          check=lambda s: finite_log(ck.parent, -(-it_ddp // (it // 2)), 'iteration'))
     ck = c.wd / 'mscr_resume' / 'mscr.pth.tar'
     c.run('MSCR first half', T(it // 2, '--amp', 'fp16', '--checkpoint', ck), 'fp16',
           check=lambda s: finite_log(ck.parent, 1, 'iteration'))
@@ -710,6 +712,8 @@ def get_parser():
     p.add_argument('--workdir', default=str(REPO / 'runs' / 'gpu_check'), help='scratch folder (default runs/gpu_check; '
                    'the corpus there is reused by a rerun)')
     p.add_argument('--out', default=None, help='folder of gpu.json / gpu.md (default bench/results; dry run: WORKDIR/results)')
+    p.add_argument('--pretrained', default=str(PRETRAINED), help="the authors' released models for the predict.py "
+                   'check (default ../shared/pretrained/Chunk-Level-Emotion-Retrieval, or shared/... in the repository)')
     p.add_argument('--loader-workers', type=int, default=None, help='DataLoader workers of the throughput runs '
                    '(default 8; dry run 1)')
     p.add_argument('--cpu-threads', type=int, default=None, help='torch threads of the CPU side (default: all usable '
@@ -730,6 +734,9 @@ def main(argv=None):
     if not args.dry_run and (not args.device.startswith('cuda') or not torch.cuda.is_available()):
         raise SystemExit(f'error: --device {args.device} but torch {torch.__version__} sees no CUDA device; install the '
                          f'CUDA build (bash bench/gpu_check.sh --install) or walk the steps on CPU with --dry-run')
+    if not args.skip_correctness and not (Path(args.pretrained) / 'NormTerm').is_dir():
+        raise SystemExit(f'error: {args.pretrained} holds no release (NormTerm/ missing); pass --pretrained DIR (a clone '
+                         f"of the authors' Chunk-Level-Emotion-Retrieval repository)")
     os.chdir(REPO)
     os.environ.update(TQDM_DISABLE='1', MPLBACKEND='Agg')
     c = Checker(args)
