@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +66,10 @@ def bf16_forward(model, x):
     LSTM needs AVX512-BF16 ("could not create a primitive descriptor" without it), so the native kernels run
     (mkldnn off); CPU autocast alone would keep the LSTM in fp32."""
     params = {k: v.to(torch.bfloat16) for k, v in model.named_parameters()}
-    with torch.backends.mkldnn.flags(enabled=False), torch.autocast('cpu', dtype=torch.bfloat16):
-        return torch.func.functional_call(model, params, (x.to(torch.bfloat16),))
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', 'TF32 acceleration on top of oneDNN')   # torch's notice on the flag
+        with torch.backends.mkldnn.flags(enabled=False), torch.autocast('cpu', dtype=torch.bfloat16):
+            return torch.func.functional_call(model, params, (x.to(torch.bfloat16),))
 
 
 def test_seq2seq_step_under_cpu_bf16_autocast():
