@@ -45,7 +45,6 @@ from model import TransformerENC_CoAtten, audio_chunk_features
 from utils import (
     EMOS,
     amp_context,
-    atomic_torch_save,
     atomic_write_text,
     ccc,
     ccc_loss,
@@ -209,10 +208,10 @@ def make_loader(ds, batch, workers, device, batch_sampler=None):
 
 # ============================================================================ checkpoints
 def save_mscr(path, model, meta):
-    """Plain state_dict (published parameter names) at `path` + its sibling .meta.json, both atomic."""
-    sd = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
-    atomic_torch_save(sd, path)
-    atomic_write_text(checkpoints.sibling(path, '.meta.json'), json.dumps(meta, indent=1) + '\n')
+    """Plain state_dict (published parameter names) at `path` + its sibling .meta.json with the weights'
+    SHA-256 and the toolkit revision, both atomic (checkpoints.save_model)."""
+    checkpoints.save_model(model, path, {**meta, 'kind': 'mscr', 'attributes': list(EMOS),
+                                         'toolkit_revision': checkpoints.toolkit_revision()})
 
 
 def load_mscr(ckpt, device='cpu'):
@@ -226,6 +225,13 @@ def load_mscr(ckpt, device='cpu'):
     if meta.get('model') != 'mscr' or 'audio_mean' not in meta:
         raise ToolkitError(f'{ckpt}: no MSCR metadata of this version next to it ({checkpoints.sibling(ckpt, ".meta.json")}); '
                            f'train it again with python training.py --model mscr')
+    sha = meta.get('weights_sha256')
+    if sha is None:
+        print(f'note: {ckpt.name}: no SHA-256 in its record (written by an older toolkit); not verified',
+              file=sys.stderr)
+    elif checkpoints.sha256_file(ckpt) != sha:
+        raise checkpoints.CheckpointError(f'{ckpt}: checksum mismatch with its .meta.json (SHA-256 {sha[:12]}...): '
+                                          f'the file is corrupt or was replaced; train it again')
     model = build_model(meta['config'])
     model.load_state_dict(torch.load(ckpt, map_location='cpu', weights_only=True))
     return model.to(device).eval(), meta
@@ -268,7 +274,7 @@ def prepare_training(args, rank, world, device, is_main):
     s = SimpleNamespace(args=args, scales=scales, corpus=corpus, audio=audio, text=text, norm=norm, train=train,
                         val=val, bs=bs, model=model, device=device, is_main=is_main, rank=rank, world=world,
                         amp=args.amp, opt=torch.optim.Adam(model.parameters(), lr=args.lr or DEFAULT_LR),
-                        scaler=make_scaler(device, args.amp), run=checkpoints.Run(ckpt, fields, is_main, args.resume),
+                        scaler=make_scaler(device, args.amp), run=checkpoints.Run(ckpt, fields, is_main, args.resume, resume_settings(args, scales)),
                         name=name, it=0, best=float('inf'), best_it=0)
     s.meta = run_meta(s, cfg)
     if args.resume:
@@ -279,19 +285,31 @@ def prepare_training(args, rank, world, device, is_main):
     return s
 
 
+def resume_settings(args, scales):
+    """The flags a resumed MSCR run must share with the interrupted one (checkpoints.Run refuses others)."""
+    keys = ('batch_size', 'lr', 'seed', 'chunking', 'mscr_norm', 'hidden', 'heads', 'ff', 'self_layers', 'co_layers',
+            'dropout', 'max_seq_len', 'limit', 'amp', 'audio_feature')
+    return {**{k: getattr(args, k, None) for k in keys}, 'scales': list(scales)}
+
+
+def model_label(name):
+    """A hub name as is; a local model folder relative to the repository (no machine paths in records)."""
+    return checkpoints.display_path(name) if name and Path(name).exists() else name
+
+
 def run_meta(s, cfg):
     a = s.args
     return dict(model='mscr', name=s.name, config=cfg, scales=list(s.scales), chunking=a.chunking, m=s.train.m,
                 hop=s.audio.hop, lr=a.lr or DEFAULT_LR, batch=s.bs, iters=a.iters, val_every=a.val_every,
-                seed=a.seed, corpus=str(s.corpus.root.resolve()), audio_store=str(s.audio.path.resolve()),
-                text_store=str(s.text.path.resolve()), audio_feature=a.audio_feature,
-                audio_preset=s.audio.meta.get('preset'), audio_model=s.audio.meta.get('model'),
-                text_model=s.text.meta.get('model'), feature_norm=f'{a.mscr_norm} statistics of the Train split',
+                seed=a.seed, corpus=checkpoints.display_path(s.corpus.root),
+                audio_store=checkpoints.display_path(s.audio.path), text_store=checkpoints.display_path(s.text.path), audio_feature=a.audio_feature,
+                audio_preset=s.audio.meta.get('preset'), audio_model=model_label(s.audio.meta.get('model')),
+                text_model=model_label(s.text.meta.get('model')), feature_norm=f'{a.mscr_norm} statistics of the Train split',
                 mscr_norm=a.mscr_norm,
                 audio_mean=np.asarray(s.norm['audio'][0]).tolist(), audio_std=np.asarray(s.norm['audio'][1]).tolist(),
                 text_mean=np.asarray(s.norm['text'][0]).tolist(), text_std=np.asarray(s.norm['text'][1]).tolist(),
                 label_norm={e: [float(s.norm[e][0]), float(s.norm[e][1])] for e in EMOS},
-                data={'train': s.train.report, 'validation': s.val.report}, created=time.strftime('%Y-%m-%d %H:%M:%S'))
+                data={'train': s.train.report, 'validation': s.val.report})
 
 
 def validate(s, train_loss, t0):

@@ -3,6 +3,7 @@ state_dict in the published layout loaded strictly), chunking/cropping/pooling a
 references, normalisation, masks, and end-to-end runs through training.py / testing.py on a tiny generated
 corpus (real WAVs -> openSMILE LLDs, transcripts -> offline MiniLM tokens, TextGrids)."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -430,6 +431,25 @@ def test_resume_continues_exactly(stores):
     a = pd.read_csv(out / 'runs' / 'straight.log.csv').drop(columns='seconds')
     b = pd.read_csv(out / 'runs' / 'resumed.log.csv').drop(columns='seconds')
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_resume_refuses_changed_settings_and_corrupt_weights_are_refused(stores):
+    import mscr
+    import training
+    from checkpoints import CheckpointError
+    root, out = stores
+    fl = lambda *e: _flags(root, out, '--hidden', '16', '-batch', '8', '--iters', '3', '--val-every', '3',  # noqa: E731
+                           '--name', 'guard', *e)
+    ckpt = training.main(fl())
+    with pytest.raises(CheckpointError, match=r'lr: was None, now 0\.01'):
+        training.main(fl('--lr', '0.01', '--resume'))
+    model, meta = mscr.load_mscr(ckpt)                     # intact: loads, and its record names the weights
+    assert meta['kind'] == 'mscr' and len(meta['weights_sha256']) == 64 and not meta['corpus'].startswith('/')
+    data = bytearray(Path(ckpt).read_bytes())
+    data[len(data) // 2] ^= 0xFF                           # one flipped byte in the middle of the weights
+    Path(ckpt).write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match='checksum mismatch'):
+        mscr.load_mscr(ckpt)
 
 
 def test_flags_of_the_other_model_are_errors(stores):
