@@ -270,7 +270,7 @@ def prepare_training(args, rank, world, device, is_main):
                                                           else None)
     name = args.name or default_name(args, scales)
     ckpt = Path(args.checkpoint) if args.checkpoint else Path(args.save_dir) / f'{name}.pth.tar'
-    fields = ['iteration', 'train_loss', 'val_loss'] + [f'val_ccc_{e}' for e in EMOS] + ['best', 'seconds']
+    fields = ['iteration', 'train_loss', 'val_loss'] + [f'val_ccc_{e}' for e in EMOS] + ['best']
     s = SimpleNamespace(args=args, scales=scales, corpus=corpus, audio=audio, text=text, norm=norm, train=train,
                         val=val, bs=bs, model=model, device=device, is_main=is_main, rank=rank, world=world,
                         amp=args.amp, opt=torch.optim.Adam(model.parameters(), lr=args.lr or DEFAULT_LR),
@@ -323,8 +323,7 @@ def validate(s, train_loss, t0):
         save_mscr(s.run.ckpt, s.model, {**s.meta, 'best_iter': s.it, 'best_val_loss': s.best,
                                         'val_ccc': {e: v[e] for e in EMOS}})
     s.run.logger.log(iteration=s.it, train_loss=round(train_loss, 5), val_loss=round(v['loss'], 5),
-                     **{f'val_ccc_{e}': round(v[e], 4) for e in EMOS}, best=int(improved),
-                     seconds=round(time.time() - t0, 1))
+                     **{f'val_ccc_{e}': round(v[e], 4) for e in EMOS}, best=int(improved))
     try:
         plot_curves(s.run.log_path, s.run.png_path, x='iteration', title=s.run.ckpt.name)
     except Exception as e:   # a plotting problem must never stop training

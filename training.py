@@ -86,7 +86,7 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
     ckpt = Path(args.checkpoint.replace('{emo}', emo)) if args.checkpoint else \
         Path(args.out) / C.seq2seq_name(args.epochs, args.batch_size, emo)
     settings = settings_of(args, lr)
-    run = C.Run(ckpt, ['epoch', 'train_loss', 'val_loss', 'val_ccc', 'seconds'], is_main, args.resume,
+    run = C.Run(ckpt, ['epoch', 'train_loss', 'val_loss', 'val_ccc'], is_main, args.resume,
                 {k: settings[k] for k in RESUME_KEYS})
     net, start, best, best_ep = run.start(model, opt, scaler, args.resume, world, device, emo, float('inf'))
     if is_main:
@@ -113,7 +113,7 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
             best, best_ep = vloss, ep
             run.save_best(model, {**record, 'result': {'best_epoch': ep, 'val_ccc': vccc}})
         run.save_state(model, opt, scaler, ep, best, best_ep)
-        run.log(epoch=ep, train_loss=tloss, val_loss=vloss, val_ccc=vccc, seconds=round(time.time() - t0, 1))
+        run.log(epoch=ep, train_loss=tloss, val_loss=vloss, val_ccc=vccc)
         if is_main:
             print(f'{emo} epoch {ep}: train loss {tloss:.4f} | valid CCC {vccc:.4f} (loss {vloss:.4f})'
                   f'{"  * saved" if improved else ""} ({time.time() - t0:.0f} s)')

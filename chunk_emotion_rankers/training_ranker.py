@@ -80,7 +80,7 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
                 'init_from': C.display_path(args.init_from) if args.init_from else None,
                 'feature_norm': args.feature_norm, 'limit': args.limit, 'amp': args.amp,
                 'pairs_per_epoch': args.pairs_per_epoch}
-    run = C.Run(ckpt, ['epoch', 'train_loss', 'val_loss', 'train_f1', 'val_f1', 'val_acc', 'seconds'], is_main,
+    run = C.Run(ckpt, ['epoch', 'train_loss', 'val_loss', 'train_f1', 'val_f1', 'val_acc'], is_main,
                 args.resume, {k: v for k, v in settings.items() if k != 'epochs'})
     net, start, best, best_ep = run.start(model, opt, scaler, args.resume, world, device, emo, -1.0)
     if is_main:
@@ -101,7 +101,7 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
             best, best_ep = vf1, ep
             run.save_best(model, {**record, 'result': {'best_epoch': ep, 'val_macro_f1': vf1, 'val_acc': vacc}})
         run.save_state(model, opt, scaler, ep, best, best_ep)
-        run.log(epoch=ep, train_loss=tl, val_loss=vl, train_f1=tf1, val_f1=vf1, val_acc=vacc, seconds=round(time.time() - t0, 1))
+        run.log(epoch=ep, train_loss=tl, val_loss=vl, train_f1=tf1, val_f1=vf1, val_acc=vacc)
         if is_main:
             print(f'{emo} epoch {ep}: train CE {tl:.4f} F1 {tf1:.4f} | valid CE {vl:.4f} F1 {vf1:.4f} acc {vacc:.4f}'
                   f'{"  * saved" if improved else ""} ({time.time() - t0:.0f} s)')
