@@ -467,3 +467,6 @@ def test_training_killed_mid_epoch_then_resumed(bad, pairs, rankseq, key):
     best_a, best_b = torch.load(ref / f'{name}.pth.tar'), torch.load(cut / f'{name}.pth.tar')
     assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
     assert list(pd.read_csv(log).epoch) == [0, 1]  # the log continues: no epoch lost or repeated
+    # the command line with other settings than the interrupted run: refused, with the differences listed
+    rc, out, err = call(script, *argv(cut), '--resume', '--lr', '0.5', '--seed', '4')
+    assert rc != 0 and 'lr: was' in err and 'now 0.5' in err and 'seed: was 3, now 4' in err, (out + err)[-2000:]
