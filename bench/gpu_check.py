@@ -13,7 +13,7 @@ code 1 and the table so far):
   preference     generate_preference_labels.py
   ranker         training_ranker.py 1 epoch with --amp off, fp16, bf16; torchrun --nproc_per_node 1;
                  --resume
-  rank seqs      generate_ranking_seqence.py --benchmark: batched ranks equal the all-pairs tournament
+  rank seqs      bench/bench_ranking.py: batched ranks (generate_ranking_seqence.py path) equal the all-pairs tournament
                  on 20 utterances; then every split with each --amp
   seq2seq        training.py 2 epochs with each --amp; torchrun --nproc_per_node 1; --resume
   testing        testing.py with each --amp; --amp off equal to --device cpu within 1e-4 per utterance
