@@ -238,7 +238,8 @@ class MSCRDataset(Dataset):
             why = ('not in the audio store' if n not in a_len else 'no audio frames' if a_len[n] == 0 else
                    'not in the text store' if n not in t_len else 'no text tokens' if t_len[n] == 0 else
                    'a consensus label is NaN' if not np.all(np.isfinite(y)) else
-                   'no word times (TextGrid) for --chunking words' if chunking == 'words' and not words else None)
+                   'no word times (TextGrid) for --chunking words' if chunking == 'words' and not (isinstance(words, list) and words)
+                   else None)
             if why:
                 skipped.append((n, why))
                 continue

@@ -13,7 +13,7 @@ in the checkpoint's .meta.json.
 
 Missing data (testing; seeded and nested: what is missing at fraction p is also missing at any larger p):
   frames    round(p·T) audio frames of each utterance are missing: left out of the chunk means;
-            a chunk whose frames are all missing is dropped from the sequence
+            a chunk whose frames are all missing is masked (treated exactly like a padded position)
   chunks    round(p·C) of the C audio chunks are dropped (padded positions)
   tokens    round(q·N) text tokens are dropped; the text loses tokens in every non-modality mode,
             and `tokens` treats the audio like `frames`

@@ -385,6 +385,31 @@ def test_words_chunking_uses_each_words_frames(stores):
     assert max(len(capped[i]['spans']) for i in range(len(capped))) <= 3
 
 
+def test_words_chunking_skips_an_utterance_without_textgrid(stores, tmp_path):
+    """A transcript alone gives a word count, not word times: --chunking words skips it (dynamic keeps it)."""
+    import shutil
+
+    from corpus import Corpus
+    from dataloader import MSCRDataset
+    from feature_store import FeatureStore
+    from norm import mscr_norm
+    root, out = stores
+    copy = tmp_path / 'corpus'
+    shutil.copytree(root, copy)
+    corpus, audio = Corpus(copy), FeatureStore(out / 'lld')
+    text_dir = tmp_path / 'text'                     # a private copy: the word-time cache lives next to the store
+    shutil.copytree(out / 'text', text_dir)
+    text = FeatureStore(text_dir)
+    victim = corpus.files('Train')[0]
+    corpus.textgrid_path(victim).unlink()
+    assert (copy / 'Transcripts' / victim.replace('.wav', '.txt')).exists()
+    norm = mscr_norm(corpus, audio, text, corpus.files('Train'))
+    wrd = MSCRDataset(corpus, 'Train', audio, text, norm, verbose=False, chunking='words')
+    assert victim not in wrd.names and (victim, 'no word times (TextGrid) for --chunking words') in wrd.skipped
+    dyn = MSCRDataset(corpus, 'Train', audio, text, norm, verbose=False)
+    assert victim in dyn.names
+
+
 def test_train_test_sweep_end_to_end(stores, tmp_path):
     import mscr
     import testing
