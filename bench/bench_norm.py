@@ -12,7 +12,7 @@ allocations (what grows with the corpus; the store's memmap pages are file cache
 reported: the heap peak and the resident-set peak (ru_maxrss of the timed child), which also counts the
 interpreter and the libraries it loads and every memory-mapped store page read,
 so streaming's resident peak grows with the store although its heap does not.
-  streaming: norm_para.feature_stats (the project's one-pass, Chan-merged float64 statistics)
+  streaming: norm.feature_stats (what norm_para.py runs) (the project's one-pass, Chan-merged float64 statistics)
   concat:    the way the statistics were first computed: load every utterance (a copy, as from per-file
              storage), np.concatenate all frames (float32), then .mean(0) and .std(0) with float64
              accumulation (float32 accumulation drifts by ~1e-3 std at 1M frames)
@@ -45,7 +45,7 @@ def run_method(method, store_path, n, trace):
         tracemalloc.start()
     t0 = time.perf_counter()
     if method == 'streaming':
-        from norm_para import feature_stats
+        from norm import feature_stats
         mean, std, frames, _, _ = feature_stats(store, names, progress=False)
     else:
         feats = [np.array(store.get(k)) for k in names]
