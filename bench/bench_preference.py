@@ -4,7 +4,7 @@
     python bench/bench_preference.py --published-utts 30000 --plain-utts 30000    # both loops over everything (hours)
     python bench/bench_preference.py --n-utts 2000 --published-utts 20 --plain-utts 100 --check-utts 200   # smoke
 
-Fast side: `preference_pairs` of chunk_emotion_rankers/generate_preference_labels.py on the whole synthetic
+Fast side: `preference.preference_pairs` (what generate_preference_labels.py runs) on the whole synthetic
 split (vectorised partner draw per block of utterances, label table of the distinct rating histograms, two
 threads; also timed on one thread).
 Slow sides, both written here (none of the authors' code):
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import numpy as np  # noqa: E402
 
-from chunk_emotion_rankers.generate_preference_labels import preference_pairs  # noqa: E402
+from preference import preference_pairs  # noqa: E402
 
 
 def synthetic_ratings(n, raters, seed):

@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 import checkpoints as C  # noqa: E402
 import dataloader as D  # noqa: E402
 from checkpoints import CheckpointError  # noqa: E402
-from chunk_emotion_rankers.generate_preference_labels import (  # noqa: E402
+from model import LSTMnet  # noqa: E402
+from preference import (  # noqa: E402
     draw_partners,
     histograms,
     pad_ratings,
@@ -29,7 +30,6 @@ from chunk_emotion_rankers.generate_preference_labels import (  # noqa: E402
     qa_counts_hist,
     write_pairs,
 )
-from model import LSTMnet  # noqa: E402
 from ranker import rank_sequence_allpairs, rank_sequences  # noqa: E402
 from utils import ccc, ccc_loss, chunk_starts, dynamic_chunk_split, generate_chunk_EmoSeq, rank_desc_min  # noqa: E402
 
@@ -155,7 +155,7 @@ def test_draw_partners_uniform_subsets(N, P):
 
 def test_pairs_do_not_depend_on_threads(monkeypatch):
     """Each block of rows has its own random stream spawned from the seed: 1 or 2 threads, the same pairs."""
-    import chunk_emotion_rankers.generate_preference_labels as G
+    import preference as G
     rng = np.random.default_rng(1)
     R = np.clip(np.rint(rng.uniform(1.5, 6.5, 400)[:, None] + rng.normal(0, 1, (400, 5))), 1, 7)
     monkeypatch.setattr(G, 'BLOCK_ELEMS', 400)                 # 10 blocks of 10 rows (40 partners each)
