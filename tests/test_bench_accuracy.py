@@ -94,9 +94,10 @@ def test_bench_mscr_missing(env, capsys):
         pytest.skip('EmoBank absent')
     from bench import bench_mscr_missing
     res = bench_mscr_missing.main(['--n', '36', '--iters', '4', '--val-every', '2', '--fracs', '0,0.5,1', '--hidden',
-                                   '16', '--emobank', str(DATASETS / 'emobank'), *env['common']])
+                                   '16', '--corpora', 'emobank', '--emobank', str(DATASETS / 'emobank'),
+                                   *env['common']])
     check_outputs(env, capsys.readouterr().out, 'mscr_missing', 'mscr_missing')
-    assert len(res['per_seed']) == 2 * 2 * 3            # corpora x (best, last) x (words, dynamic, crops), one seed
+    assert len(res['per_seed']) == 1 * 2 * 3            # corpus x (best, last) x (words, dynamic, crops), one seed
     assert all(np.isfinite(r['clean']) and np.isfinite(r['whole audio']) for r in res['per_seed'])
     gone = [c for c in res['curves'] if c['missing'] == 'both' and c['fraction'] == 1 and c['mode'] == 'modality']
     assert gone and all(abs(c['ccc_mean']) < 1e-6 for c in gone)    # nothing left: constant output
