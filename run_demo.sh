@@ -48,7 +48,8 @@ python evaluate_retrieval.py --corpus data/demo_corpus --split Test \
     || echo "(retrieval check needs the Act ranker: EMO=Act or EMO=all)"
 
 step "9/9 predict one recording with the demo models -> runs/predict/"
-WAV=$(ls data/demo_corpus/Audios/*.wav | head -n 1)
+WAVS=(data/demo_corpus/Audios/*.wav)   # a glob, not ls | head: under pipefail that can die of SIGPIPE
+WAV=${WAVS[0]}
 python predict.py "$WAV" --emo "$EMO" --out runs/predict/demo.csv --plot runs/predict
 
 if [ "$MSCR" = 1 ]; then
