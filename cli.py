@@ -7,8 +7,10 @@ from pathlib import Path
 import checkpoints
 import norm
 from corpus import DEFAULT_CORPUS, Corpus, ensure_demo_corpus
+from dataloader import chunk_frames
 from errors import ToolkitError
 from feature_store import FeatureStore, StoreError
+from utils import get_device, set_seed
 
 REPO = Path(__file__).resolve().parent
 SPLIT_FILE = {'Train': 'training', 'Validation': 'validation', 'Test': 'testing'}
@@ -95,7 +97,28 @@ def add_model_args(p, what='model', pretrained=True):
                             "checked by SHA-256)")
 
 
+def ranker_eval_parser(doc, per_pass):
+    """The parser of a script that runs a trained ranker (testing_ranker.py, generate_ranking_seqence.py):
+    -ep/-batch name the checkpoint, then the data, normalisation and model flags."""
+    p = parser(doc)
+    add_run_args(p, 20, 128, 'epochs in the ranker checkpoint name', f'batch in the checkpoint name; also {per_pass} '
+                 f'per forward pass')
+    add_data_args(p)
+    add_norm_args(p, train=False)
+    add_model_args(p, 'ranker')
+    return p
+
+
 # ================================================================ opening what the flags name
+def open_eval_inputs(args):
+    """Seed, then (device, corpus, LLD store, frames per one-second chunk) of a script that runs a model."""
+    set_seed(args.seed)
+    device = get_device(args.device)
+    corpus = open_corpus(args.corpus)
+    store = open_store(args.features, corpus)
+    return device, corpus, store, chunk_frames(store.hop)
+
+
 def open_corpus(root):
     return Corpus(ensure_demo_corpus(root or DEFAULT_CORPUS))
 

@@ -25,20 +25,15 @@ import torch  # noqa: E402
 
 import checkpoints as C  # noqa: E402
 import cli  # noqa: E402
-from dataloader import PadCollate, UtteranceDataset, chunk_frames, limit_names  # noqa: E402
+from dataloader import PadCollate, UtteranceDataset, limit_names  # noqa: E402
 from errors import ToolkitError  # noqa: E402
 from ranker import rank_loader  # noqa: E402
-from utils import atomic_write_text, get_device, parse_emos, set_seed  # noqa: E402
+from utils import atomic_write_text, parse_emos  # noqa: E402
 
 
 def get_args(argv=None):
-    p = cli.parser(__doc__)
-    cli.add_run_args(p, 20, 128, 'epochs in the ranker checkpoint name', 'batch in the checkpoint name; also '
-                     'utterances per forward pass')
+    p = cli.ranker_eval_parser(__doc__, 'utterances')
     p.add_argument('-set', '--split_set', required=True, help='Train, Validation, Test or all')
-    cli.add_data_args(p)
-    cli.add_norm_args(p, train=False)
-    cli.add_model_args(p, 'ranker')
     p.set_defaults(amp='off')
     p.add_argument('--out', default=str(cli.RANKSEQ_DIR), help='output folder (default chunk_emotion_rankers/EmoChunkRankSeq)')
     return p.parse_args(argv)
@@ -46,11 +41,7 @@ def get_args(argv=None):
 
 def main(argv=None):
     args = get_args(argv)
-    set_seed(args.seed)
-    device = get_device(args.device)
-    corpus = cli.open_corpus(args.corpus)
-    store = cli.open_store(args.features, corpus)
-    m = chunk_frames(store.hop)
+    device, corpus, store, m = cli.open_eval_inputs(args)
     written, skipped, ckpts = [], [], []
     for emo in parse_emos(args.emo_attr):
         model, ck, fnorm = cli.open_model(args, 'ranker', emo, corpus, store, device)

@@ -19,19 +19,14 @@ import torch  # noqa: E402
 
 import checkpoints as C  # noqa: E402
 import cli  # noqa: E402
-from dataloader import K_CHUNKS, PadCollate, PairDataset, chunk_frames  # noqa: E402
+from dataloader import K_CHUNKS, PadCollate, PairDataset  # noqa: E402
 from ranker import load_pairs, macro_f1, run_epoch  # noqa: E402
-from utils import get_device, parse_emos, set_seed  # noqa: E402
+from utils import parse_emos  # noqa: E402
 
 
 def get_args(argv=None):
-    p = cli.parser(__doc__)
-    cli.add_run_args(p, 20, 128, 'epochs in the checkpoint name', 'batch in the checkpoint name; also pairs per '
-                     'forward pass')
+    p = cli.ranker_eval_parser(__doc__, 'pairs')
     p.add_argument('-set', '--split_set', default='Test', help='pairs of Train, Validation, Test or all')
-    cli.add_data_args(p)
-    cli.add_norm_args(p, train=False)
-    cli.add_model_args(p, 'ranker')
     p.add_argument('--pairs', default=str(cli.PREF_DIR), help='folder of the preference-label CSVs')
     p.add_argument('--max-pairs', type=int, default=100_000, help='evaluate at most this many pairs (seeded subset)')
     return p.parse_args(argv)
@@ -39,11 +34,7 @@ def get_args(argv=None):
 
 def main(argv=None):
     args = get_args(argv)
-    set_seed(args.seed)
-    device = get_device(args.device)
-    corpus = cli.open_corpus(args.corpus)
-    store = cli.open_store(args.features, corpus)
-    m = chunk_frames(store.hop)
+    device, corpus, store, m = cli.open_eval_inputs(args)
     rows, ckpts = [], []
     for emo in parse_emos(args.emo_attr):
         model, ck, fnorm = cli.open_model(args, 'ranker', emo, corpus, store, device)
