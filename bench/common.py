@@ -6,6 +6,7 @@ bench/results/<name>.json (and images/bench_<name>.png where a plot helps).
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -149,6 +150,22 @@ def utt_lengths(n, hop, mean_sec=MSP_MEAN_SEC, seed=0, min_sec=0.5, max_sec=11.0
     return np.maximum(1, np.round(np.clip(sec, min_sec, max_sec) / hop)).astype(np.int64)
 
 
+def existing_store(path, n, dim):
+    """The synthetic store already at `path` when it has n utterances of `dim`; otherwise None, after removing
+    whatever stale or broken store was there (a rerun reuses what it built)."""
+    from feature_store import FeatureStore
+    if not (Path(path) / 'meta.json').exists():
+        return None
+    try:
+        st = FeatureStore(path)
+        if len(st) == n and st.dim == dim:
+            return st
+    except Exception:
+        pass
+    shutil.rmtree(path)
+    return None
+
+
 def make_store(path, n, dim=130, hop=0.016, mean_sec=MSP_MEAN_SEC, seed=0, feature='lld', preset='published',
                model=None, lengths=None, progress=True):
     """Write a synthetic FeatureStore of n utterances with the project's FeatureStoreWriter; return it.
@@ -160,15 +177,9 @@ def make_store(path, n, dim=130, hop=0.016, mean_sec=MSP_MEAN_SEC, seed=0, featu
 
     from feature_store import FeatureStore, FeatureStoreWriter
     path = Path(path)
-    if (path / 'meta.json').exists():
-        try:
-            st = FeatureStore(path)
-            if len(st) == n and st.dim == dim:
-                return st
-        except Exception:
-            pass
-        import shutil
-        shutil.rmtree(path)
+    st = existing_store(path, n, dim)
+    if st is not None:
+        return st
     rng = np.random.default_rng(seed)
     lengths = utt_lengths(n, hop or 0.02, mean_sec, seed) if lengths is None else np.asarray(lengths)
     pool_rows = int(min(200_000, max(lengths.max() * 4, 1000)))

@@ -377,23 +377,29 @@ def correctness(c):
     mscr_checks(c, corpus, feats)
 
 
+def training_checks(c, script, cmd, epochs, tag):
+    """The CUDA checks both training scripts share: `epochs` epochs with each --amp, torchrun (NCCL), and one
+    epoch continued with --resume. cmd(ep, *extra) -> argv. Returns the --amp off checkpoint."""
+    for amp in AMPS:
+        out = c.wd / f'{tag}_{amp}'
+        c.run(f'{script} {epochs} epoch{"s" if epochs > 1 else ""}', cmd(epochs, '--amp', amp, '--out', out), amp,
+              check=lambda s, o=out: finite_log(o, epochs))
+    ddp = c.wd / f'{tag}_ddp'
+    c.run(f'torchrun {script}', torchrun(cmd(1, '--amp', 'fp16', '--out', ddp)), 'fp16',
+          check=lambda s: finite_log(ddp, 1))
+    ck = c.wd / f'{tag}_resume' / f'{tag}.pth.tar'
+    c.run(f'{script} 1 of 2 epochs', cmd(1, '--amp', 'fp16', '--checkpoint', ck), 'fp16',
+          check=lambda s: finite_log(ck.parent, 1))
+    c.run(f'{script} --resume', cmd(2, '--amp', 'fp16', '--checkpoint', ck, '--resume'), 'fp16',
+          check=lambda s: finite_log(ck.parent, 2))
+    return one(c.wd / f'{tag}_off', '*.pth.tar')
+
+
 def method1_ranker(c, CX, pairs):
     def R(ep, *extra):
         return ['chunk_emotion_rankers/training_ranker.py', '-ep', ep, '-batch', c.size('ranker_batch'), '-emo', 'Act',
                 '--pairs', pairs, '--pairs-per-epoch', c.size('ranker_pairs'), *CX, *extra]
-    for amp in AMPS:
-        out = c.wd / f'ranker_{amp}'
-        c.run('training_ranker.py 1 epoch', R(1, '--amp', amp, '--out', out), amp,
-              check=lambda s, o=out: finite_log(o, 1))
-    ddp = c.wd / 'ranker_ddp'
-    c.run('torchrun training_ranker.py', torchrun(R(1, '--amp', 'fp16', '--out', ddp)), 'fp16',
-          check=lambda s: finite_log(ddp, 1))
-    ck = c.wd / 'ranker_resume' / 'ranker.pth.tar'
-    c.run('training_ranker.py 1 of 2 epochs', R(1, '--amp', 'fp16', '--checkpoint', ck), 'fp16',
-          check=lambda s: finite_log(ck.parent, 1))
-    c.run('training_ranker.py --resume', R(2, '--amp', 'fp16', '--checkpoint', ck, '--resume'), 'fp16',
-          check=lambda s: finite_log(ck.parent, 2))
-    return one(c.wd / 'ranker_off', '*.pth.tar')
+    return training_checks(c, 'training_ranker.py', R, 1, 'ranker')
 
 
 def method1_rankseq(c, CX, ranker):
@@ -430,18 +436,7 @@ def rank_agreement(folder, ref, amp):
 def method1_seq2seq(c, CX, rankseq):
     def T(ep, *extra):
         return ['training.py', '-ep', ep, '-batch', c.size('s2s_batch'), '-emo', 'Act', '--rankseq', rankseq, *CX, *extra]
-    for amp in AMPS:
-        out = c.wd / f's2s_{amp}'
-        c.run('training.py 2 epochs', T(2, '--amp', amp, '--out', out), amp, check=lambda s, o=out: finite_log(o, 2))
-    ddp = c.wd / 's2s_ddp'
-    c.run('torchrun training.py', torchrun(T(1, '--amp', 'fp16', '--out', ddp)), 'fp16',
-          check=lambda s: finite_log(ddp, 1))
-    ck = c.wd / 's2s_resume' / 'seq2seq.pth.tar'
-    c.run('training.py 1 of 2 epochs', T(1, '--amp', 'fp16', '--checkpoint', ck), 'fp16',
-          check=lambda s: finite_log(ck.parent, 1))
-    c.run('training.py --resume', T(2, '--amp', 'fp16', '--checkpoint', ck, '--resume'), 'fp16',
-          check=lambda s: finite_log(ck.parent, 2))
-    return one(c.wd / 's2s_off', '*.pth.tar')
+    return training_checks(c, 'training.py', T, 2, 's2s')
 
 
 def method1_testing(c, C, s2s):
@@ -546,14 +541,9 @@ def pool_store(path, n, dim, hop, seed, feature='lld', preset='published', model
     from feature_store import INDEX_COLS, FeatureStore, FeatureStoreWriter
     from utils import atomic_write_text
     path = Path(path)
-    if (path / 'meta.json').exists():
-        try:
-            st = FeatureStore(path)
-            if len(st) == n and st.dim == dim:
-                return st
-        except Exception:
-            pass
-        shutil.rmtree(path)
+    st = common.existing_store(path, n, dim)
+    if st is not None:
+        return st
     rng = np.random.default_rng(seed)
     lengths = common.utt_lengths(n, hop, common.MSP_MEAN_SEC, seed, min_sec=2.0, max_sec=11.0)
     pool_rows = max(pool_rows, 2 * int(lengths.max()))
@@ -572,10 +562,7 @@ def pool_store(path, n, dim, hop, seed, feature='lld', preset='published', model
 
 def feat_norm(store, names):
     """Train-scope feature normalisation from the statistics of `names` (the content is synthetic)."""
-    try:                        # norm.py (after the refactor of issue 12), dataloader.py before it
-        from norm import FeatNorm, norm_stats
-    except ImportError:
-        from dataloader import FeatNorm, norm_stats
+    from norm import FeatNorm, norm_stats
     mean, std = norm_stats(store, names)
     return FeatNorm(mean, std, 'train', 'synthetic:Train')
 
@@ -711,14 +698,8 @@ def tp_mscr(c, BP, dev, cpu, W, seed):
 
 # ============================================================================ MSCR study (optional)
 def mscr_study(c):
-    help_text = subprocess.run([sys.executable, MSCR_STUDY[0], '--help'], cwd=REPO, capture_output=True,
-                               text=True).stdout
-    dev = ['--device', c.dev] if '--device' in help_text else []
-    if not dev and not c.dry:
-        raise SystemExit(f'error: {MSCR_STUDY[0]} has no --device flag, so the published-size study would run on '
-                         f'the CPU; adjust MSCR_STUDY in bench/gpu_check.py')
     out = c.out / 'gpu_mscr'
-    cmd = MSCR_STUDY + dev + ['--out', out, '--images', out, '--work', c.wd / 'mscr_study', '--data', c.wd / 'data']
+    cmd = MSCR_STUDY + ['--device', c.dev, '--out', out, '--images', out, '--work', c.wd / 'mscr_study', '--data', c.wd / 'data']
     if c.dry:
         cmd = [x for x in cmd if x != '--published'] + ['--iters', 2, '--val-every', 1, '--n', 48, '--limit', 8]
     c.run('MSCR missing-data study', cmd)

@@ -25,6 +25,17 @@ def tiny_corpus(tmp_path_factory):
     return make_tiny_corpus(tmp_path_factory.mktemp('tiny') / 'corpus')
 
 
+@pytest.fixture(scope='module')
+def one_torch_thread():
+    """One torch thread for the module, restored afterwards: on a shared 2-core machine intra-op threads mostly
+    wait for each other (a tiny LSTM call takes 30 ms with 2 threads under load, 0.4 ms with 1)."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _reason(report):
     lr = report.longrepr
     return lr[2] if isinstance(lr, tuple) and len(lr) == 3 else str(lr)

@@ -28,12 +28,7 @@ from utils import ccc_loss, dynamic_chunk_split  # noqa: E402
 M, K = 62, 22          # frames per one-second chunk at the 16 ms hop, chunks per utterance
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def padded_batch(device='cpu', B=4, D=130, seed=0):

@@ -24,12 +24,7 @@ from utils import EMOS, ccc_loss, load_norm, pad_batch, save_norm  # noqa: E402
 RANKERS = 'chunk_emotion_rankers/trained_ranker_model_v1.6'
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)       # see tests/test_method1.py: far faster on a shared 2-core machine
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @pytest.fixture(scope='module')

@@ -40,14 +40,7 @@ PUBLISHED_SHAPES = OrderedDict([   # the authors' v1.6 checkpoints: 2-layer LSTM
     ('fc2.weight', ('out', 130)), ('fc2.bias', ('out',))])
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """On a shared 2-core machine torch's intra-op threads mostly wait for each other (a tiny LSTM call takes
-    30 ms with 2 threads under load, 0.4 ms with 1): run this module single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def published_state_dict(out_dim, seed=0):

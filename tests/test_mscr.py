@@ -20,14 +20,7 @@ from model import (
     pyramid_pool,
 )
 
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (and the CPU is shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 # ============================================================================ reference model (plain tensor ops)

@@ -26,12 +26,7 @@ DEMO = REPO / 'trained_seq2seq_model'
 ACT, VAL = (DEMO / C.seq2seq_name(30, 128, e) for e in ('Act', 'Val'))
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def run(main, *argv):

@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / 'shared'
 PUB = SHARED / 'pretrained' / 'Chunk-Level-Emotion-Retrieval'
 EMODB = SHARED / 'datasets' / 'emodb'
-pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason='needs ../shared (released models and Emo-DB)')
+pytestmark = [pytest.mark.skipif(not SHARED.is_dir(), reason='needs ../shared (released models and Emo-DB)'),
+              pytest.mark.usefixtures('one_torch_thread')]
 
 SEQ2SEQ = 'trained_seq2seq_model_v1.6/LSTM_epoch30_batch128_EmoRankerSeq_{}.pth.tar'
 RANKER = 'chunk_emotion_rankers/trained_ranker_model_v1.6/LSTM_epoch20_batch128_{}_ranker.pth.tar'
@@ -37,18 +38,10 @@ SHAPES = OrderedDict([   # the release: 2-layer LSTM 130 -> 130, fc1 130 -> 130,
     ('lstm.bias_hh_l0', (520,)), ('lstm.weight_ih_l1', (520, 130)), ('lstm.weight_hh_l1', (520, 130)),
     ('lstm.bias_ih_l1', (520,)), ('lstm.bias_hh_l1', (520,)), ('fc1.weight', (130, 130)), ('fc1.bias', (130,)),
     ('fc2.weight', ('out', 130)), ('fc2.bias', ('out',))])
-# README: mean predicted arousal anger 6.20 > happiness 6.01 > fear 5.34 > neutral 4.08 > boredom 3.74 > sadness 3.14
+# README: mean predicted arousal anger 6.19 > happiness 6.01 > fear 5.34 > neutral 4.08 > boredom 3.74 > sadness 3.14
 README_ORDER = list('WFANLT')
 README_TEST_CCC = {'Act': 0.770, 'Dom': 0.520, 'Val': 0.000}   # README: testing.py --pretrained, Emo-DB Test
 M, K = 62, 22
-
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def load_release(pattern, emo):
