@@ -370,12 +370,21 @@ def test_converted_corpus_runs_through_the_pipeline(tmp_path, capsys):
                                        '--out', str(tmp_path / 'NormTerm')]) == 0
     printed = capsys.readouterr().out
     assert 'splits of fold2' in printed and 'Train: 6 utterances' in printed
-    written = gpl.main(['--corpus', str(out), '--fold', '2', '-emo', 'Act', '-set', 'Train', '--ratio', '1',
-                        '--out', str(tmp_path / 'pref')])
+    written = gpl.main(['--corpus', str(out), '--fold', '2', '-emo', 'Act', '-set', 'Train,Validation', '--ratio',
+                        '1', '--out', str(tmp_path / 'pref')])
     pairs = pd.read_csv(written[0])
     train = set(Corpus(out, fold=2).files('Train'))
     assert len(pairs) and set(pairs.iloc[:, 0]) | set(pairs.iloc[:, 1]) <= train
     assert (tmp_path / 'NormTerm' / 'feat_norm_means.mat').exists()
+    # a ranker trained on fold 2 records the fold (one epoch, a few pairs)
+    import json
+
+    import training_ranker
+    ck = training_ranker.main(['-ep', '1', '-batch', '4', '-emo', 'Act', '--corpus', str(out), '--features', str(feats),
+                               '--fold', '2', '--pairs', str(tmp_path / 'pref'), '--out', str(tmp_path / 'rk'),
+                               '--workers', '0', '--device', 'cpu', '--pairs-per-epoch', '8'])[0]
+    meta = json.loads(Path(str(ck).replace('.pth.tar', '.meta.json')).read_text())
+    assert meta['corpus']['fold'] == 'fold2' and meta['corpus']['name'] == 'rav' and meta['settings']['fold'] == 'fold2'
 
 
 def test_speaker_subset_reports_nothing_extra(tmp_path):
