@@ -184,7 +184,7 @@ def measure(x, file_sr, path=None):
     level, activity = active_speech_level(mono, file_sr)
     claim = wav_claimed_seconds(path) if path is not None else None
     return {'clip_share': float(np.mean(np.abs(x) >= CLIP_LEVEL)),
-            'rms_dbfs': _db(np.sqrt(np.mean(np.square(mono, dtype=np.float64)))),
+            'rms_dbfs': float(_db(np.sqrt(np.mean(np.square(mono, dtype=np.float64))))),
             'level_dbfs': level, 'activity': activity,
             'channel_db': [float(v) for v in channel_levels_db(x)], 'file_sr': int(file_sr),
             'high_band_db': high_band_db(mono, file_sr),
@@ -223,7 +223,7 @@ def load_audio(path, sr=SR, min_seconds=0.0, notes=None):
     With a list `notes`, the input checks of the module docstring append their findings to it.
     """
     path = Path(path)
-    notes = [] if notes is None else notes
+    checks, notes = notes is not None, [] if notes is None else notes
     if not path.exists():
         raise AudioError(f"{path}: file does not exist (check the corpus root and the FileName column)")
     try:
@@ -235,7 +235,8 @@ def load_audio(path, sr=SR, min_seconds=0.0, notes=None):
         raise AudioError(f"{path}: the file holds no samples; remove it from the label file")
     if not np.all(np.isfinite(x)):
         raise AudioError(f"{path}: audio contains NaN or Inf samples; re-export the file")
-    notes.extend(measure_notes(measure(x, file_sr, path)))
+    if checks:
+        notes.extend(measure_notes(measure(x, file_sr, path)))
     x = mix_active(x, path, notes)
     if file_sr != sr:
         x = soxr.resample(x, file_sr, sr, quality="HQ").astype(np.float32)

@@ -22,6 +22,7 @@ With --predict-check N, predict.py (the repository's own Act model) runs on N cl
 the synthetic planted files, and its `warning` column must equal the bench's findings file by file.
 """
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -189,6 +190,34 @@ def predict_check(files, ckpt_args, tmp, expected):
             'disagreements': [r for r in rows if r['bench'] != r['predict']]}
 
 
+# check -> (measurement, threshold attribute of audio, 'low' if values below the threshold are flagged,
+#           planted kinds that must be flagged by it)
+MARGINS = {'low_level': ('level_dbfs', 'LOW_LEVEL_DBFS', 'low', ['quiet_-50dB', 'synthetic_quiet']),
+           'band_limited': ('high_band_db', 'BAND_LIMIT_DB', 'low', ['8k_upsampled_16k', 'synthetic_voice_8k_to_16k']),
+           'clipped': ('clip_share', 'CLIP_SHARE', 'high', ['clipped_peak_+20dB', 'synthetic_loud']),
+           'silent_channel': ('quietest_channel_db', 'SILENT_CHANNEL_DB', 'low', ['dead_channel',
+                                                                                 'synthetic_dead_channel']),
+           'no_speech': ('voiced_seconds', 'MIN_VOICED_SECONDS', 'low', ['synthetic_silence', 'synthetic_noise'])}
+
+
+def margins(rows_by, prow):
+    """Per check: the clean file closest to the threshold and the planted file closest to it."""
+    import audio
+    out = {}
+    for check, (key, attr, side, kinds) in MARGINS.items():
+        pick = min if side == 'low' else max
+        clean = [(r[key], n, r['file']) for n, rows in rows_by.items() for r in rows if r[key] is not None]
+        bad = [(r[key] if r[key] is not None else float('-inf'), r['planted'], r['file']) for r in prow
+               if r['planted'] in kinds]
+        c = pick(clean, key=lambda t: t[0]) if clean else None
+        b = (max if side == 'low' else min)(bad, key=lambda t: t[0]) if bad else None
+        out[check] = {'measurement': key, 'threshold': getattr(audio, attr), 'flagged_when': side,
+                      'clean_closest': None if c is None else {'value': c[0], 'corpus': c[1],
+                                                                'file': Path(c[2]).name},
+                      'planted_closest': None if b is None else {'value': b[0], 'planted': b[1], 'file': b[2]}}
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--emodb', default=str(REPO.parent / 'shared' / 'datasets' / 'emodb'),
@@ -224,7 +253,7 @@ def main(argv=None):
         t = time.perf_counter()
         rows = [check(f) for f in files]
         rows_by[name] = rows
-        corpora[name] = summarise(rows) | {'root': str(root), 'seconds': round(time.perf_counter() - t, 1)}
+        corpora[name] = summarise(rows) | {'root': os.path.relpath(Path(root).absolute(), REPO), 'seconds': round(time.perf_counter() - t, 1)}
         s = corpora[name]
         print(f'{name}: {s["files"]} files, any warning {s["any_warning"]} ({100 * s["any_warning_rate"]:.1f} %), '
               + ', '.join(f'{k} {v}' for k, v in s['flagged'].items() if v)
@@ -258,6 +287,7 @@ def main(argv=None):
         print(f'planted: {planted_res["hits"]}/{planted_res["files"]} flagged by their check'
               + ''.join(f'\n  MISSED {m["file"]}: expected {m["expected"]}, got "{m["warning"]}"' for m in misses))
 
+        margin = margins(rows_by, prow)
         pc = None
         if a.predict_check:
             files = [Path(r['file']) for rows in rows_by.values() for r in spread(rows, a.predict_check)]
@@ -281,11 +311,12 @@ def main(argv=None):
                 default=(None, None, 0.0))
     res = {'machine': info, 'argv': sys.argv[1:] if argv is None else list(argv), 'thresholds': thresholds,
            'corpora': corpora, 'skipped': skipped, 'planted': planted_res, 'predict_check': pc,
+           'margins': margin,
            'max_false_alarm_rate': {'corpus': worst[0], 'check': worst[1], 'rate': worst[2]},
            'target_met': bool(worst[2] <= 0.01 and planted_res['hits'] == planted_res['files']
                               and (pc is None or pc['agree'] == pc['files'])),
            'seconds': round(time.perf_counter() - t0, 1)}
-    common.save_results('warnings', res, a.out)
+    common.save_results('warnings', finite(res), a.out)
     md = write_md(res, a.out)
     print(f'wrote {md}')
     print(f'RESULT warnings: highest false-alarm rate {100 * worst[2]:.2f} % ({worst[1]} on {worst[0]}); planted '
@@ -293,11 +324,22 @@ def main(argv=None):
     return res
 
 
+def finite(x):
+    """A copy with inf / nan floats as the strings '-inf', 'inf', 'nan' (strict JSON has no such numbers)."""
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite(v) for v in x]
+    if isinstance(x, float) and not np.isfinite(x):
+        return str(x)
+    return x
+
+
 def write_md(res, out_dir=None):
     from utils import atomic_write_text
     L = ['# Input warnings: false alarms on clean corpora, hits on planted bad inputs (`bench_warnings`)', '',
-         f'Command: `python bench/bench_warnings.py {" ".join(res["argv"])}`'.replace(' `', ' `', 1).rstrip() + '  ',
-         f'Machine: {common.machine_line(res["machine"])}; wall time {res["seconds"]} s.', '',
+         f'Command: `{" ".join(["python bench/bench_warnings.py", *res["argv"]])}`  ',
+         f'{common.machine_line(res["machine"])}; wall time {res["seconds"]} s.', '',
          '| check | threshold |', '|---|---|']
     L += [f'| {k} | {v} |' for k, v in res['thresholds'].items()]
     L += ['', '| corpus | files | ' + ' | '.join(KINDS) + ' | any | old RMS < -50 dBFS rule |',
@@ -313,6 +355,14 @@ def write_md(res, out_dir=None):
             if d:
                 L.append(f'| {n} | {k} | ' + ' | '.join(f'{d[p]:.4g}' for p in ('p0', 'p1', 'p5', 'p50', 'p95', 'p99',
                                                                                  'p100')) + ' |')
+    L += ['', 'Each threshold against the data (the clean file and the planted file closest to it):', '',
+          '| check | measurement | flagged when | threshold | closest clean file | closest planted file |',
+          '|---|---|---|---|---|---|']
+    for k, m in res['margins'].items():
+        c, b = m['clean_closest'], m['planted_closest']
+        L.append(f'| {k} | {m["measurement"]} | {"below" if m["flagged_when"] == "low" else "above"} | '
+                 f'{m["threshold"]:g} | ' + (f'{c["value"]:.4g} ({c["corpus"]}, {c["file"]})' if c else '–')
+                 + ' | ' + (f'{b["value"]:.4g} ({b["planted"]})' if b else '–') + ' |')
     p = res['planted']
     L += ['', f'Planted bad inputs: **{p["hits"]} / {p["files"]}** flagged by their check.', '',
           '| planted | files | flagged |', '|---|---|---|']
