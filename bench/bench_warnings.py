@@ -319,7 +319,8 @@ def main(argv=None):
     common.save_results('warnings', finite(res), a.out)
     md = write_md(res, a.out)
     print(f'wrote {md}')
-    print(f'RESULT warnings: highest false-alarm rate {100 * worst[2]:.2f} % ({worst[1]} on {worst[0]}); planted '
+    print(f'RESULT warnings: highest false-alarm rate {100 * worst[2]:.2f} %'
+          + (f' ({worst[1]} on {worst[0]})' if worst[2] > 0 else '') + '; planted '
           f'{planted_res["hits"]}/{planted_res["files"]} flagged; target met: {res["target_met"]}')
     return res
 
@@ -379,9 +380,10 @@ def write_md(res, out_dir=None):
         L += ['', f'predict.py (own Act model) `warning` column equal to the bench findings on **{pc["agree"]} / '
                   f'{pc["files"]}** files.']
     w = res['max_false_alarm_rate']
-    L += ['', f'Highest false-alarm rate of one check on one corpus: {100 * w["rate"]:.2f} % ({w["check"]} on '
-              f'{w["corpus"]}). Target (<= 1 % per check and corpus, every planted input flagged) met: '
-              f'**{res["target_met"]}**.', '']
+    worst = (f'{100 * w["rate"]:.2f} % ({w["check"]} on {w["corpus"]})' if w['rate'] > 0 else
+             '0 % (no check fired on any clean file)')
+    L += ['', f'Highest false-alarm rate of one check on one corpus: {worst}. Target (<= 1 % per check and corpus, '
+              f'every planted input flagged) met: **{res["target_met"]}**.', '']
     path = Path(out_dir or common.RESULTS) / 'warnings.md'
     atomic_write_text(path, '\n'.join(L))
     return path
