@@ -48,6 +48,35 @@ def test_active_speech_level_of_known_signals():
     assert active_speech_level(v48, 48000)[0] == pytest.approx(active_speech_level(v, 16000)[0], abs=0.3)
 
 
+def p56_literal(x, sr):
+    """ITU-T P.56 method B written sample by sample as published: thresholds 6 dB apart, an activity count
+    and a hangover counter per threshold, linear interpolation of the crossing of the 15.9 dB margin."""
+    g, hang = np.exp(-1 / (0.03 * sr)), round(0.2 * sr)
+    c = 2.0 ** np.arange(-16, 1)
+    a, h, p, q = np.zeros(len(c)), np.full(len(c), hang), 0.0, 0.0
+    for v in np.abs(x):
+        p = g * p + (1 - g) * v
+        q = g * q + (1 - g) * p
+        above = q >= c
+        a += above | (h < hang)
+        h = np.where(above, 0, np.where(h < hang, h + 1, h))
+    with np.errstate(divide='ignore'):
+        level = 10 * np.log10(np.dot(x, x) / a)
+    delta = level - 20 * np.log10(c)
+    j = int(np.argmax(delta <= 15.9))
+    f = (delta[j - 1] - 15.9) / (delta[j - 1] - delta[j])
+    return level[j - 1] + f * (level[j] - level[j - 1])
+
+
+def test_active_speech_level_matches_the_sample_by_sample_algorithm():
+    sr, rng = 8000, np.random.default_rng(5)
+    v = synth_voice(1.0, arousal=4, seed=5, sr=sr).astype(np.float64)
+    gap = 1e-4 * rng.standard_normal(sr)
+    for x in (np.concatenate([v, gap, 0.1 * v, gap]), np.concatenate([gap, v, gap, gap])):
+        level = active_speech_level(x, sr)[0]
+        assert level == pytest.approx(p56_literal(x, sr), abs=0.3) and level > rms_db(x) + 3
+
+
 def test_quiet_clean_speech_with_long_silences_is_not_flagged(tmp_path):
     sr = 16000
     rng = np.random.default_rng(0)
