@@ -1,0 +1,393 @@
+"""Input-warning bench: how often each input check of predict.py fires on clean corpora (false alarms) and
+whether it fires on planted bad inputs (hits). Audio checks only, no model: fast.
+
+    nice python bench/bench_warnings.py                  # Emo-DB, RAVDESS 01-04, demo corpus -> results/warnings.json
+    python bench/bench_warnings.py --limit 20 --planted-per-corpus 3 --predict-check 0 --out /tmp/w   # smoke size
+
+Each file goes through the same code as predict.py: audio.load_audio(path, notes=...) (clipping, active
+speech level, band limit, silent channel, truncated WAV) and audio.speech_note on the openSMILE LLDs of the
+model preset (no speech). Per corpus the JSON holds the count and rate of files flagged by each check and
+the distribution (percentiles) of every measurement behind the checks (audio.measure), so each threshold
+can be read against the data it was set from; the old whole-file RMS rule (< -50 dBFS) is counted beside
+the active-speech-level rule it replaced.
+
+Planted bad inputs (each must be flagged by its check):
+  synthetic, made as in tests/test_provenance.py: digital silence, white noise (0.3 RMS), a 3-s voice with a
+  dead second channel, the same WAV cut to half its bytes (truncated), the voice x 0.002 (very quiet), the
+  voice x 30 clipped (clipped), the voice sampled at 8 kHz, the voice at 8 kHz upsampled to 16 kHz
+  real, from --planted-per-corpus files of each corpus (evenly spaced): -50 dB gain (very quiet), driven
+  20 dB past full scale (peak scaled to 10) and clipped, a zero second channel, half the bytes of a 16-bit copy, resampled to 8 kHz,
+  resampled to 8 kHz and back to 16 kHz (telephone-band content at 16 kHz)
+With --predict-check N, predict.py (the repository's own Act model) runs on N clean files per corpus and on
+the synthetic planted files, and its `warning` column must equal the bench's findings file by file.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+import soxr  # noqa: E402
+
+REPO = common.REPO
+KINDS = ['clipped', 'digital_silence', 'low_level', 'low_rate', 'band_limited', 'silent_channel', 'truncated',
+         'no_speech']
+PCTS = [0, 0.5, 1, 5, 25, 50, 75, 95, 99, 99.5, 100]
+MEASURES = ['level_dbfs', 'rms_dbfs', 'activity', 'clip_share', 'high_band_db', 'quietest_channel_db',
+            'voiced_seconds', 'seconds']
+
+
+def corpus_files(name, root):
+    root = Path(root)
+    if name == 'demo':
+        import corpus
+        root = corpus.ensure_demo_corpus(root)
+        return sorted((Path(root) / 'Audios').rglob('*.wav'))
+    if name == 'emodb':
+        return sorted((root / 'wav').glob('*.wav'))
+    return sorted(root.glob('Actor_*/*.wav'))
+
+
+class Checker:
+    """The input checks of predict.py on one file: findings, their kinds and the measurements behind them."""
+
+    def __init__(self):
+        from features import LLDExtractor
+        self.ext = LLDExtractor('published')
+
+    def __call__(self, path):
+        import audio
+        notes = []
+        sig = audio.load_audio(path, audio.SR, notes=notes)
+        x, sr = sf.read(str(path), dtype='float32', always_2d=True)
+        m = audio.measure(x, sr, path)
+        try:
+            lld = self.ext(sig)
+        except Exception:   # too short for one frame: predict.py reports it as an error, not a warning
+            lld = None
+        voiced = None if lld is None else audio.voiced_seconds(lld, self.ext.feature_names, self.ext.hop)
+        sn = None if lld is None else audio.speech_note(lld, self.ext.feature_names, self.ext.hop)
+        notes = notes + ([sn] if sn else [])
+        m = {k: m[k] for k in ('level_dbfs', 'rms_dbfs', 'activity', 'clip_share', 'high_band_db', 'file_sr')}
+        m['quietest_channel_db'] = float(min(audio.channel_levels_db(x))) if x.shape[1] > 1 else None
+        m['voiced_seconds'], m['seconds'] = voiced, len(sig) / audio.SR
+        kinds = sorted({audio.note_kind(n) for n in notes})
+        return {'file': str(path), 'warning': '; '.join(notes), 'kinds': kinds, **m}
+
+
+def percentiles(values):
+    v = np.array([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
+    if not len(v):
+        return None
+    return {f'p{p:g}': round(float(np.percentile(v, p)), 4) for p in PCTS} | {'n': int(len(v))}
+
+
+def summarise(rows):
+    n = len(rows)
+    flagged = {k: [r['file'] for r in rows if k in r['kinds']] for k in KINDS}
+    any_flag = [r for r in rows if r['kinds']]
+    return {'files': n,
+            'flagged': {k: len(v) for k, v in flagged.items()},
+            'rate': {k: round(len(v) / max(n, 1), 4) for k, v in flagged.items()},
+            'any_warning': len(any_flag), 'any_warning_rate': round(len(any_flag) / max(n, 1), 4),
+            'old_rms_rule_flagged': sum(1 for r in rows if r['rms_dbfs'] < -50.0),
+            'old_rms_rule_rate': round(sum(1 for r in rows if r['rms_dbfs'] < -50.0) / max(n, 1), 4),
+            'sample_rates': sorted({r['file_sr'] for r in rows}),
+            'distributions': {k: percentiles([r[k] for r in rows]) for k in MEASURES},
+            'flagged_files': {r['file']: r['warning'] for r in any_flag}}
+
+
+# ------------------------------------------------------------------ planted bad inputs
+def synth_voice(dur, arousal=4.0, f0=160.0, trend='rise', sr=16000, seed=0):
+    from tests.fixtures import synth_voice as sv
+    return sv(dur, arousal=arousal, f0=f0, trend=trend, sr=sr, seed=seed)
+
+
+def truncate(src, dst):
+    b = Path(src).read_bytes()
+    Path(dst).write_bytes(b[:len(b) // 2])
+
+
+def plant_synthetic(d):
+    """[(path, expected kinds)] made as the tests make them."""
+    d.mkdir(parents=True, exist_ok=True)
+    v = synth_voice(3.0, arousal=5, seed=1)
+    out = []
+    sf.write(d / 'voice.wav', v, 16000)
+    sf.write(d / 'silence.wav', np.zeros(32000, np.float32), 16000)
+    out.append((d / 'silence.wav', ['no_speech', 'digital_silence']))
+    sf.write(d / 'noise.wav', (0.3 * np.random.default_rng(0).standard_normal(32000)).astype(np.float32), 16000)
+    out.append((d / 'noise.wav', ['no_speech']))
+    sf.write(d / 'dead_channel.wav', np.stack([v, np.zeros_like(v)], 1), 16000)
+    out.append((d / 'dead_channel.wav', ['silent_channel']))
+    truncate(d / 'voice.wav', d / 'cut.wav')
+    out.append((d / 'cut.wav', ['truncated']))
+    v2 = synth_voice(2.0, arousal=5, seed=2)
+    sf.write(d / 'quiet.wav', v2 * 0.002, 16000, subtype='FLOAT')
+    out.append((d / 'quiet.wav', ['low_level']))
+    sf.write(d / 'loud.wav', np.clip(v2 * 30, -1, 1), 16000)
+    out.append((d / 'loud.wav', ['clipped']))
+    sf.write(d / 'voice_8k.wav', synth_voice(3.0, arousal=5, seed=1, sr=8000), 8000)
+    out.append((d / 'voice_8k.wav', ['low_rate']))
+    up = soxr.resample(soxr.resample(v, 16000, 8000, quality='HQ'), 8000, 16000, quality='HQ')
+    sf.write(d / 'voice_8k_to_16k.wav', up.astype(np.float32), 16000)
+    out.append((d / 'voice_8k_to_16k.wav', ['band_limited']))
+    return out
+
+
+def plant_real(d, files, tag):
+    """[(path, expected kinds, kind of planting)] derived from clean corpus files."""
+    d.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, f in enumerate(files):
+        x, sr = sf.read(str(f), dtype='float32', always_2d=True)
+        x = x.mean(axis=1)
+        stem = f'{tag}_{i:02d}'
+        sf.write(d / f'{stem}_quiet.wav', x * 10 ** (-50 / 20), sr, subtype='FLOAT')
+        out.append((d / f'{stem}_quiet.wav', ['low_level'], 'quiet_-50dB'))
+        sf.write(d / f'{stem}_clipped.wav', np.clip(x * (10 / np.abs(x).max()), -1, 1), sr)
+        out.append((d / f'{stem}_clipped.wav', ['clipped'], 'clipped_peak_+20dB'))
+        sf.write(d / f'{stem}_dead.wav', np.stack([x, np.zeros_like(x)], 1), sr)
+        out.append((d / f'{stem}_dead.wav', ['silent_channel'], 'dead_channel'))
+        sf.write(d / f'{stem}_full.wav', x, sr, subtype='PCM_16')
+        truncate(d / f'{stem}_full.wav', d / f'{stem}_cut.wav')
+        out.append((d / f'{stem}_cut.wav', ['truncated'], 'truncated'))
+        x8 = soxr.resample(x, sr, 8000, quality='HQ')
+        sf.write(d / f'{stem}_8k.wav', x8, 8000, subtype='PCM_16')
+        out.append((d / f'{stem}_8k.wav', ['low_rate'], 'rate_8k'))
+        sf.write(d / f'{stem}_8k_to_16k.wav', soxr.resample(x8, 8000, 16000, quality='HQ'), 16000, subtype='PCM_16')
+        out.append((d / f'{stem}_8k_to_16k.wav', ['band_limited'], '8k_upsampled_16k'))
+    return out
+
+
+def spread(files, n):
+    if n <= 0 or not files:
+        return []
+    idx = np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int)
+    return [files[i] for i in sorted(set(idx))]
+
+
+def predict_check(files, ckpt_args, tmp, expected):
+    """Run predict.py on `files`; [(file, bench warning, predict warning)] plus the count that agree."""
+    import pandas as pd
+
+    import predict
+    out = tmp / 'predict.csv'
+    try:
+        predict.main([*map(str, files), '-emo', 'Act', '--out', str(out), '--device', 'cpu', *ckpt_args])
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise
+    df = pd.read_csv(out, keep_default_na=False)
+    got = dict(zip(df['file'], df['warning']))
+    rows = [{'file': str(f), 'bench': expected[str(f)], 'predict': got.get(str(f), '<missing>')} for f in files]
+    return {'files': len(rows), 'agree': sum(r['bench'] == r['predict'] for r in rows),
+            'disagreements': [r for r in rows if r['bench'] != r['predict']]}
+
+
+# check -> (measurement, threshold attribute of audio, 'low' if values below the threshold are flagged,
+#           planted kinds that must be flagged by it)
+MARGINS = {'low_level': ('level_dbfs', 'LOW_LEVEL_DBFS', 'low', ['quiet_-50dB', 'synthetic_quiet']),
+           'band_limited': ('high_band_db', 'BAND_LIMIT_DB', 'low', ['8k_upsampled_16k', 'synthetic_voice_8k_to_16k']),
+           'clipped': ('clip_share', 'CLIP_SHARE', 'high', ['clipped_peak_+20dB', 'synthetic_loud']),
+           'silent_channel': ('quietest_channel_db', 'SILENT_CHANNEL_DB', 'low', ['dead_channel',
+                                                                                 'synthetic_dead_channel']),
+           'no_speech': ('voiced_seconds', 'MIN_VOICED_SECONDS', 'low', ['synthetic_silence', 'synthetic_noise'])}
+
+
+def margins(rows_by, prow):
+    """Per check: the clean file closest to the threshold and the planted file closest to it."""
+    import audio
+    out = {}
+    for check, (key, attr, side, kinds) in MARGINS.items():
+        pick = min if side == 'low' else max
+        clean = [(r[key], n, r['file']) for n, rows in rows_by.items() for r in rows if r[key] is not None]
+        bad = [(r[key] if r[key] is not None else float('-inf'), r['planted'], r['file']) for r in prow
+               if r['planted'] in kinds]
+        c = pick(clean, key=lambda t: t[0]) if clean else None
+        b = (max if side == 'low' else min)(bad, key=lambda t: t[0]) if bad else None
+        out[check] = {'measurement': key, 'threshold': getattr(audio, attr), 'flagged_when': side,
+                      'clean_closest': None if c is None else {'value': c[0], 'corpus': c[1],
+                                                                'file': Path(c[2]).name},
+                      'planted_closest': None if b is None else {'value': b[0], 'planted': b[1], 'file': b[2]}}
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--emodb', default=str(REPO.parent / 'shared' / 'datasets' / 'emodb'),
+                    help='Emo-DB folder holding wav/ (default ../shared/datasets/emodb; skipped when absent)')
+    ap.add_argument('--ravdess', default=str(REPO.parent / 'shared' / 'datasets' / 'ravdess'),
+                    help='RAVDESS folder holding Actor_*/ (default ../shared/datasets/ravdess; skipped when absent)')
+    ap.add_argument('--corpus', default='data/demo_corpus',
+                    help='demo corpus root (default data/demo_corpus, built when missing)')
+    ap.add_argument('--limit', type=int, default=0, help='use only the first N files of each corpus (0 = all)')
+    ap.add_argument('--planted-per-corpus', type=int, default=20,
+                    help='clean files per corpus turned into each kind of planted bad input (default 20)')
+    ap.add_argument('--predict-check', type=int, default=4,
+                    help='clean files per corpus (plus the synthetic planted files) run through predict.py to '
+                         'confirm its warning column equals the bench findings (default 4; 0 = skip)')
+    ap.add_argument('--out', default=None, help='folder for warnings.json / warnings.md (default bench/results)')
+    a = ap.parse_args(argv)
+    if a.limit < 0 or a.planted_per_corpus < 0 or a.predict_check < 0:
+        ap.error('--limit, --planted-per-corpus and --predict-check must be >= 0')
+    import audio
+    info = common.machine()
+    print(common.machine_line(info))
+    t0 = time.perf_counter()
+    check = Checker()
+    corpora, skipped, rows_by = {}, {}, {}
+    for name, root in (('emodb', a.emodb), ('ravdess', a.ravdess), ('demo', a.corpus)):
+        if name != 'demo' and not Path(root).is_dir():
+            skipped[name] = f'{root} not found'
+            print(f'{name}: {root} not found, skipped')
+            continue
+        files = corpus_files(name, root if name != 'demo' or Path(root).is_absolute() else REPO / root)
+        if a.limit:
+            files = files[:a.limit]
+        t = time.perf_counter()
+        rows = [check(f) for f in files]
+        rows_by[name] = rows
+        corpora[name] = summarise(rows) | {'root': os.path.relpath(Path(root).absolute(), REPO), 'seconds': round(time.perf_counter() - t, 1)}
+        s = corpora[name]
+        print(f'{name}: {s["files"]} files, any warning {s["any_warning"]} ({100 * s["any_warning_rate"]:.1f} %), '
+              + ', '.join(f'{k} {v}' for k, v in s['flagged'].items() if v)
+              + f'; old RMS rule {s["old_rms_rule_flagged"]}; level p1 {s["distributions"]["level_dbfs"]["p1"]} dBFS')
+
+    with tempfile.TemporaryDirectory(prefix='bench_warnings_') as tmp:
+        tmp = Path(tmp)
+        planted = [(p, exp, 'synthetic_' + p.stem) for p, exp in plant_synthetic(tmp / 'synthetic')]
+        for name, rows in rows_by.items():
+            planted += plant_real(tmp / name, spread([Path(r['file']) for r in rows], a.planted_per_corpus), name)
+        prow, by_plant = [], {}
+        for p, exp, kind in planted:
+            r = check(p)
+            hit = all(e in r['kinds'] for e in exp)
+            prow.append({**r, 'file': p.name, 'planted': kind, 'expected': exp, 'hit': hit})
+            b = by_plant.setdefault(kind if not kind.startswith('synthetic_') else 'synthetic', {'files': 0, 'hits': 0})
+            b['files'] += 1
+            b['hits'] += hit
+        misses = [{'file': r['file'], 'expected': r['expected'], 'warning': r['warning']} for r in prow if not r['hit']]
+        planted_res = {'files': len(prow), 'hits': sum(r['hit'] for r in prow), 'by_kind': by_plant,
+                       'misses': misses,
+                       'synthetic': [{k: r[k] for k in ('file', 'expected', 'warning', 'level_dbfs', 'high_band_db',
+                                                        'clip_share', 'voiced_seconds')}
+                                     for r in prow if r['planted'].startswith('synthetic_')],
+                       'distributions': {kind: {k: percentiles([r[k] for r in prow if r['planted'] == kind])
+                                                for k in ('level_dbfs', 'clip_share', 'high_band_db',
+                                                          'quietest_channel_db')}
+                                         for kind in sorted({r['planted'] for r in prow}
+                                                            - {r['planted'] for r in prow
+                                                               if r['planted'].startswith('synthetic_')})}}
+        print(f'planted: {planted_res["hits"]}/{planted_res["files"]} flagged by their check'
+              + ''.join(f'\n  MISSED {m["file"]}: expected {m["expected"]}, got "{m["warning"]}"' for m in misses))
+
+        margin = margins(rows_by, prow)
+        pc = None
+        if a.predict_check:
+            files = [Path(r['file']) for rows in rows_by.values() for r in spread(rows, a.predict_check)]
+            files += [p for p, _, kind in planted if kind.startswith('synthetic_')]
+            expected = {r['file']: r['warning'] for rows in rows_by.values() for r in rows}
+            expected.update({str(p): check(p)['warning'] for p, _, kind in planted if kind.startswith('synthetic_')})
+            pc = predict_check(files, [], tmp, expected)
+            print(f'predict.py warning column equals the bench findings on {pc["agree"]}/{pc["files"]} files')
+
+    thresholds = {'clip': f'share of |x| >= {audio.CLIP_LEVEL} above {audio.CLIP_SHARE}',
+                  'low_level': f'active speech level (P.56: time constant {audio.P56_TIME_CONSTANT} s, hangover '
+                               f'{audio.P56_HANGOVER} s, margin {audio.P56_MARGIN_DB} dB) below '
+                               f'{audio.LOW_LEVEL_DBFS} dBFS',
+                  'low_rate': f'file sample rate below {audio.SR} Hz',
+                  'band_limited': f'power 4-8 kHz vs 0.3-4 kHz below {audio.BAND_LIMIT_DB} dB (files >= 16 kHz)',
+                  'silent_channel': f'a channel {-audio.SILENT_CHANNEL_DB:g} dB below the loudest',
+                  'truncated': 'WAV data chunk > 0.01 s shorter than its header claims',
+                  'no_speech': f'< {audio.MIN_VOICED_SECONDS} s of frames with openSMILE voicing > '
+                               f'{audio.VOICING_THRESHOLD}'}
+    worst = max(((n, k, s['rate'][k]) for n, s in corpora.items() for k in KINDS), key=lambda t: t[2],
+                default=(None, None, 0.0))
+    res = {'machine': info, 'argv': sys.argv[1:] if argv is None else list(argv), 'thresholds': thresholds,
+           'corpora': corpora, 'skipped': skipped, 'planted': planted_res, 'predict_check': pc,
+           'margins': margin,
+           'max_false_alarm_rate': {'corpus': worst[0], 'check': worst[1], 'rate': worst[2]},
+           'target_met': bool(worst[2] <= 0.01 and planted_res['hits'] == planted_res['files']
+                              and (pc is None or pc['agree'] == pc['files'])),
+           'seconds': round(time.perf_counter() - t0, 1)}
+    common.save_results('warnings', finite(res), a.out)
+    md = write_md(res, a.out)
+    print(f'wrote {md}')
+    print(f'RESULT warnings: highest false-alarm rate {100 * worst[2]:.2f} %'
+          + (f' ({worst[1]} on {worst[0]})' if worst[2] > 0 else '') + '; planted '
+          f'{planted_res["hits"]}/{planted_res["files"]} flagged; target met: {res["target_met"]}')
+    return res
+
+
+def finite(x):
+    """A copy with inf / nan floats as the strings '-inf', 'inf', 'nan' (strict JSON has no such numbers)."""
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite(v) for v in x]
+    if isinstance(x, float) and not np.isfinite(x):
+        return str(x)
+    return x
+
+
+def write_md(res, out_dir=None):
+    from utils import atomic_write_text
+    L = ['# Input warnings: false alarms on clean corpora, hits on planted bad inputs (`bench_warnings`)', '',
+         f'Command: `{" ".join(["python bench/bench_warnings.py", *res["argv"]])}`  ',
+         f'{common.machine_line(res["machine"])}; wall time {res["seconds"]} s.', '',
+         '| check | threshold |', '|---|---|']
+    L += [f'| {k} | {v} |' for k, v in res['thresholds'].items()]
+    L += ['', '| corpus | files | ' + ' | '.join(KINDS) + ' | any | old RMS < -50 dBFS rule |',
+          '|---|---|' + '---|' * (len(KINDS) + 2)]
+    for n, s in res['corpora'].items():
+        L.append(f'| {n} | {s["files"]} | ' + ' | '.join(f'{s["flagged"][k]} ({100 * s["rate"][k]:.1f} %)' for k in KINDS)
+                 + f' | {s["any_warning"]} ({100 * s["any_warning_rate"]:.1f} %) | '
+                 f'{s["old_rms_rule_flagged"]} ({100 * s["old_rms_rule_rate"]:.1f} %) |')
+    L += ['', 'Distributions on the clean corpora (percentiles p0 / p1 / p5 / p50 / p95 / p99 / p100):', '',
+          '| corpus | measurement | p0 | p1 | p5 | p50 | p95 | p99 | p100 |', '|---|---|---|---|---|---|---|---|---|']
+    for n, s in res['corpora'].items():
+        for k, d in s['distributions'].items():
+            if d:
+                L.append(f'| {n} | {k} | ' + ' | '.join(f'{d[p]:.4g}' for p in ('p0', 'p1', 'p5', 'p50', 'p95', 'p99',
+                                                                                 'p100')) + ' |')
+    L += ['', 'Each threshold against the data (the clean file and the planted file closest to it):', '',
+          '| check | measurement | flagged when | threshold | closest clean file | closest planted file |',
+          '|---|---|---|---|---|---|']
+    for k, m in res['margins'].items():
+        c, b = m['clean_closest'], m['planted_closest']
+        L.append(f'| {k} | {m["measurement"]} | {"below" if m["flagged_when"] == "low" else "above"} | '
+                 f'{m["threshold"]:g} | ' + (f'{c["value"]:.4g} ({c["corpus"]}, {c["file"]})' if c else '–')
+                 + ' | ' + (f'{b["value"]:.4g} ({b["planted"]})' if b else '–') + ' |')
+    p = res['planted']
+    L += ['', f'Planted bad inputs: **{p["hits"]} / {p["files"]}** flagged by their check.', '',
+          '| planted | files | flagged |', '|---|---|---|']
+    L += [f'| {k} | {v["files"]} | {v["hits"]} |' for k, v in p['by_kind'].items()]
+    L += ['', '| planted (real files) | measurement | p0 | p50 | p100 |', '|---|---|---|---|---|']
+    for kind, ds in p['distributions'].items():
+        for k, d in ds.items():
+            if d:
+                L.append(f'| {kind} | {k} | {d["p0"]:.4g} | {d["p50"]:.4g} | {d["p100"]:.4g} |')
+    if p['misses']:
+        L += ['', 'Missed: ' + '; '.join(f'{m["file"]} ({m["expected"]})' for m in p['misses'])]
+    if res['predict_check']:
+        pc = res['predict_check']
+        L += ['', f'predict.py (own Act model) `warning` column equal to the bench findings on **{pc["agree"]} / '
+                  f'{pc["files"]}** files.']
+    w = res['max_false_alarm_rate']
+    worst = (f'{100 * w["rate"]:.2f} % ({w["check"]} on {w["corpus"]})' if w['rate'] > 0 else
+             '0 % (no check fired on any clean file)')
+    L += ['', f'Highest false-alarm rate of one check on one corpus: {worst}. Target (<= 1 % per check and corpus, '
+              f'every planted input flagged) met: **{res["target_met"]}**.', '']
+    path = Path(out_dir or common.RESULTS) / 'warnings.md'
+    atomic_write_text(path, '\n'.join(L))
+    return path
+
+
+if __name__ == '__main__':
+    main()

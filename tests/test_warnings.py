@@ -1,0 +1,144 @@
+"""Input checks measured where they matter: the level of the speech (ITU-T P.56 active speech level), not of
+the whole file; band-limited audio (sampled below 16 kHz, or 8 kHz content upsampled). Small generated WAVs
+and one RAVDESS file (skipped without ../shared)."""
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+import audio
+from audio import active_speech_level, load_audio, note_kind
+from tests.conftest import DATASETS
+from tests.fixtures import synth_voice
+
+RAVDESS_QUIET = DATASETS / 'ravdess' / 'Actor_01' / '03-01-02-02-01-01-01.wav'   # the quietest of actors 01-04
+
+
+def kinds(path):
+    notes = []
+    load_audio(path, notes=notes)
+    return {note_kind(n) for n in notes}, notes
+
+
+def rms_db(x):
+    return 20 * np.log10(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+def at_level(x, sr, dbfs):
+    """x scaled so that its active speech level is `dbfs`."""
+    return (x * 10 ** ((dbfs - active_speech_level(x, sr)[0]) / 20)).astype(np.float32)
+
+
+def test_active_speech_level_of_known_signals():
+    sr = 16000
+    t = np.arange(3 * sr) / sr
+    sine = np.sin(2 * np.pi * 1000 * t)
+    level, activity = active_speech_level(sine, sr)
+    assert level == pytest.approx(-3.01, abs=0.05) and activity > 0.98
+    assert active_speech_level(0.01 * sine, sr)[0] == pytest.approx(-43.01, abs=0.05)
+    # 2 s of silence on each side: the RMS drops by 3.7 dB, the active level by < 0.5 dB; activity ~ (3 + 0.2) / 7
+    padded = np.concatenate([np.zeros(2 * sr), 0.01 * sine, np.zeros(2 * sr)])
+    level_p, activity_p = active_speech_level(padded, sr)
+    assert rms_db(padded) < -46.5 and abs(level_p + 43.01) < 0.5
+    assert activity_p == pytest.approx(3.2 / 7, abs=0.03)
+    assert active_speech_level(np.zeros(sr), sr) == (float('-inf'), 0.0)
+    # the level does not depend on the sample rate
+    v = synth_voice(2.0, arousal=3, seed=3)
+    v48 = soxr.resample(v, 16000, 48000)
+    assert active_speech_level(v48, 48000)[0] == pytest.approx(active_speech_level(v, 16000)[0], abs=0.3)
+
+
+def p56_literal(x, sr):
+    """ITU-T P.56 method B written sample by sample as published: thresholds 6 dB apart, an activity count
+    and a hangover counter per threshold, linear interpolation of the crossing of the 15.9 dB margin."""
+    g, hang = np.exp(-1 / (0.03 * sr)), round(0.2 * sr)
+    c = 2.0 ** np.arange(-16, 1)
+    a, h, p, q = np.zeros(len(c)), np.full(len(c), hang), 0.0, 0.0
+    for v in np.abs(x):
+        p = g * p + (1 - g) * v
+        q = g * q + (1 - g) * p
+        above = q >= c
+        a += above | (h < hang)
+        h = np.where(above, 0, np.where(h < hang, h + 1, h))
+    with np.errstate(divide='ignore'):
+        level = 10 * np.log10(np.dot(x, x) / a)
+    delta = level - 20 * np.log10(c)
+    j = int(np.argmax(delta <= 15.9))
+    f = (delta[j - 1] - 15.9) / (delta[j - 1] - delta[j])
+    return level[j - 1] + f * (level[j] - level[j - 1])
+
+
+def test_active_speech_level_matches_the_sample_by_sample_algorithm():
+    sr, rng = 8000, np.random.default_rng(5)
+    v = synth_voice(1.0, arousal=4, seed=5, sr=sr).astype(np.float64)
+    gap = 1e-4 * rng.standard_normal(sr)
+    for x in (np.concatenate([v, gap, 0.1 * v, gap]), np.concatenate([gap, v, gap, gap])):
+        level = active_speech_level(x, sr)[0]
+        assert level == pytest.approx(p56_literal(x, sr), abs=0.3) and level > rms_db(x) + 3
+
+
+def test_quiet_clean_speech_with_long_silences_is_not_flagged(tmp_path):
+    sr = 16000
+    rng = np.random.default_rng(0)
+    v = at_level(synth_voice(2.5, arousal=2, seed=4), sr, -52.0)       # quieter than any clean corpus file
+    pad = (1e-5 * rng.standard_normal(3 * sr)).astype(np.float32)     # 3 s of room-noise floor each side
+    x = np.concatenate([pad, v, pad])
+    sf.write(tmp_path / 'calm.wav', x, sr)
+    assert rms_db(x) < -55                                            # the old whole-file rule fired here
+    found, notes = kinds(tmp_path / 'calm.wav')
+    assert notes == [], notes
+    sf.write(tmp_path / 'whisper.wav', np.concatenate([pad, at_level(v, sr, -70.0), pad]), sr, subtype='FLOAT')
+    found, notes = kinds(tmp_path / 'whisper.wav')
+    assert 'low_level' in found and 'active speech at -70 dBFS' in notes[0]
+
+
+def test_band_limited_audio_is_flagged(tmp_path):
+    v = synth_voice(3.0, arousal=5, seed=1)
+    sf.write(tmp_path / 'wide.wav', v, 16000)
+    sf.write(tmp_path / 'rate8k.wav', synth_voice(3.0, arousal=5, seed=1, sr=8000), 8000)
+    sf.write(tmp_path / 'rate11k.wav', soxr.resample(v, 16000, 11025), 11025)
+    up = soxr.resample(soxr.resample(v, 16000, 8000), 8000, 16000)
+    sf.write(tmp_path / 'tel16k.wav', up, 16000)                       # telephone-band content in a 16-kHz file
+    sf.write(tmp_path / 'tel48k.wav', soxr.resample(up, 16000, 48000), 48000)
+    assert kinds(tmp_path / 'wide.wav') == (set(), [])
+    for name, kind in (('rate8k', 'low_rate'), ('rate11k', 'low_rate'), ('tel16k', 'band_limited'),
+                       ('tel48k', 'band_limited')):
+        found, notes = kinds(tmp_path / f'{name}.wav')
+        assert found == {kind}, (name, notes)
+    assert 'sampled at 8000 Hz' in kinds(tmp_path / 'rate8k.wav')[1][0]
+    assert audio.high_band_db(up, 16000) < audio.BAND_LIMIT_DB < audio.high_band_db(v, 16000)
+
+
+@pytest.mark.skipif(not RAVDESS_QUIET.is_file(), reason='shared RAVDESS absent')
+def test_silence_padded_ravdess_file_is_not_flagged(tmp_path):
+    x, sr = sf.read(RAVDESS_QUIET, dtype='float32')
+    lead = x[:int(0.3 * sr)]                                          # the recording's own room tone
+    pad = np.tile(lead, 10)                                           # 3 s more on each side
+    y = np.concatenate([pad, x, pad])
+    sf.write(tmp_path / 'padded.wav', y, sr, subtype='PCM_16')
+    assert rms_db(y) < -55 and sr == 48000
+    assert kinds(tmp_path / 'padded.wav') == (set(), [])
+    sf.write(tmp_path / 'quieter.wav', y * 10 ** (-20 / 20), sr, subtype='PCM_16')   # 20 dB quieter still: flagged
+    assert 'low_level' in kinds(tmp_path / 'quieter.wav')[0]
+
+
+def test_bench_warnings_smoke(tiny_corpus, tmp_path, capsys):
+    """The bench at a tiny size: every planted bad input flagged, predict.py's warning column equals the
+    bench's findings, the counts add up."""
+    import json
+
+    from bench import bench_warnings
+    res = bench_warnings.main(['--corpus', str(tiny_corpus), '--limit', '2', '--planted-per-corpus', '1',
+                               '--predict-check', '1', '--out', str(tmp_path)])
+    out = capsys.readouterr().out
+    assert 'RESULT warnings:' in out and (tmp_path / 'warnings.md').is_file()
+    saved = json.loads((tmp_path / 'warnings.json').read_text())
+    assert saved['bench'] == 'warnings' and saved['planted']['hits'] == saved['planted']['files']
+    p = res['planted']
+    assert p['by_kind']['synthetic'] == {'files': 8, 'hits': 8}
+    assert p['files'] == 8 + 6 * len(res['corpora']) and not p['misses']
+    pc = res['predict_check']
+    assert pc['files'] == 8 + len(res['corpora']) and pc['agree'] == pc['files'], pc['disagreements']
+    for s in res['corpora'].values():
+        assert s['files'] == 2 and s['any_warning'] == len(s['flagged_files'])
+        assert s['distributions']['level_dbfs']['n'] == 2
