@@ -26,9 +26,9 @@ from corpus import (
     USER_SPLITS,
     Corpus,
     CorpusError,
-    ensure_demo_corpus,
     textgrid_words,
 )
+from demo_corpus import ensure_demo_corpus
 from utils import atomic_write_text, ensure_dir
 
 PROBLEMS = {   # key -> what it means / what to do (printed above the file list)

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import checkpoints
 import norm
-from corpus import DEFAULT_CORPUS, Corpus, ensure_demo_corpus
+from corpus import DEFAULT_CORPUS, Corpus
 from dataloader import chunk_frames
+from demo_corpus import ensure_demo_corpus
 from errors import ToolkitError
-from feature_store import FeatureStore, StoreError
+from feature_store import FeatureStore, StoreError, default_features
+from preference import SPLIT_FILE
 from utils import get_device, set_seed
 
 REPO = Path(__file__).resolve().parent
-SPLIT_FILE = {'Train': 'training', 'Validation': 'validation', 'Test': 'testing'}
 SPLITS = list(SPLIT_FILE)
 PREF_DIR = REPO / 'chunk_emotion_rankers' / 'preference_labels'
 RANKSEQ_DIR = REPO / 'chunk_emotion_rankers' / 'EmoChunkRankSeq'
@@ -123,14 +124,6 @@ def open_corpus(root):
     return Corpus(ensure_demo_corpus(root or DEFAULT_CORPUS))
 
 
-def default_features(corpus, kind='lld'):
-    for base in (REPO, Path.cwd()):
-        p = base / 'features' / corpus.name / kind
-        if (p / 'meta.json').exists():
-            return p
-    return REPO / 'features' / corpus.name / kind
-
-
 def open_store(path, corpus, frame_level=True):
     """The corpus's FeatureStore, or a clear message with the extract_features.py command to run."""
     path = Path(path) if path else default_features(corpus)
@@ -165,9 +158,6 @@ def parse_model_args(p, argv=None):
 
 
 # ================================================================ MSCR flags (training.py / testing.py --model mscr)
-MSCR_NORM_LEVELS = ('utterance', 'frame')
-MSCR_CHUNKINGS = ('dynamic', 'words')
-MSCR_MISSING_MODES = ('frames', 'chunks', 'tokens', 'modality')
 # flags of training.py / testing.py that have no meaning for --model mscr: dest -> spelling in the error message
 NOT_FOR_MSCR = {'epochs': '-ep', 'emo_attr': '-emo', 'features': '--features (use --audio-store)',
                 'norm': '--norm (MSCR computes its statistics from the Train split, see --mscr-norm)',
@@ -180,6 +170,8 @@ def add_mscr_args(parser, train=True):
     """Add the "MSCR" argument group (used with --model mscr) to a training.py (train=True) or testing.py
     parser. Batch, learning rate, resume, checkpoint, corpus, device, seed, workers, limit, -set and (testing)
     --out are the host parser's own flags. Returns the dests of the added flags."""
+    # imported here: the scripts with an MSCR group import mscr anyway; the others need not load it
+    from mscr import MSCR_CHUNKINGS, MSCR_MISSING_MODES, MSCR_NORM_LEVELS
     g = parser.add_argument_group('MSCR (--model mscr; docs/mscr.md)')
     acts = [
         g.add_argument('--audio-feature', default='wav2vec2', help='audio store name under features/<corpus>/ '

@@ -38,9 +38,8 @@ import checkpoints
 import cli
 import dataloader as D
 import norm as normalisation
-from cli import MSCR_MISSING_MODES
 from errors import ToolkitError
-from feature_store import FeatureStore, StoreError
+from feature_store import FeatureStore, StoreError, default_features
 from model import TransformerENC_CoAtten, audio_chunk_features
 from utils import (
     EMOS,
@@ -57,6 +56,10 @@ from utils import (
     set_seed,
     unwrap,
 )
+
+MSCR_NORM_LEVELS = ('utterance', 'frame')            # --mscr-norm: statistics of utterance means or of frames
+MSCR_CHUNKINGS = ('dynamic', 'words')               # --chunking
+MSCR_MISSING_MODES = ('frames', 'chunks', 'tokens', 'modality')   # --missing-mode (module docstring)
 
 DEFAULT_LR = 1e-4
 
@@ -144,8 +147,8 @@ def scores(pred, y, norm):
 def open_stores(args, corpus, audio_path=None, text_path=None):
     """(audio FeatureStore, text FeatureStore) with clear errors naming the extract_features.py command."""
     feat = args.audio_feature
-    a_path = Path(args.audio_store or audio_path or cli.default_features(corpus, feat))
-    t_path = Path(args.text_store or text_path or cli.default_features(corpus, 'text'))
+    a_path = Path(args.audio_store or audio_path or default_features(corpus, feat))
+    t_path = Path(args.text_store or text_path or default_features(corpus, 'text'))
     out = []
     for path, kind in ((a_path, feat), (t_path, 'text')):
         cmd = f'python extract_features.py --corpus {corpus.root} --feature {kind} --out {path}'

@@ -18,6 +18,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
+import inference  # noqa: E402
 import predict  # noqa: E402
 from checkpoints import load_lstm  # noqa: E402
 from model import LSTMnet  # noqa: E402
@@ -206,7 +207,7 @@ def _predictor(pub, rankers=True):
                 continue
             models[(kind, emo)] = (load_lstm(pub / sub / pat.format(emo), 'seq2seq' if od == 1 else 'ranker').eval(),
                                    norm['feat'])
-    return predict.Predictor(models, norm, 0.016, torch.device('cpu'))
+    return inference.Predictor(models, norm, 0.016, torch.device('cpu'))
 
 
 def test_batched_equals_single(setup):
@@ -229,15 +230,15 @@ def test_batched_equals_single(setup):
 
 def test_windows_and_stitching():
     hop = 0.016
-    assert predict.make_windows(1000, hop) == [(0, 1000)]  # 16 s <= --max-seconds: one window
+    assert inference.make_windows(1000, hop) == [(0, 1000)]  # 16 s <= --max-seconds: one window
     T = int(600 / hop)  # a 10-minute recording
-    wins = predict.make_windows(T, hop)
+    wins = inference.make_windows(T, hop)
     W = int(round(10 / hop))
     assert wins[0][0] == 0 and wins[-1][1] == T and all(e - s == W for s, e in wins)
     assert all(b[0] - a[0] <= W - int(round(5 / hop)) for a, b in zip(wins, wins[1:]))  # overlap >= 5 s
     # stitching a quantity that is linear in time reproduces it exactly, whatever the window blend
-    cents = [predict.chunk_centres(s, e - s, 62, hop) for s, e in wins]
-    grid, y = predict.stitch(wins, cents, [2 + 0.01 * c for c in cents], 0.5)
+    cents = [inference.chunk_centres(s, e - s, 62, hop) for s, e in wins]
+    grid, y = inference.stitch(wins, cents, [2 + 0.01 * c for c in cents], 0.5)
     assert np.allclose(y, 2 + 0.01 * grid) and grid[0] == cents[0][0] and abs(grid[-1] - cents[-1][-1]) < 1e-9
 
 
