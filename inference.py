@@ -369,6 +369,8 @@ class MSCREngine:
             raise ToolkitError(f"{spec}: does not match its .meta.json config ({str(e).splitlines()[0][:300]}); "
                                f"pass the checkpoint written together with that metadata") from None
         meta = self.m
+        self.source = mscr.model_source(meta)
+        C.announce([C.Checkpoint(spec, meta, self.source)])
         kind = meta.get('audio_feature', 'wav2vec2')
         if kind == 'lld':
             preset = meta.get('audio_preset') or 'published'
@@ -379,7 +381,7 @@ class MSCREngine:
             self.audio = lambda sig: w2v([sig])[0]
         self.texts = self._texts(args, files)
         self.enc = TextEncoder(meta.get('text_model'), device) if any(self.texts.values()) else None
-        print(f"model: MSCR {spec} (audio {kind}, text {meta.get('text_model') or 'default MiniLM'}); "
+        print(f"model ({self.source}): MSCR {spec} (audio {kind}, text {meta.get('text_model') or 'default MiniLM'}); "
               f"{sum(bool(t) for t in self.texts.values())}/{len(files)} files with a transcript; device {device}")
 
     @staticmethod
@@ -433,7 +435,9 @@ class MSCREngine:
         pass
 
     def provenance(self):
-        return {'model_source': 'own', 'models': C.display_path(self.ckpt), 'model_sha256': C.sha256_file(self.ckpt),
+        prov = self.mscr.provenance(self.ckpt, self.m)
+        return {'model_source': f'demo ({C.DEMO_NOTE})' if self.source == 'demo' else self.source,
+                'models': prov['model'], 'model_sha256': prov['model_sha256'],
                 'normalisation': f"features: {self.m.get('feature_norm')}; labels: training statistics"}
 
     def meta(self):

@@ -240,6 +240,18 @@ def load_mscr(ckpt, device='cpu'):
     return model.to(device).eval(), meta
 
 
+def model_source(meta):
+    """Where an MSCR model comes from, as for method 1: 'demo' when it was trained on the embedded demo corpus
+    (synthetic speech, e.g. the shipped trained_mscr_model/), else 'own'."""
+    return 'demo' if Path(str(meta.get('corpus') or '')).name == checkpoints.DEMO_CORPUS else 'own'
+
+
+def provenance(ckpt, meta):
+    """Columns naming an MSCR model in every output: source, path and SHA-256 of the weights."""
+    return {'model_source': model_source(meta), 'model': checkpoints.display_path(ckpt),
+            'model_sha256': meta.get('weights_sha256') or checkpoints.sha256_file(ckpt)}
+
+
 def norm_of(meta):
     """The normalisation dict (norm.mscr_norm layout) stored in a checkpoint's metadata."""
     return {'audio': (np.asarray(meta['audio_mean']), np.asarray(meta['audio_std'])),
@@ -436,6 +448,8 @@ def test_mscr(args):
     ckpt = Path(args.checkpoint) if args.checkpoint else \
         Path(args.save_dir) / f'{args.name or default_name(args, parse_scales(args.scales))}.pth.tar'
     model, meta = load_mscr(ckpt, device)
+    if model_source(meta) == 'demo':
+        print(f'NOTE: {ckpt.name}: {checkpoints.DEMO_NOTE}', file=sys.stderr)
     corpus = cli.open_corpus(args.corpus)
     same = Path(meta['corpus']).resolve() == corpus.root.resolve()   # else: the stores of the corpus given
     args.audio_feature = meta.get('audio_feature') or args.audio_feature
@@ -471,7 +485,9 @@ def test_split(c, split):
     df = sweep(c.model, ds, loader, c.norm, c.device, a.amp, c.modes, c.fracs)
     out = Path(a.out)
     csv_path = out / f'{stem}_{split}_sweep.csv'
-    atomic_write_text(csv_path, df.to_csv(index=False))
+    prov = provenance(c.ckpt, c.meta)
+    atomic_write_text(csv_path, df.assign(**prov, note=checkpoints.DEMO_NOTE if prov['model_source'] == 'demo'
+                                          else '').to_csv(index=False))
     pngs = [plot_sweep(df[df['mode'] == mode], out / f'{stem}_{split}_sweep_{mode}.png',
                        f'{stem} on {c.corpus.name} {split} ({mode} missing, n={len(ds)})') for mode in c.modes]
     print(df.to_string(index=False))

@@ -37,7 +37,8 @@ each chunk (g = f1 - f0) is stitched the same way and ranked over the whole curv
 Batch mode: directories are searched recursively for audio files; files are processed -batch at a time
 with one forward pass per model per batch. A file that fails is listed with its reason at the end and in
 the CSV's `error` column; the rest are processed. The exit code is 1 when every file failed, 2 on a setup
-error (models, normalisation, output paths).
+error (models, normalisation, output paths). No output may be an input (a recording, its transcript,
+--transcript, --speakers, a model or NormTerm file) or another output (--out, --json, the PNGs of --plot).
 """
 import csv
 import io
@@ -56,8 +57,9 @@ import norm as N
 from cli import parser, run_script
 from errors import ToolkitError
 from inference import MSCREngine, Seq2SeqEngine
+from outputs import check_outputs, files_under
 from plots import plot_file
-from utils import atomic_write_text, get_device
+from utils import EMOS, atomic_write_text, get_device
 
 AUDIO_EXTS = {'.wav', '.flac', '.ogg', '.oga', '.opus', '.mp3', '.aiff', '.aif', '.au', '.caf', '.w64', '.rf64'}
 
@@ -83,6 +85,8 @@ def list_inputs(paths):
 def check_writable(path, flag):
     """Fail before any work when an output path cannot be written (names the path and the flag)."""
     path = Path(path)
+    if flag != '--plot' and path.is_dir():
+        raise ToolkitError(f"{flag} {path}: is a folder; give a file name, e.g. {flag} {path / ('results' + ('.json' if flag == '--json' else '.csv'))}")
     target = path if flag == '--plot' else path.parent
     try:
         target.mkdir(parents=True, exist_ok=True)
@@ -92,6 +96,49 @@ def check_writable(path, flag):
     except OSError as e:
         raise ToolkitError(f"{flag} {path}: cannot write there ({e.strerror or e}); choose a writable "
                            f"location, e.g. {flag} ./{path.name}") from None
+
+
+def read_paths(args, files):
+    """[(path, what)]: everything predict.py reads -- the recordings, their sidecar transcripts, --transcript,
+    --speakers, and the files of every model folder (--checkpoint, --ranker-dir, --norm, --pretrained, the
+    repository's demo models) -- which no output may replace."""
+    out = [(p, 'an input recording') for p in files]
+    out += [(p.with_suffix('.txt'), 'the transcript of an input') for p in files if p.with_suffix('.txt').is_file()]
+    out += [(q, w) for q, w in ((args.transcript, 'the --transcript file'), (args.speakers, 'the --speakers table'))
+            if q]
+    folders = [(C.SEQ2SEQ_DIR, 'a demo model file'), (C.RANKER_DIR, 'a demo ranker file'),
+               (C.REPO / 'trained_mscr_model', 'a demo MSCR model file'), (C.REPO / 'NormTerm', 'a NormTerm file')]
+    for flag in ('checkpoint', 'ranker_dir', 'norm', 'pretrained'):
+        spec = getattr(args, flag)
+        if not spec:
+            continue
+        what = f"a file of --{flag.replace('_', '-')}"
+        if flag == 'pretrained':   # the release's model folders, not the whole clone
+            folders += [(Path(spec) / sub, what) for sub in ('NormTerm', 'trained_seq2seq_model_v1.6',
+                                                             'chunk_emotion_rankers')]
+            continue
+        for q in {spec.replace('{emo}', e) for e in EMOS} if '{emo}' in spec else {spec}:
+            q = Path(q)
+            if q.is_dir():
+                folders.append((q, what))
+            out += [(q, what), (C.sibling(q, '.meta.json'), f'the record of --{flag}')] if q.is_file() else []
+    for folder, what in folders:
+        out += [(q, what) for q in files_under(folder)]
+    return out
+
+
+def plan_plots(args, files):
+    """{str(file): PNG path}: one PNG per input in --plot DIR, names made unique in input order."""
+    used = set()
+    return {str(p): Path(args.plot) / plot_name(p, used) for p in files} if args.plot else {}
+
+
+def check_output_paths(args, files):
+    """No output may be an input (a recording, a transcript, a model file, ...) or another output: --out,
+    --json, --plot and the PNGs it will hold are compared as resolved paths, before any work."""
+    pngs = plan_plots(args, files)
+    check_outputs([(png, f'--plot (the PNG of {p})') for p, png in pngs.items()]
+                  + [(args.out, '--out'), (args.json, '--json'), (args.plot, '--plot')], read_paths(args, files))
 
 
 def plot_name(path, used):
@@ -213,12 +260,13 @@ def main(argv=None):
         raise ToolkitError(f'need 0 <= --overlap ({args.overlap}) < --window ({args.window}) <= --max-seconds '
                            f'({args.max_seconds})')
     device = get_device(args.device)
-    for path, flag in ((args.out, '--out'), (args.json, '--json'), (args.plot, '--plot')):
-        if path:
-            check_writable(path, flag)      # fail fast on outputs, inputs and models before any work
     files, missing = list_inputs(args.inputs)
     if not files:
         raise ToolkitError('nothing to do: ' + '; '.join(m for _, m in missing))
+    check_output_paths(args, files)         # no output replaces an input or another output
+    for path, flag in ((args.out, '--out'), (args.json, '--json'), (args.plot, '--plot')):
+        if path:
+            check_writable(path, flag)      # fail fast on outputs, inputs and models before any work
     engine = MSCREngine(args, files, device) if args.model == 'mscr' else Seq2SeqEngine(args, files, device)
     t0 = time.time()
     rows, interrupted = process(args, files, engine)
@@ -234,14 +282,14 @@ def main(argv=None):
 
 def process(args, files, engine):
     """Run the engine over `files` in batches, plotting as it goes -> (rows, interrupted)."""
-    rows, used_names = [], set()
+    rows, pngs = [], plan_plots(args, files)
     bar = tqdm(total=len(files), desc='predict', unit='file')
     try:
         for b in range(0, len(files), args.batch):
             group = list(enumerate(files))[b:b + args.batch]
             for p, sig, r in engine(group):
                 if sig is not None and args.plot:
-                    png = Path(args.plot) / plot_name(p, used_names)
+                    png = pngs[str(p)]
                     try:
                         plot_file(sig, r, png)
                         r['plot'] = str(png)
