@@ -1,9 +1,11 @@
 """Shared maths and plumbing: CCC, chunk split, emotion curves, NormTerm files, devices, atomic files."""
 import contextlib
 import csv
+import gc
 import io
 import os
 import random
+import sys
 import tempfile
 from pathlib import Path
 
@@ -224,9 +226,22 @@ def ddp_setup(device_arg=None):
 
 
 def ddp_cleanup():
+    """Leave torch.distributed in order; call it in the `finally` of a training script's main.
+
+    After a normal run every rank first waits at a barrier for the others: without it the rank that finishes
+    first (rank 1, while rank 0 still saves and plots) tears its end of the process group down and exits while
+    its peer may still complete the last collective with it, and gloo's threads can then abort the process
+    ("terminate called without an active exception"). Then garbage (DDP wrappers in reference cycles hold the
+    group in their C++ reducer) is collected while the interpreter is fully alive, and the group is destroyed,
+    so no gloo object is left for interpreter shutdown. When an exception is propagating there is no barrier:
+    the other ranks may be gone, and torchrun stops them."""
     import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if sys.exc_info()[0] is None:
+        dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def unwrap(model):
