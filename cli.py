@@ -1,10 +1,12 @@
 """Command-line pieces shared by every script: flag groups (one spelling per flag), opening the corpus and
 feature store they name, and the wrapper that turns a `ToolkitError` into a one-line message and exit code 2."""
 import argparse
+import signal
 import sys
 from pathlib import Path
 
 import checkpoints
+import interrupts
 import norm
 from corpus import DEFAULT_CORPUS, Corpus
 from dataloader import chunk_frames
@@ -23,12 +25,18 @@ NORM_SCOPES = ('published', 'train', 'speaker', 'corpus')
 
 def run_script(main, argv=None):
     """Call `main(argv)` -> exit code (0 unless main returned an int); a ToolkitError becomes
-    `error: <message>` on stderr and exit code 2. Scripts end with `sys.exit(run_script(main))`."""
+    `error: <message>` on stderr and exit code 2. Ctrl-C and SIGTERM stop the run through the scripts'
+    clean-up paths (interrupts.py) and give exit code 130 / 143. Scripts end with `sys.exit(run_script(main))`."""
+    interrupts.install()
     try:
         r = main(argv)
     except ToolkitError as e:
         print(f'error: {e}', file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt as e:
+        code = interrupts.exit_code(e)
+        print(f'interrupted ({signal.Signals(code - 128).name}); exit code {code}', file=sys.stderr)
+        raise SystemExit(code) from None
     return r if isinstance(r, int) and not isinstance(r, bool) else 0
 
 

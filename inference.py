@@ -244,7 +244,11 @@ class Seq2SeqEngine:
               f"{'; '.join(f'{k} {e}: {C.display_path(ck.path)}' for (k, e), ck in self.models.items())}\n"
               f"feature norm: {self.feat_desc}; LLD preset {preset}; device {device}")
         if self.scope in ('corpus', 'speaker'):
-            self._data_stats(args, files)
+            try:
+                self._data_stats(args, files)
+            except BaseException:      # e.g. Ctrl-C in pass 1: no cached features left behind
+                self.close()
+                raise
 
     def _extract(self, path, notes=None):
         sig = load_audio(path, SR, notes=notes)

@@ -37,6 +37,7 @@ from tqdm import tqdm
 import checkpoints
 import cli
 import dataloader as D
+import interrupts
 import norm as normalisation
 from errors import ToolkitError
 from feature_store import FeatureStore, StoreError, default_features
@@ -332,18 +333,19 @@ def validate(s, train_loss, t0):
     if not s.is_main:
         return
     v = scores(*predict(unwrap(s.model), s.val_loader, s.device, s.amp), s.norm)
-    improved = v['loss'] < s.best
-    if improved:
-        s.best, s.best_it = v['loss'], s.it
-        save_mscr(s.run.ckpt, s.model, {**s.meta, 'best_iter': s.it, 'best_val_loss': s.best,
-                                        'val_ccc': {e: v[e] for e in EMOS}})
-    s.run.logger.log(iteration=s.it, train_loss=round(train_loss, 5), val_loss=round(v['loss'], 5),
-                     **{f'val_ccc_{e}': round(v[e], 4) for e in EMOS}, best=int(improved))
-    try:
-        plot_curves(s.run.log_path, s.run.png_path, x='iteration', title=s.run.ckpt.name)
-    except Exception as e:   # a plotting problem must never stop training
-        print(f'note: loss plot not written ({e})', file=sys.stderr)
-    s.run.save_state(s.model, s.opt, s.scaler, s.it, s.best, s.best_it)
+    with interrupts.deferred():   # best model, log and resume state of this validation are written together
+        improved = v['loss'] < s.best
+        if improved:
+            s.best, s.best_it = v['loss'], s.it
+            save_mscr(s.run.ckpt, s.model, {**s.meta, 'best_iter': s.it, 'best_val_loss': s.best,
+                                            'val_ccc': {e: v[e] for e in EMOS}})
+        s.run.logger.log(iteration=s.it, train_loss=round(train_loss, 5), val_loss=round(v['loss'], 5),
+                         **{f'val_ccc_{e}': round(v[e], 4) for e in EMOS}, best=int(improved))
+        try:
+            plot_curves(s.run.log_path, s.run.png_path, x='iteration', title=s.run.ckpt.name)
+        except Exception as e:   # a plotting problem must never stop training
+            print(f'note: loss plot not written ({e})', file=sys.stderr)
+        s.run.save_state(s.model, s.opt, s.scaler, s.it, s.best, s.best_it)
     tqdm.write(f'iter {s.it}: train {train_loss:.4f}  val {v["loss"]:.4f}  CCC '
                + '  '.join(f'{e} {v[e]:.3f}' for e in EMOS) + ('  *best' if improved else ''))
     if s.it == s.args.iters:   # the last model too, for best-vs-last comparisons

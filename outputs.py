@@ -45,6 +45,18 @@ def check_outputs(outputs, inputs=()):
                                    f'replace it: choose another {flag}')
 
 
+def check_replaced_folder(out, flag, sources):
+    """A folder an output replaces as a whole (a builder's --force) may not be, hold or lie inside a folder it
+    reads. sources: [(path, what it is)]."""
+    k = _key(out)
+    for src, what in sources:
+        s = _key(src)
+        if k == s or k in s.parents or s in k.parents:
+            rel = 'is' if k == s else 'holds' if k in s.parents else 'lies inside'
+            raise OutputClashError(f'{flag} {out} {rel} {what} {src}, which this command reads; building there '
+                                   f'(with --force: replacing it) would destroy it: choose another {flag}')
+
+
 def files_under(folder, pattern='*'):
     """Existing files under `folder` (recursive; empty for a missing folder)."""
     folder = Path(folder)

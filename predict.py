@@ -39,6 +39,8 @@ with one forward pass per model per batch. A file that fails is listed with its 
 the CSV's `error` column; the rest are processed. The exit code is 1 when every file failed, 2 on a setup
 error (models, normalisation, output paths). No output may be an input (a recording, its transcript,
 --transcript, --speakers, a model or NormTerm file) or another output (--out, --json, the PNGs of --plot).
+Ctrl-C or SIGTERM: the results of the files finished so far are written (the file in progress is left out)
+and the exit code is 130 (SIGINT) or 143 (SIGTERM).
 """
 import csv
 import io
@@ -53,6 +55,7 @@ import numpy as np
 from tqdm import tqdm
 
 import checkpoints as C
+import interrupts
 import norm as N
 from cli import parser, run_script
 from errors import ToolkitError
@@ -276,12 +279,13 @@ def main(argv=None):
     write_outputs(rows, args, engine)
     summary(rows, engine, args, time.time() - t0)
     if interrupted:
-        return 130
+        return interrupted
     return 0 if any(not r.get('error') for r in rows) else 1
 
 
 def process(args, files, engine):
-    """Run the engine over `files` in batches, plotting as it goes -> (rows, interrupted)."""
+    """Run the engine over `files` in batches, plotting as it goes -> (rows, interrupted): interrupted is 0, or
+    the exit code of the signal that stopped the run (130 SIGINT, 143 SIGTERM)."""
     rows, pngs = [], plan_plots(args, files)
     bar = tqdm(total=len(files), desc='predict', unit='file')
     try:
@@ -298,9 +302,10 @@ def process(args, files, engine):
                         print(f"warning: {r['plot_error']}", file=sys.stderr)
                 rows.append(r)
             bar.update(len(group))
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: writing the {len(rows)} results so far (no work lost)", file=sys.stderr)
-        return rows, True
+    except KeyboardInterrupt as e:     # Ctrl-C or SIGTERM (interrupts.py): the file in progress is left out
+        print(f"\ninterrupted: writing the {len(rows)} results so far (the file in progress is left out)",
+              file=sys.stderr)
+        return rows, interrupts.exit_code(e)
     finally:
         bar.close()
         engine.close()
