@@ -339,3 +339,13 @@ def test_large_tables_load(tmp_path):
     assert len(c.ratings()) == 5 * n and len(rl) == n // 3 and all(len(v) == 5 for v in rl.values())
     assert all(np.array_equal(v, [5.0] * 5) for v in rl.values())
     assert c.rating_lists('Dom', 'Test')[names[2]].tolist() == [6.0] * 5
+
+
+def test_check_corpus_report_never_replaces_a_corpus_file(tiny_corpus):
+    """--json pointing at the corpus's own label file is refused before the check; the labels stay as they were."""
+    from outputs import OutputClashError
+    lab = tiny_corpus / 'Labels' / 'labels_consensus.csv'
+    before = lab.read_bytes()
+    with pytest.raises(OutputClashError, match='--json .* a file of the corpus'):
+        check_corpus.main([str(tiny_corpus), '--json', str(lab), '--no-progress'])
+    assert lab.read_bytes() == before
