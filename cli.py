@@ -27,7 +27,7 @@ def run_script(main, argv=None):
     """Call `main(argv)` -> exit code (0 unless main returned an int); a ToolkitError becomes
     `error: <message>` on stderr and exit code 2. Ctrl-C and SIGTERM stop the run through the scripts'
     clean-up paths (interrupts.py) and give exit code 130 / 143. Scripts end with `sys.exit(run_script(main))`."""
-    interrupts.install()
+    old = interrupts.install()
     try:
         r = main(argv)
     except ToolkitError as e:
@@ -37,6 +37,8 @@ def run_script(main, argv=None):
         code = interrupts.exit_code(e)
         print(f'interrupted ({signal.Signals(code - 128).name}); exit code {code}', file=sys.stderr)
         raise SystemExit(code) from None
+    finally:
+        interrupts.restore(old)
     return r if isinstance(r, int) and not isinstance(r, bool) else 0
 
 

@@ -43,10 +43,21 @@ def _main_thread():
 
 
 def install():
-    """SIGINT and SIGTERM raise `Interrupted` in the main thread (no-op outside the main thread)."""
+    """SIGINT and SIGTERM raise `Interrupted` in the main thread (no-op outside the main thread); -> the
+    previous handlers, for `restore`."""
+    if not _main_thread():
+        return {}
+    old = {s: signal.getsignal(s) for s in SIGNALS}
+    for s in SIGNALS:
+        signal.signal(s, _raise)
+    return old
+
+
+def restore(old):
+    """Put back the handlers `install` replaced."""
     if _main_thread():
-        for s in SIGNALS:
-            signal.signal(s, _raise)
+        for s, h in old.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 @contextmanager

@@ -68,6 +68,30 @@ def stop(proc, sig, log_path):
     return rc, Path(log_path).read_text(errors='replace')
 
 
+def test_deferred_holds_a_signal_until_the_block_ends():
+    """In-process: a signal inside `deferred()` lets the block finish, then raises Interrupted with the signal's
+    exit code; run_script's handlers are put back afterwards."""
+    import interrupts
+    from cli import run_script
+    before = {s: signal.getsignal(s) for s in interrupts.SIGNALS}
+    old = interrupts.install()
+    try:
+        finished = []
+        with pytest.raises(interrupts.Interrupted) as e, interrupts.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100):      # the handler runs at the next bytecodes: here it only takes note
+                time.sleep(0.001)
+            finished.append(True)
+        assert finished == [True] and e.value.exit_code == 143
+    finally:
+        interrupts.restore(old)
+    assert {s: signal.getsignal(s) for s in interrupts.SIGNALS} == before
+    with pytest.raises(SystemExit) as e:
+        run_script(lambda argv: os.kill(os.getpid(), signal.SIGTERM) or time.sleep(5))
+    assert e.value.code == 143
+    assert {s: signal.getsignal(s) for s in interrupts.SIGNALS} == before
+
+
 @pytest.fixture(scope='module')
 def long_corpus(tmp_path_factory):
     """An MSP-layout corpus of N recordings of SECONDS each."""
