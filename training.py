@@ -74,6 +74,11 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
     lr = args.lr or 1e-3
     m = chunk_frames(store.hop)
     model, init = C.start_model(args, 'seq2seq', emo, store)
+    ckpt = Path(args.checkpoint.replace('{emo}', emo)) if args.checkpoint else \
+        Path(args.out) / C.seq2seq_name(args.epochs, args.batch_size, emo)
+    if init is not None:   # fine-tuning must not write over the model it starts from
+        check_outputs([(ckpt, '--checkpoint' if args.checkpoint else '--out')],
+                      [(init.path, 'the --init-from model'), (C.sibling(init.path, '.meta.json'), 'its record')])
     fnorm, labels, lrec = N.training_norm(args.feature_norm, args.label_norm, store, corpus, args.norm, init, [emo])
     lnorm = labels[emo]
     train, valid, bad = seq2seq_datasets(args, emo, corpus, store, fnorm, lnorm)
@@ -85,11 +90,6 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
     va_loader, _ = make_loader(valid, per_rank, collate, False, args.workers, device, rank, world, args.seed)
     opt = torch.optim.Adam([p_ for p_ in model.parameters() if p_.requires_grad], lr=lr)
     scaler = make_scaler(device, args.amp)
-    ckpt = Path(args.checkpoint.replace('{emo}', emo)) if args.checkpoint else \
-        Path(args.out) / C.seq2seq_name(args.epochs, args.batch_size, emo)
-    if init is not None:   # fine-tuning must not write over the model it starts from
-        check_outputs([(ckpt, '--checkpoint' if args.checkpoint else '--out')],
-                      [(init.path, 'the --init-from model'), (C.sibling(init.path, '.meta.json'), 'its record')])
     settings = settings_of(args, lr)
     run = C.Run(ckpt, ['epoch', 'train_loss', 'val_loss', 'val_ccc'], is_main, args.resume,
                 {k: settings[k] for k in RESUME_KEYS})

@@ -57,6 +57,11 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
     set_seed(args.seed)
     m = chunk_frames(store.hop)
     model, init = C.start_model(args, 'ranker', emo, store)
+    ckpt = Path(args.checkpoint.replace('{emo}', emo)) if args.checkpoint else \
+        Path(args.out) / C.ranker_name(args.epochs, args.batch_size, emo)
+    if init is not None:   # fine-tuning must not write over the model it starts from
+        check_outputs([(ckpt, '--checkpoint' if args.checkpoint else '--out')],
+                      [(init.path, 'the --init-from model'), (C.sibling(init.path, '.meta.json'), 'its record')])
     fnorm, _, _ = N.training_norm(args.feature_norm, None, store, corpus, args.norm, init, ())
     data = {}
     for split in ('Train', 'Validation'):
@@ -76,11 +81,6 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
     params = [p_ for p_ in model.parameters() if p_.requires_grad]
     opt = torch.optim.Adam(params, lr=args.lr)
     scaler = make_scaler(device, args.amp)
-    ckpt = Path(args.checkpoint.replace('{emo}', emo)) if args.checkpoint else \
-        Path(args.out) / C.ranker_name(args.epochs, args.batch_size, emo)
-    if init is not None:   # fine-tuning must not write over the model it starts from
-        check_outputs([(ckpt, '--checkpoint' if args.checkpoint else '--out')],
-                      [(init.path, 'the --init-from model'), (C.sibling(init.path, '.meta.json'), 'its record')])
     settings = {'epochs': args.epochs, 'batch': args.batch_size, 'lr': args.lr, 'seed': args.seed, 'freeze': args.freeze,
                 'init_from': C.display_path(args.init_from) if args.init_from else None,
                 'feature_norm': args.feature_norm, 'limit': args.limit, 'amp': args.amp,
