@@ -230,11 +230,12 @@ def ddp_cleanup():
 
     After a normal run every rank first waits at a barrier for the others: without it the rank that finishes
     first (rank 1, while rank 0 still saves and plots) tears its end of the process group down and exits while
-    its peer may still complete the last collective with it, and gloo's threads can then abort the process
-    ("terminate called without an active exception"). Then garbage (DDP wrappers in reference cycles hold the
-    group in their C++ reducer) is collected while the interpreter is fully alive, and the group is destroyed,
-    so no gloo object is left for interpreter shutdown. When an exception is propagating there is no barrier:
-    the other ranks may be gone, and torchrun stops them."""
+    its peer may still be completing the last collective with it. Then garbage (a DDP wrapper in a reference
+    cycle holds the group in its C++ reducer) is collected while the interpreter is fully alive, and the group
+    is destroyed, so no gloo object is left to be torn down during interpreter shutdown, where a gloo thread
+    still joinable aborts the process ("terminate called without an active exception", seen once on a loaded
+    machine in the 2-process test). When an exception is propagating there is no barrier: the other ranks may
+    be gone, and torchrun stops them."""
     import torch.distributed as dist
     if not (dist.is_available() and dist.is_initialized()):
         return
