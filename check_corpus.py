@@ -28,10 +28,11 @@ from corpus import (
     USER_SPLITS,
     Corpus,
     CorpusError,
-    ensure_demo_corpus,
     textgrid_words,
     user_split,
 )
+from demo_corpus import ensure_demo_corpus
+from outputs import check_outputs
 from utils import atomic_write_text, ensure_dir
 
 PROBLEMS = {   # key -> what it means / what to do (printed above the file list)
@@ -362,7 +363,10 @@ def main(argv=None):
     except CorpusError as e:
         print(f"FATAL: {e}", file=sys.stderr)
         return 1
-    if args.json:
+    if args.json:   # the report may not replace a file of the corpus it checks (e.g. its label file)
+        js = Path(args.json).resolve()
+        check_outputs([(args.json, '--json')], [(js, 'a file of the corpus')] if js.is_file() and
+                      Path(root).resolve() in js.parents else [])
         ensure_dir(Path(args.json).parent, flag='--json')
     rep = check(root, workers=args.workers, min_seconds=args.min_seconds, text=not args.no_text,
                 progress=not args.no_progress)

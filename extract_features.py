@@ -8,7 +8,9 @@
 
 Default LLD preset 'published' = IS13_ComParE with 32 ms frames / 16 ms hop (62 frames/s), the only
 setting under which the authors' released NormTerm and models are valid (docs/features.md).
-Re-running with the same --out resumes: utterances already in the store are skipped. Bad inputs
+Re-running with the same --out resumes: utterances already in the store are skipped. Ctrl-C or SIGTERM
+stops the run cleanly: the utterances stored so far are kept, the one in progress is not stored, and the
+exit code is 130 (SIGINT) or 143 (SIGTERM). Bad inputs
 (unreadable or empty WAV, too short, missing transcript) are listed by name and skipped; the list
 is also written to OUT/skipped.csv. The exit code is non-zero when no utterance could be processed.
 """
@@ -28,6 +30,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 import features as F
+import interrupts
 from audio import load_audio
 from cli import open_corpus, run_script
 from errors import ToolkitError
@@ -75,6 +78,12 @@ _EXT = None
 def _init_lld(preset, hop):
     global _EXT
     _EXT = F.LLDExtractor(preset, hop)
+
+
+def _init_lld_worker(preset, hop):
+    """Pool initialiser: Ctrl-C is the main process's to handle (it stops the pool), then `_init_lld`."""
+    interrupts.ignore_in_worker()
+    _init_lld(preset, hop)
 
 
 def _lld_job(item):
@@ -168,7 +177,7 @@ def run_lld(args, corpus, todo, pr):
         results = map(_lld_job, items)
     else:
         pool = mp.get_context('fork' if sys.platform == 'linux' else 'spawn').Pool(
-            workers, _init_lld, (args.preset, args.hop))
+            workers, _init_lld_worker, (args.preset, args.hop))
         results = pool.imap_unordered(_lld_job, items, chunksize=max(1, min(32, len(items) // (workers * 8))))
     try:
         for name, y, err, sec in results:
@@ -262,11 +271,12 @@ def extract(args):
             run_wav2vec2(args, corpus, todo, ext, pr)
         else:
             run_text(args, corpus, todo, ext, pr)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:      # Ctrl-C or SIGTERM (interrupts.py): keep what is stored, drop the rest
         pr.bar.close()
         writer.close(complete=False)
-        raise ToolkitError(f'interrupted: {len(writer)} utterances are safely in {out}; run the same command again '
-                           f'to resume') from None
+        print(f'\ninterrupted: {len(writer)} utterances are safely in {out} (the one in progress is not stored); '
+              f'run the same command again to resume', file=sys.stderr)
+        raise
     except BaseException:
         writer.close(complete=False)
         raise

@@ -226,3 +226,14 @@ class FeatureStoreWriter:
     def __exit__(self, exc_type, exc, tb):
         self.close(complete=exc_type is None)
         return False
+
+
+def default_features(corpus, kind='lld'):
+    """Where a corpus's store of `kind` lives by default: features/<corpus name>/<kind> under the repository (or
+    the working directory, when one is there)."""
+    REPO = Path(__file__).resolve().parent
+    for base in (REPO, Path.cwd()):
+        p = base / 'features' / corpus.name / kind
+        if (p / 'meta.json').exists():
+            return p
+    return REPO / 'features' / corpus.name / kind

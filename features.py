@@ -29,6 +29,7 @@ import numpy as np
 import opensmile
 import soxr
 
+import interrupts
 from audio import load_audio
 from errors import ToolkitError
 
@@ -165,7 +166,9 @@ class LLDExtractor:
             x = soxr.resample(x, sr, SR, quality='HQ').astype(np.float32)
         # openSMILE receives int16 (x * 32768): clip so full-scale samples do not wrap around
         x = np.clip(x, -1.0, 32767 / 32768)
-        with warnings.catch_warnings():
+        # openSMILE hands every frame to a Python callback, where ctypes would swallow a Ctrl-C and cut the
+        # frames short: hold SIGINT/SIGTERM during the call and raise after it (the result is then discarded)
+        with warnings.catch_warnings(), interrupts.deferred():
             warnings.simplefilter('ignore')  # 'Segment too short, filling with NaN.'
             y = self.smile(x, SR)[0].T  # (channels, features, frames) -> (frames, features)
         if len(y) == 1 and np.isnan(y).all():

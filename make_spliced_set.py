@@ -31,6 +31,7 @@ from tqdm import tqdm
 import corpus
 from cli import run_script
 from errors import ToolkitError
+from outputs import check_replaced_folder
 
 EMO_NAMES = {"W": "anger", "L": "boredom", "E": "disgust", "A": "fear", "F": "happiness", "T": "sadness",
              "N": "neutral"}
@@ -135,6 +136,7 @@ def make(src, out, pairs="WT,LF", from_splits="Train,Development,Test1", max_per
          force=False, progress=True):
     """Build the spliced corpus at `out` (atomically); -> (Path, number of utterances)."""
     src, out = Path(src), Path(out)
+    check_replaced_folder(out, 'out', [(src, 'the source corpus')])
     corpus.refuse_existing(out, force)
     c = corpus.Corpus(src)
     lab, keep = _source_table(c, from_splits)

@@ -37,10 +37,10 @@ from tqdm import tqdm
 import checkpoints
 import cli
 import dataloader as D
+import interrupts
 import norm as normalisation
-from cli import MSCR_MISSING_MODES
 from errors import ToolkitError
-from feature_store import FeatureStore, StoreError
+from feature_store import FeatureStore, StoreError, default_features
 from model import TransformerENC_CoAtten, audio_chunk_features
 from utils import (
     EMOS,
@@ -57,6 +57,10 @@ from utils import (
     set_seed,
     unwrap,
 )
+
+MSCR_NORM_LEVELS = ('utterance', 'frame')            # --mscr-norm: statistics of utterance means or of frames
+MSCR_CHUNKINGS = ('dynamic', 'words')               # --chunking
+MSCR_MISSING_MODES = ('frames', 'chunks', 'tokens', 'modality')   # --missing-mode (module docstring)
 
 DEFAULT_LR = 1e-4
 
@@ -144,8 +148,8 @@ def scores(pred, y, norm):
 def open_stores(args, corpus, audio_path=None, text_path=None):
     """(audio FeatureStore, text FeatureStore) with clear errors naming the extract_features.py command."""
     feat = args.audio_feature
-    a_path = Path(args.audio_store or audio_path or cli.default_features(corpus, feat))
-    t_path = Path(args.text_store or text_path or cli.default_features(corpus, 'text'))
+    a_path = Path(args.audio_store or audio_path or default_features(corpus, feat))
+    t_path = Path(args.text_store or text_path or default_features(corpus, 'text'))
     out = []
     for path, kind in ((a_path, feat), (t_path, 'text')):
         cmd = f'python extract_features.py --corpus {corpus.root} --feature {kind} --out {path}'
@@ -237,6 +241,18 @@ def load_mscr(ckpt, device='cpu'):
     return model.to(device).eval(), meta
 
 
+def model_source(meta):
+    """Where an MSCR model comes from, as for method 1: 'demo' when it was trained on the embedded demo corpus
+    (synthetic speech, e.g. the shipped trained_mscr_model/), else 'own'."""
+    return 'demo' if Path(str(meta.get('corpus') or '')).name == checkpoints.DEMO_CORPUS else 'own'
+
+
+def provenance(ckpt, meta):
+    """Columns naming an MSCR model in every output: source, path and SHA-256 of the weights."""
+    return {'model_source': model_source(meta), 'model': checkpoints.display_path(ckpt),
+            'model_sha256': meta.get('weights_sha256') or checkpoints.sha256_file(ckpt)}
+
+
 def norm_of(meta):
     """The normalisation dict (norm.mscr_norm layout) stored in a checkpoint's metadata."""
     return {'audio': (np.asarray(meta['audio_mean']), np.asarray(meta['audio_std'])),
@@ -317,18 +333,19 @@ def validate(s, train_loss, t0):
     if not s.is_main:
         return
     v = scores(*predict(unwrap(s.model), s.val_loader, s.device, s.amp), s.norm)
-    improved = v['loss'] < s.best
-    if improved:
-        s.best, s.best_it = v['loss'], s.it
-        save_mscr(s.run.ckpt, s.model, {**s.meta, 'best_iter': s.it, 'best_val_loss': s.best,
-                                        'val_ccc': {e: v[e] for e in EMOS}})
-    s.run.logger.log(iteration=s.it, train_loss=round(train_loss, 5), val_loss=round(v['loss'], 5),
-                     **{f'val_ccc_{e}': round(v[e], 4) for e in EMOS}, best=int(improved))
-    try:
-        plot_curves(s.run.log_path, s.run.png_path, x='iteration', title=s.run.ckpt.name)
-    except Exception as e:   # a plotting problem must never stop training
-        print(f'note: loss plot not written ({e})', file=sys.stderr)
-    s.run.save_state(s.model, s.opt, s.scaler, s.it, s.best, s.best_it)
+    with interrupts.deferred():   # best model, log and resume state of this validation are written together
+        improved = v['loss'] < s.best
+        if improved:
+            s.best, s.best_it = v['loss'], s.it
+            save_mscr(s.run.ckpt, s.model, {**s.meta, 'best_iter': s.it, 'best_val_loss': s.best,
+                                            'val_ccc': {e: v[e] for e in EMOS}})
+        s.run.logger.log(iteration=s.it, train_loss=round(train_loss, 5), val_loss=round(v['loss'], 5),
+                         **{f'val_ccc_{e}': round(v[e], 4) for e in EMOS}, best=int(improved))
+        try:
+            plot_curves(s.run.log_path, s.run.png_path, x='iteration', title=s.run.ckpt.name)
+        except Exception as e:   # a plotting problem must never stop training
+            print(f'note: loss plot not written ({e})', file=sys.stderr)
+        s.run.save_state(s.model, s.opt, s.scaler, s.it, s.best, s.best_it)
     tqdm.write(f'iter {s.it}: train {train_loss:.4f}  val {v["loss"]:.4f}  CCC '
                + '  '.join(f'{e} {v[e]:.3f}' for e in EMOS) + ('  *best' if improved else ''))
     if s.it == s.args.iters:   # the last model too, for best-vs-last comparisons
@@ -433,6 +450,8 @@ def test_mscr(args):
     ckpt = Path(args.checkpoint) if args.checkpoint else \
         Path(args.save_dir) / f'{args.name or default_name(args, parse_scales(args.scales))}.pth.tar'
     model, meta = load_mscr(ckpt, device)
+    if model_source(meta) == 'demo':
+        print(f'NOTE: {ckpt.name}: {checkpoints.DEMO_NOTE}', file=sys.stderr)
     corpus = cli.open_corpus(args.corpus, args.fold)
     same = Path(meta['corpus']).resolve() == corpus.root.resolve()   # else: the stores of the corpus given
     args.audio_feature = meta.get('audio_feature') or args.audio_feature
@@ -468,7 +487,9 @@ def test_split(c, split):
     df = sweep(c.model, ds, loader, c.norm, c.device, a.amp, c.modes, c.fracs)
     out = Path(a.out)
     csv_path = out / f'{stem}_{split}_sweep.csv'
-    atomic_write_text(csv_path, df.to_csv(index=False))
+    prov = provenance(c.ckpt, c.meta)
+    atomic_write_text(csv_path, df.assign(**prov, note=checkpoints.DEMO_NOTE if prov['model_source'] == 'demo'
+                                          else '').to_csv(index=False))
     pngs = [plot_sweep(df[df['mode'] == mode], out / f'{stem}_{split}_sweep_{mode}.png',
                        f'{stem} on {c.corpus.name} {split} ({mode} missing, n={len(ds)})') for mode in c.modes]
     print(df.to_string(index=False))

@@ -13,6 +13,7 @@ Pass the folder to training and testing with --norm DIR (docs/features.md, "Norm
 import sys
 from pathlib import Path
 
+import interrupts
 from cli import add_fold_arg, open_corpus, parser, run_script
 from errors import ToolkitError
 from feature_store import FeatureStore
@@ -38,7 +39,8 @@ def main(argv=None):
     if not used:
         raise ToolkitError(f'none of the {len(names)} {args.split} utterances is in the feature store {store.path}; '
                            f'extract them first (python extract_features.py --corpus {corpus.root} --out {store.path})')
-    save_norm(args.out, {'feat': (mean, std), **labels})
+    with interrupts.deferred():   # all .mat files or none: a Ctrl-C here waits for the last one
+        save_norm(args.out, {'feat': (mean, std), **labels})
     hours = f', {frames * store.hop / 3600:.2f} h' if store.hop else ''
     print(f'{args.split}: {len(used)} utterances, {frames} frames{hours} from {store.path} '
           f'({store.meta.get("feature")}, preset {store.meta.get("preset")}, {store.dim}-d)')

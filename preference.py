@@ -24,6 +24,8 @@ import numpy as np
 
 from utils import ensure_dir
 
+# file-name prefix of the per-split preference labels and ranking sequences (<prefix>_<Emo>.csv|json)
+SPLIT_FILE = {'Train': 'training', 'Validation': 'validation', 'Test': 'testing'}
 MEM_ELEMS = 1 << 25      # elements per temporary comparison block (~32 MB of bools)
 BLOCK_ELEMS = 1 << 22    # partner draws per block of utterances (16 MB of int32)
 TABLE_CLASSES = 4096     # at most this many distinct rating histograms -> one label table (16 MB)

@@ -21,6 +21,7 @@ from cli import run_script
 from corpora import CONVERTERS, get
 from corpora.common import AUDIO_MODES, Report
 from errors import ToolkitError
+from outputs import check_replaced_folder
 
 ONLY = {'self_evaluations': ('iemocap', '--self-evaluations'), 'song': ('ravdess', '--song'),
         'consensus': ('emodb', '--consensus'), 'seed': ('emodb', '--seed')}
@@ -64,6 +65,7 @@ def main(argv=None):
                 speakers=[s.strip() for s in a.speakers.split(',')] if a.speakers else None)
     if a.name == 'emodb':
         opts.update(speakers=a.speakers, seed=a.seed or 0, consensus=a.consensus or 'table')
+    check_replaced_folder(a.out, 'OUT', [(a.src, f'the {a.name} source')])
     t0 = time.time()
     try:
         out, report = get(a.name).convert(a.src, a.out, **opts)

@@ -14,9 +14,9 @@ import torch
 from scipy.stats import rankdata
 from tqdm import tqdm
 
-from cli import SPLIT_FILE
 from dataloader import to_chunks
 from errors import ToolkitError
+from preference import SPLIT_FILE
 from utils import amp_context, chunk_starts, rank_desc_min
 
 

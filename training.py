@@ -28,10 +28,12 @@ from tqdm import tqdm
 
 import checkpoints as C
 import cli
+import interrupts
 import mscr
 import norm as N
 from dataloader import K_CHUNKS, PadCollate, chunk_frames, make_loader
 from errors import ToolkitError
+from outputs import check_outputs
 from seq2seq import predict, seq2seq_datasets, seq2seq_step
 from utils import ccc, ddp_cleanup, ddp_setup, make_scaler, parse_emos, set_seed, unwrap
 
@@ -73,6 +75,11 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
     lr = args.lr or 1e-3
     m = chunk_frames(store.hop)
     model, init = C.start_model(args, 'seq2seq', emo, store)
+    ckpt = Path(args.checkpoint.replace('{emo}', emo)) if args.checkpoint else \
+        Path(args.out) / C.seq2seq_name(args.epochs, args.batch_size, emo)
+    if init is not None:   # fine-tuning must not write over the model it starts from
+        check_outputs([(ckpt, '--checkpoint' if args.checkpoint else '--out')],
+                      [(init.path, 'the --init-from model'), (C.sibling(init.path, '.meta.json'), 'its record')])
     fnorm, labels, lrec = N.training_norm(args.feature_norm, args.label_norm, store, corpus, args.norm, init, [emo])
     lnorm = labels[emo]
     train, valid, bad = seq2seq_datasets(args, emo, corpus, store, fnorm, lnorm)
@@ -84,8 +91,6 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
     va_loader, _ = make_loader(valid, per_rank, collate, False, args.workers, device, rank, world, args.seed)
     opt = torch.optim.Adam([p_ for p_ in model.parameters() if p_.requires_grad], lr=lr)
     scaler = make_scaler(device, args.amp)
-    ckpt = Path(args.checkpoint.replace('{emo}', emo)) if args.checkpoint else \
-        Path(args.out) / C.seq2seq_name(args.epochs, args.batch_size, emo)
     settings = settings_of(args, lr)
     run = C.Run(ckpt, ['epoch', 'train_loss', 'val_loss', 'val_ccc'], is_main, args.resume,
                 {k: settings[k] for k in RESUME_KEYS})
@@ -110,11 +115,12 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
         vccc = ccc(np.array([preds[i][0] for i in range(len(valid))]), valid.targets[0])
         vloss, tloss = 1 - vccc, float(np.mean(losses)) if losses else float('nan')
         improved = vloss < best
-        if improved:
-            best, best_ep = vloss, ep
-            run.save_best(model, {**record, 'result': {'best_epoch': ep, 'val_ccc': vccc}})
-        run.save_state(model, opt, scaler, ep, best, best_ep)
-        run.log(epoch=ep, train_loss=tloss, val_loss=vloss, val_ccc=vccc)
+        with interrupts.deferred():   # the epoch's files (best model, resume state, log) are written together
+            if improved:
+                best, best_ep = vloss, ep
+                run.save_best(model, {**record, 'result': {'best_epoch': ep, 'val_ccc': vccc}})
+            run.save_state(model, opt, scaler, ep, best, best_ep)
+            run.log(epoch=ep, train_loss=tloss, val_loss=vloss, val_ccc=vccc)
         if is_main:
             print(f'{emo} epoch {ep}: train loss {tloss:.4f} | valid CCC {vccc:.4f} (loss {vloss:.4f})'
                   f'{"  * saved" if improved else ""} ({time.time() - t0:.0f} s)')

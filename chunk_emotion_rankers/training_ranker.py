@@ -26,8 +26,10 @@ import torch  # noqa: E402
 
 import checkpoints as C  # noqa: E402
 import cli  # noqa: E402
+import interrupts  # noqa: E402
 import norm as N  # noqa: E402
 from dataloader import K_CHUNKS, EpochSubsetSampler, PadCollate, PairDataset, chunk_frames  # noqa: E402
+from outputs import check_outputs  # noqa: E402
 from ranker import load_pairs, macro_f1, run_epoch  # noqa: E402
 from utils import ddp_cleanup, ddp_setup, make_scaler, parse_emos, set_seed  # noqa: E402
 
@@ -55,6 +57,11 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
     set_seed(args.seed)
     m = chunk_frames(store.hop)
     model, init = C.start_model(args, 'ranker', emo, store)
+    ckpt = Path(args.checkpoint.replace('{emo}', emo)) if args.checkpoint else \
+        Path(args.out) / C.ranker_name(args.epochs, args.batch_size, emo)
+    if init is not None:   # fine-tuning must not write over the model it starts from
+        check_outputs([(ckpt, '--checkpoint' if args.checkpoint else '--out')],
+                      [(init.path, 'the --init-from model'), (C.sibling(init.path, '.meta.json'), 'its record')])
     fnorm, _, _ = N.training_norm(args.feature_norm, None, store, corpus, args.norm, init, ())
     data = {}
     for split in ('Train', 'Validation'):
@@ -74,8 +81,6 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
     params = [p_ for p_ in model.parameters() if p_.requires_grad]
     opt = torch.optim.Adam(params, lr=args.lr)
     scaler = make_scaler(device, args.amp)
-    ckpt = Path(args.checkpoint.replace('{emo}', emo)) if args.checkpoint else \
-        Path(args.out) / C.ranker_name(args.epochs, args.batch_size, emo)
     settings = {'epochs': args.epochs, 'batch': args.batch_size, 'lr': args.lr, 'seed': args.seed, 'freeze': args.freeze,
                 'init_from': C.display_path(args.init_from) if args.init_from else None,
                 'feature_norm': args.feature_norm, 'limit': args.limit, 'amp': args.amp,
@@ -97,11 +102,12 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
         vl, vconf = run_epoch(net, va_loader, m, device, args.amp, desc=f'{emo} ep{ep} valid', show=is_main)
         (tf1, _), (vf1, vacc) = macro_f1(tconf), macro_f1(vconf)
         improved = vf1 > best
-        if improved:
-            best, best_ep = vf1, ep
-            run.save_best(model, {**record, 'result': {'best_epoch': ep, 'val_macro_f1': vf1, 'val_acc': vacc}})
-        run.save_state(model, opt, scaler, ep, best, best_ep)
-        run.log(epoch=ep, train_loss=tl, val_loss=vl, train_f1=tf1, val_f1=vf1, val_acc=vacc)
+        with interrupts.deferred():   # the epoch's files (best model, resume state, log) are written together
+            if improved:
+                best, best_ep = vf1, ep
+                run.save_best(model, {**record, 'result': {'best_epoch': ep, 'val_macro_f1': vf1, 'val_acc': vacc}})
+            run.save_state(model, opt, scaler, ep, best, best_ep)
+            run.log(epoch=ep, train_loss=tl, val_loss=vl, train_f1=tf1, val_f1=vf1, val_acc=vacc)
         if is_main:
             print(f'{emo} epoch {ep}: train CE {tl:.4f} F1 {tf1:.4f} | valid CE {vl:.4f} F1 {vf1:.4f} acc {vacc:.4f}'
                   f'{"  * saved" if improved else ""} ({time.time() - t0:.0f} s)')

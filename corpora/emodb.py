@@ -63,6 +63,7 @@ from tqdm import tqdm
 from corpora.common import CATEGORY_PAD, Report, rotation_folds
 from corpus import emo_detail, publish_dir, refuse_existing, staged_dir, write_json, write_labels, write_textgrid
 from demo_corpus import SECONDARY
+from outputs import check_replaced_folder
 
 SR = 16000
 SPEAKERS = {"03": "Male", "08": "Female", "09": "Female", "10": "Male", "11": "Male",
@@ -300,6 +301,7 @@ def prepare(src, out, test="03,08", dev="09,10", loso=None, speakers=None, conse
             force=False, progress=True):
     """Build the MSP-layout Emo-DB corpus at `out` (atomically); -> (Path, problems list)."""
     src, out = Path(src), Path(out)
+    check_replaced_folder(out, 'out', [(src, 'the Emo-DB source')])
     refuse_existing(out, force)
     split_of = splits(test, dev, loso)
     items, problems = scan(src)

@@ -308,3 +308,16 @@ def test_sentence_bank():
     v = np.array([v for _, v in SENTENCES])
     assert ((v >= 1) & (v <= 7)).all()
     assert min((v < 3.5).sum(), ((v >= 3.5) & (v <= 4.5)).sum(), (v > 4.5).sum()) >= 90
+
+
+@pytest.mark.parametrize('build', [pe.prepare, mss.make])
+def test_builders_never_replace_their_source(tmp_path, build):
+    """--force replaces the output folder: it may not be the source, hold it or lie inside it."""
+    src = tmp_path / 'parent' / 'src'
+    src.mkdir(parents=True)
+    (src / 'keep.txt').write_text('source data')
+    from outputs import OutputClashError
+    for out in (src, tmp_path / 'parent', src / 'inside'):
+        with pytest.raises(OutputClashError, match='out .* the (Emo-DB )?source'):
+            build(src, out, force=True, progress=False)
+        assert (src / 'keep.txt').read_text() == 'source data'

@@ -2,7 +2,6 @@
 import json
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pandas as pd
@@ -11,7 +10,9 @@ import soundfile as sf
 
 import check_corpus
 import corpus
-from corpus import Corpus, CorpusError, ensure_demo_corpus, parse_emodetail, read_textgrid, textgrid_words
+import demo_corpus
+from corpus import Corpus, CorpusError, parse_emodetail, read_textgrid, textgrid_words
+from demo_corpus import ensure_demo_corpus
 from tests.fixtures import make_tiny_corpus, write_textgrid
 
 REPO = corpus.REPO
@@ -313,10 +314,9 @@ def test_ensure_demo_corpus(tmp_path, monkeypatch, tiny_corpus):
     with pytest.raises(CorpusError, match='does not exist.*--corpus'):
         ensure_demo_corpus(tmp_path / 'not_there')
     built = []
-    fake = types.ModuleType('demo_corpus')
-    fake.build = lambda root, seed=0: built.append((root, seed)) or make_tiny_corpus(root, n=6, with_text=False)
-    monkeypatch.setitem(sys.modules, 'demo_corpus', fake)
-    monkeypatch.setattr(corpus, 'REPO', tmp_path)
+    monkeypatch.setattr(demo_corpus, 'build', lambda root, seed=0: built.append((root, seed))
+                        or make_tiny_corpus(root, n=6, with_text=False))
+    monkeypatch.setattr(demo_corpus, 'REPO', tmp_path)
     monkeypatch.chdir(tmp_path)
     p = ensure_demo_corpus()
     assert built == [(tmp_path / corpus.DEFAULT_CORPUS, 0)] and len(Corpus(p)) == 6
@@ -339,3 +339,13 @@ def test_large_tables_load(tmp_path):
     assert len(c.ratings()) == 5 * n and len(rl) == n // 3 and all(len(v) == 5 for v in rl.values())
     assert all(np.array_equal(v, [5.0] * 5) for v in rl.values())
     assert c.rating_lists('Dom', 'Test')[names[2]].tolist() == [6.0] * 5
+
+
+def test_check_corpus_report_never_replaces_a_corpus_file(tiny_corpus):
+    """--json pointing at the corpus's own label file is refused before the check; the labels stay as they were."""
+    from outputs import OutputClashError
+    lab = tiny_corpus / 'Labels' / 'labels_consensus.csv'
+    before = lab.read_bytes()
+    with pytest.raises(OutputClashError, match='--json .* a file of the corpus'):
+        check_corpus.main([str(tiny_corpus), '--json', str(lab), '--no-progress'])
+    assert lab.read_bytes() == before

@@ -210,3 +210,15 @@ def test_resume_continues_exactly(setup):
 def test_missing_features_say_which_command_to_run(tiny_corpus, tmp_path):
     with pytest.raises(ToolkitError, match=r'python extract_features.py --corpus .* --feature lld --out .*nothing'):
         cli.open_store(tmp_path / 'nothing', Corpus(tiny_corpus))
+
+
+def test_init_from_model_is_never_overwritten(setup):
+    """Fine-tuning into the file it starts from would replace the release/own model: refused before training."""
+    import training
+    s = setup
+    seq = s['pub'] / 'trained_seq2seq_model_v1.6' / C.seq2seq_name(30, 128, 'Act')
+    before = seq.read_bytes()
+    with pytest.raises(ToolkitError, match='--checkpoint .* is the --init-from model'):
+        training.main(['-emo', 'Act', '-ep', '1', '-batch', '12', *own(s['pub'], '--init-from'), '--checkpoint',
+                       str(seq), '--rankseq', str(s['tmp'] / 'rs'), *s['common']])
+    assert seq.read_bytes() == before

@@ -222,12 +222,12 @@ def test_nan_in_feature_file(bad, tmp_path):
     z = normalize_feats(np.full((4, 130), np.nan, np.float32), mean, std)
     assert np.all(z == 0)
     # predict's model input: NaN frames become 0 after the z-norm, predictions stay finite
-    import predict
+    import inference
     from model import LSTMnet
     nets = {('seq', 'Act'): (LSTMnet(out_dim=1).eval(), (mean, std))}
     f = rng.normal(size=(200, 130)).astype(np.float32)
     f[10:50] = np.nan
-    (r,) = predict.Predictor(nets, {'Act': (4.0, 1.0)}, 0.016, torch.device('cpu'))([f])
+    (r,) = inference.Predictor(nets, {'Act': (4.0, 1.0)}, 0.016, torch.device('cpu'))([f])
     assert np.isfinite(r['Act']) and np.all(np.isfinite(r['Act_curve']))
 
 

@@ -18,6 +18,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
+import inference  # noqa: E402
 import predict  # noqa: E402
 from checkpoints import load_lstm  # noqa: E402
 from model import LSTMnet  # noqa: E402
@@ -206,7 +207,7 @@ def _predictor(pub, rankers=True):
                 continue
             models[(kind, emo)] = (load_lstm(pub / sub / pat.format(emo), 'seq2seq' if od == 1 else 'ranker').eval(),
                                    norm['feat'])
-    return predict.Predictor(models, norm, 0.016, torch.device('cpu'))
+    return inference.Predictor(models, norm, 0.016, torch.device('cpu'))
 
 
 def test_batched_equals_single(setup):
@@ -229,15 +230,15 @@ def test_batched_equals_single(setup):
 
 def test_windows_and_stitching():
     hop = 0.016
-    assert predict.make_windows(1000, hop) == [(0, 1000)]  # 16 s <= --max-seconds: one window
+    assert inference.make_windows(1000, hop) == [(0, 1000)]  # 16 s <= --max-seconds: one window
     T = int(600 / hop)  # a 10-minute recording
-    wins = predict.make_windows(T, hop)
+    wins = inference.make_windows(T, hop)
     W = int(round(10 / hop))
     assert wins[0][0] == 0 and wins[-1][1] == T and all(e - s == W for s, e in wins)
     assert all(b[0] - a[0] <= W - int(round(5 / hop)) for a, b in zip(wins, wins[1:]))  # overlap >= 5 s
     # stitching a quantity that is linear in time reproduces it exactly, whatever the window blend
-    cents = [predict.chunk_centres(s, e - s, 62, hop) for s, e in wins]
-    grid, y = predict.stitch(wins, cents, [2 + 0.01 * c for c in cents], 0.5)
+    cents = [inference.chunk_centres(s, e - s, 62, hop) for s, e in wins]
+    grid, y = inference.stitch(wins, cents, [2 + 0.01 * c for c in cents], 0.5)
     assert np.allclose(y, 2 + 0.01 * grid) and grid[0] == cents[0][0] and abs(grid[-1] - cents[-1][-1]) < 1e-9
 
 
@@ -338,3 +339,65 @@ def test_own_checkpoint_uses_its_metadata(setup, tmp_path):
         assert run_main([wav, '--checkpoint', str(spec), '--emo', 'Act', '--out', str(tmp_path / 'o.csv')]) == 0
         assert abs(pd.read_csv(tmp_path / 'o.csv').Act[0] - 2.5) < 1e-3  # de-normalised with the metadata's labels
     assert run_main([wav, '--checkpoint', str(ck), '--out', str(tmp_path / 'o.csv')]) == 2  # one file, 3 attributes
+
+
+def test_outputs_never_replace_inputs_or_each_other(setup, tmp_path, capsys):
+    """An output path that is an input (recording, transcript, speaker table, model or NormTerm file) or another
+    output is refused before any work, naming the flag; nothing is written and every input is left as it was."""
+    d = tmp_path / 'in'
+    d.mkdir()
+    for n in ('clip.flac', 'short.wav'):
+        (d / n).write_bytes((setup['wavs'] / n).read_bytes())
+    (d / 'short.txt').write_text('a sidecar transcript')
+    (tmp_path / 'spk.csv').write_text('file,speaker\nclip.flac,a\nshort.wav,b\n')
+    (tmp_path / 'tr.csv').write_text('file,text\nclip.flac,hello there\n')
+    pub = setup['pub']
+    before = {p: p.read_bytes() for p in [*d.iterdir(), tmp_path / 'spk.csv', tmp_path / 'tr.csv',
+                                          *(pub / 'NormTerm').iterdir()]}
+    res, js = tmp_path / 'r.csv', tmp_path / 'r.json'
+    cases = [
+        (['--out', d / 'clip.flac'], '--out', 'an input recording'),
+        (['--out', res, '--json', d / 'short.wav'], '--json', 'an input recording'),
+        (['--out', tmp_path / '.' / 'in' / '..' / 'in' / 'clip.flac'], '--out', 'an input recording'),
+        (['--out', d / 'short.txt'], '--out', 'the transcript of an input'),
+        (['--out', res, '--json', res], '--json', 'same path as --out'),
+        (['--out', res, '--plot', tmp_path / 'pl', '--json', tmp_path / 'pl' / 'clip.png'], '--json', 'same path'),
+        (['--out', tmp_path / 'pl', '--plot', tmp_path / 'pl'], '--plot', 'same path as --out'),
+        (['--out', tmp_path / 'spk.csv', '--speakers', tmp_path / 'spk.csv', '--feature-norm', 'speaker'], '--out',
+         'the --speakers table'),
+        (['--out', tmp_path / 'tr.csv', '--transcript', tmp_path / 'tr.csv'], '--out', 'the --transcript file'),
+        (['--out', pub / 'NormTerm' / 'feat_norm_means.mat'], '--out', 'a file of --checkpoint'),
+        (['--out', res, '--json', pub / 'trained_seq2seq_model_v1.6' / 'LSTM_epoch30_batch128_EmoRankerSeq_Act.pth.tar'],
+         '--json', 'a file of --checkpoint'),
+        (['--out', d], '--out', 'is a folder'),
+    ]
+    for extra, flag, words in cases:
+        assert run_main([d, *own(pub), '-emo', 'Act', *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert f'error: {flag}' in err and words in err, (extra, err)
+    assert all(p.read_bytes() == b for p, b in before.items())
+    assert not res.exists() and not js.exists() and not (tmp_path / 'pl').exists()
+    # the same outputs apart from each other and from the inputs are fine
+    assert run_main([d, *own(pub), '-emo', 'Act', '--out', d / 'r.csv', '--json', d / 'r.json', '--plot', d]) == 0
+    assert (d / 'r.csv').exists() and sorted(q.name for q in d.glob('*.png')) == ['clip.png', 'short.png']
+    assert all(p.read_bytes() == b for p, b in before.items())
+
+
+def test_mscr_outputs_name_the_true_model_source(setup, tmp_path, capsys):
+    """An MSCR model trained on the demo corpus (as the shipped one) is named 'demo' in every row, with the loud
+    note; one trained on another corpus is 'own'."""
+    ck = make_mscr_checkpoint(tmp_path / 'mscr')
+    meta_path = ck.with_name('MSCR_tiny.meta.json')
+    wav = setup['wavs'] / 'short.wav'
+    for corpus, source in (('data/demo_corpus', 'demo'), ('/data/MSP-Podcast', 'own')):
+        meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), 'corpus': corpus}))
+        out = tmp_path / f'{source}.csv'
+        assert run_main([wav, '--model', 'mscr', '--checkpoint', ck, '--out', out, '--json', out.with_suffix('.json')]) == 0
+        err = capsys.readouterr().err
+        row = pd.read_csv(out).iloc[0]
+        assert row['model_source'].split(' ')[0] == source, row['model_source']
+        assert json.loads(out.with_suffix('.json').read_text())['meta']['model_source'] == row['model_source']
+        assert ('synthetic speech' in err) == (source == 'demo')
+    shipped = json.loads(next((REPO / 'trained_mscr_model').glob('*.meta.json')).read_text())
+    import mscr
+    assert mscr.model_source(shipped) == 'demo'
