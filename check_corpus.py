@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from cli import run_script
+from cli import nonneg_float, nonneg_int, positive_int, run_script
 from corpus import (
     DEFAULT_CORPUS,
     EMO_COLS,
@@ -278,12 +278,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('root', nargs='?', default=DEFAULT_CORPUS,
                     help=f'corpus root holding Audio(s)/ and Labels/ (default: the demo corpus {DEFAULT_CORPUS})')
-    ap.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1),
+    ap.add_argument('--workers', type=positive_int, default=min(4, os.cpu_count() or 1),
                     help='processes reading WAV headers and TextGrids (default: min(4, CPUs))')
     ap.add_argument('--json', metavar='OUT', help='also save the full report (every file) as JSON here')
-    ap.add_argument('--max-list', type=int, default=20,
+    ap.add_argument('--max-list', type=nonneg_int, default=20,
                     help='file names printed per problem kind; 0 prints all (default 20)')
-    ap.add_argument('--min-seconds', type=float, default=1.0,
+    ap.add_argument('--min-seconds', type=nonneg_float, default=1.0,
                     help='clips shorter than this are reported (default 1.0 s, one chunk)')
     ap.add_argument('--no-text', action='store_true', help='skip the transcript and TextGrid checks')
     ap.add_argument('--no-progress', action='store_true', help='hide the progress bar')

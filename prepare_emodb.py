@@ -55,7 +55,7 @@ import soundfile as sf
 import soxr
 from tqdm import tqdm
 
-from cli import run_script
+from cli import run_script, seed_int
 from corpus import emo_detail, publish_dir, refuse_existing, staged_dir, write_json, write_labels, write_textgrid
 from demo_corpus import SECONDARY
 from errors import ToolkitError
@@ -330,7 +330,7 @@ def main(argv=None):
     p.add_argument("--speakers", default=None, help="only convert these speakers (comma list; for quick tests)")
     p.add_argument("--consensus", choices=["table", "raters"], default="table",
                    help="consensus A/V/D: the PAD table value (default) or the mean of the simulated raters")
-    p.add_argument("--seed", type=int, default=0, help="seed of the simulated raters")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the simulated raters")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     a = p.parse_args(argv)
     try:

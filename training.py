@@ -47,7 +47,7 @@ def build_parser():
     cli.add_norm_args(p)
     p.add_argument('--checkpoint', default=None, help="output checkpoint file (default OUT/<published name>; "
                    "'{emo}' is replaced by the attribute)")
-    p.add_argument('--lr', type=float, default=None, help='Adam learning rate (seq2seq default 1e-3)')
+    p.add_argument('--lr', type=cli.positive_float, default=None, help='Adam learning rate (seq2seq default 1e-3)')
     p.add_argument('--resume', action='store_true', help='continue the interrupted run from its .resume.pt '
                    '(with the same settings)')
     s = p.add_argument_group('Seq2Seq (--model seq2seq)')

@@ -28,7 +28,7 @@ def get_args(argv=None):
     p = cli.ranker_eval_parser(__doc__, 'pairs')
     p.add_argument('-set', '--split_set', default='Test', help='pairs of Train, Validation, Test or all')
     p.add_argument('--pairs', default=str(cli.PREF_DIR), help='folder of the preference-label CSVs')
-    p.add_argument('--max-pairs', type=int, default=100_000, help='evaluate at most this many pairs (seeded subset)')
+    p.add_argument('--max-pairs', type=cli.positive_int, default=100_000, help='evaluate at most this many pairs (seeded subset)')
     return p.parse_args(argv)
 
 

@@ -44,8 +44,8 @@ def get_args(argv=None):
     p.add_argument('--init-from', default=None, help="start from these weights: a ranker checkpoint file or folder, "
                    "or the authors' repository root (its v1.6 ranker and NormTerm)")
     p.add_argument('--freeze', default=None, choices=['lstm'], help='train only fc1/fc2 (LSTM weights stay fixed)')
-    p.add_argument('--lr', type=float, default=1e-4, help='Adam learning rate (published: 1e-4)')
-    p.add_argument('--pairs-per-epoch', type=int, default=100_000, help='pairs drawn per epoch (and validation pairs)')
+    p.add_argument('--lr', type=cli.positive_float, default=1e-4, help='Adam learning rate (published: 1e-4)')
+    p.add_argument('--pairs-per-epoch', type=cli.positive_int, default=100_000, help='pairs drawn per epoch (and validation pairs)')
     p.add_argument('--resume', action='store_true', help='continue the interrupted run from its .resume.pt '
                    '(with the same settings)')
     return p.parse_args(argv)
