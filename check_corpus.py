@@ -41,7 +41,7 @@ PROBLEMS = {   # key -> what it means / what to do (printed above the file list)
     'missing_textgrid': 'no ForceAligned/<name>.TextGrid (word chunks of the audio-text method)',
     'unreadable_textgrid': 'TextGrid that cannot be parsed',
     'textgrid_no_words': 'TextGrid whose first tier holds no words (only silence)',
-    'nan_consensus': 'consensus label missing (NaN) or outside 1..7',
+    'nan_consensus': 'consensus label missing (NaN), not a number, or outside 1..7 (left out for that attribute)',
     'nan_rating': 'annotator rating missing (NaN); dropped for that attribute',
     'out_of_range_rating': 'annotator rating outside 1..7; dropped for that attribute',
     'no_ratings': 'no valid annotator rating (left out of preference labels / emotion curves)',
@@ -207,7 +207,7 @@ def check(root, workers=1, min_seconds=1.0, text=True, progress=True):
     rep = {'root': str(root), 'fatal': [], 'splits': {}, 'problems': {}, 'info': {}}
     add = functools.partial(_add, rep['problems'])
     try:
-        c = Corpus(root)
+        c = Corpus(root, echo=False)      # its label warnings are listed in the report
     except CorpusError as e:
         rep['fatal'].append(str(e))
         return rep
@@ -223,7 +223,7 @@ def check(root, workers=1, min_seconds=1.0, text=True, progress=True):
     for col in EMO_COLS:
         v = lab[col].values
         for i in np.flatnonzero(~((v >= RATING_RANGE[0]) & (v <= RATING_RANGE[1]))):
-            add('nan_consensus', names[i], f"{col}={v[i]:g}")
+            add('nan_consensus', names[i], f"{col}={c.bad_labels.get((col, names[i]), 'nan')}")
     jobs = _file_jobs(c, names, text, rep, add)
     sec = _probe_files(jobs, names, workers, min_seconds, progress, add)
     _split_summary(c, names, sec, n_ann, rep, add)
