@@ -29,6 +29,7 @@ from scipy.stats import kendalltau, rankdata
 from cli import _number, positive_float, run_script, seed_int
 from corpus import AUDIO_DIRS, Corpus
 from errors import ToolkitError
+from ranker import load_rank_sequences
 from utils import atomic_write_text
 
 
@@ -93,12 +94,8 @@ def load_truth(root):
 
 
 def load_rankseq(path):
-    d = json.loads(Path(path).read_text())
-    out = {}
-    for k, v in d.items():
-        seq = v["ChunkRankSeq"] if isinstance(v, dict) else v
-        out[k.removesuffix(".wav")] = np.asarray(seq, float)
-    return out
+    seqs, _ = load_rank_sequences(path)      # checked: a truncated file or bad ranks stop with its name
+    return {k.removesuffix(".wav"): np.asarray(seq, float) for k, seq in seqs.items()}
 
 
 def split_files(root, split):

@@ -105,8 +105,9 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
                   f'm={m} x {K_CHUNKS} chunks, {device}, lr {lr}, feature norm {fnorm.describe()}, label norm '
                   f'{lrec["scope"]} {tuple(round(v, 4) for v in lnorm)}' + (f', init {init.describe()}' if init else '')
                   + (', LSTM frozen' if args.freeze else '') + f' -> {ckpt}')
-        record = C.make_record('seq2seq', [emo], store, m, K_CHUNKS, fnorm.record(), lrec, corpus,
-                               {'Train': len(train), 'Validation': len(valid)}, init, settings)
+        record = {**C.make_record('seq2seq', [emo], store, m, K_CHUNKS, fnorm.record(), lrec, corpus,
+                                  {'Train': len(train), 'Validation': len(valid)}, init, settings),
+                  'ranking_sequences': train.rankseq}      # the sequences the target curves come from
         for ep in range(start, args.epochs):
             t0 = time.time()
             tr_sampler.set_epoch(ep)
