@@ -660,22 +660,32 @@ class Run:
         if not old:
             return
         if not overwrite and not _shipped_unmodified(old):
-            what = 'an interrupted run (its resume state is there)' if self.state_path.exists() else 'a finished run'
-            res = {}
-            try:
-                res = (json.loads(self.meta_path.read_text()).get('result') or {}) if self.meta_path.exists() else {}
-            except ValueError:
-                pass
-            best = f', best {", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in res.items())}' \
-                if res else ''
-            raise CheckpointError(f'{self.ckpt.parent} already holds {what} {self.ckpt.name}{best} '
-                                  f'({", ".join(f.name for f in old)}); pass '
-                                  f'--resume to continue it, --overwrite to replace it, or another --out/--checkpoint')
+            raise CheckpointError(f'{self.ckpt.parent} already holds {self.ckpt.name}, {self.describe_earlier()} '
+                                  f'(files: {", ".join(f.name for f in old)}); pass --resume to continue it, '
+                                  f'--overwrite to replace it, or another --out/--checkpoint')
         if not overwrite:
             print(f'note: replacing the shipped demo model {display_path(self.ckpt)} and its files (`git checkout -- '
                   f'{display_path(self.ckpt.parent)}` restores them)', file=sys.stderr)
         for f in old:
             f.unlink()
+
+    def describe_earlier(self):
+        """'a finished run (best_epoch=3, val_ccc=0.81)' or 'an interrupted run (last saved epoch 2 of 30)'."""
+        rec, state = {}, None
+        try:
+            rec = json.loads(self.meta_path.read_text()) if self.meta_path.exists() else {}
+            state = torch.load(self.state_path, map_location='cpu', weights_only=False) \
+                if self.state_path.exists() else None
+        except Exception:       # a damaged file of the earlier run: still refuse, just say less
+            pass
+        res = rec.get('result') or {k: rec[k] for k in ('best_iter', 'best_val_loss') if k in rec}
+        total = (rec.get('settings') or {}).get('epochs') or rec.get('iters')
+        done = state.get('epoch') if isinstance(state, dict) else None
+        if done is not None and total and done + 1 < total:
+            return f'an interrupted run (last saved {"iteration" if rec.get("iters") else "epoch"} {done} of {total})'
+        best = ', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in res.items()
+                         if not isinstance(v, dict))
+        return f'a finished run{f" ({best})" if best else ""}' if rec or state is None else 'an earlier run'
 
     def check_settings(self, state):
         old = state.get('settings')
