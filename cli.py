@@ -55,7 +55,7 @@ def _number(kind, lo=None, hi=None, lo_open=False, hi_open=False):
 
 positive_int = _number(int, 1)                          # epochs, batch, iterations, counts
 nonneg_int = _number(int, 0)                            # workers, list lengths
-seed_int = _number(int, 0, 2 ** 32 - 1)                 # what numpy accepts as a seed
+seed_int = _number(int, 0, 2 ** 31 - 1)                 # numpy takes < 2**32; headroom for seed + rank
 positive_float = _number(float, 0, lo_open=True)        # learning rates, seconds, hops
 nonneg_float = _number(float, 0)
 finite_float = _number(float)
@@ -276,6 +276,9 @@ def check_model_flags(parser, args):
         wrong = [flag for d, flag in bad.items() if given(d)]
         if wrong:
             raise ToolkitError(f'{", ".join(wrong)}: not used by --model mscr; leave it out')
+        if train and args.hidden % args.heads:
+            raise ToolkitError(f'--hidden {args.hidden} is not divisible by --heads {args.heads}: each attention head '
+                               f'takes an equal share of the width; pick e.g. --heads {math.gcd(args.hidden, 4)}')
         return
     wrong = ['--' + d.replace('_', '-') for d in mscr_dests(train) if given(d)]
     if wrong:

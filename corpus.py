@@ -580,8 +580,27 @@ class Corpus:
             r['FileName'] = _wav_names(r['FileName'])
             r['Worker'] = r['Worker'].astype('string').str.strip().astype(object)
             r = r[RATING_COLS].sort_values('FileName', kind='stable').reset_index(drop=True)
+            self._check_ratings(p, r)
             self._ratings = r
         return self._ratings
+
+    def _check_ratings(self, path, r):
+        """Annotator ratings outside 1-7 are dropped where ratings are used (rating_lists), with a warning giving
+        the count; mostly outside 1-7 means another scale, an error."""
+        lo, hi = RATING_RANGE
+        for col in EMO_COLS:
+            v = r[col].to_numpy(np.float64)
+            finite = np.isfinite(v)
+            out = finite & ((v < lo) | (v > hi))
+            if finite.any() and out.sum() > 0.5 * finite.sum():
+                raise CorpusError(f"{path}: {int(out.sum())} of {int(finite.sum())} annotator {col} ratings lie "
+                                  f"outside {lo:g}-{hi:g} (range {v[finite].min():g}..{v[finite].max():g}): ratings on "
+                                  f"another scale; map them to {lo:g}-{hi:g} first")
+            if out.any():
+                i = int(np.flatnonzero(out)[0])
+                self._label_warning(f"{path}: {int(out.sum())} annotator {col} ratings outside {lo:g}-{hi:g} are "
+                                    f"dropped (e.g. {r['FileName'].iat[i]}, {r['Worker'].iat[i]}: {v[i]:g}); "
+                                    f"check_corpus.py lists them")
 
     @property
     def detailed_format(self):

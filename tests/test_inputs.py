@@ -7,6 +7,7 @@ traceback it gave before. Real scripts run in-process on the tiny corpus of test
 models; the authors' NormTerm under ../shared is used when present."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -214,6 +215,23 @@ def test_labels_that_cannot_be_right_stop_every_command(env, tmp_path, case, edi
         assert_clear(rc, out, err, 'labels_consensus.csv', *must)
 
 
+def test_annotator_ratings_outside_the_scale(env, tmp_path, capsys):
+    root = label_variant(env, 'ratings', lambda df: df)
+    p = root / 'Labels' / 'labels_detailed.csv'
+    p.unlink()                                        # (a copy, not the shared file)
+    det = pd.read_csv(env['root'] / 'Labels' / 'labels_detailed.csv')
+    det.loc[0, 'EmoDetail'] = re.sub(r'A:[\d.]+', 'A:55.0', det.loc[0, 'EmoDetail'])       # one rating of 55
+    det.to_csv(p, index=False)
+    lists = Corpus(root).rating_lists('Act')
+    assert 'annotator EmoAct ratings outside 1-7 are dropped' in capsys.readouterr().err
+    assert all(v.max() <= 7 for v in lists.values())
+    det['EmoDetail'] = det['EmoDetail'].str.replace(r'A:(\d)\.0', r'A:0.\1', regex=True)     # a 0-1 scale
+    det.to_csv(p, index=False)
+    rc, out, err = call('chunk_emotion_rankers/generate_preference_labels.py', '-emo', 'Act', '--corpus', root,
+                        '--out', tmp_path / 'pl')
+    assert_clear(rc, out, err, 'labels_detailed.csv', 'annotator EmoAct ratings lie outside 1-7', 'another scale')
+
+
 def test_identical_repeated_rows_are_dropped_with_a_warning(env, capsys):
     root = label_variant(env, 'dup_same', lambda df: pd.concat([df, df.iloc[[3]]]))
     c = Corpus(root)
@@ -304,6 +322,11 @@ def test_mscr_record_with_null_checksum_is_refused(tmp_path):
 def test_numeric_flags_are_range_checked_by_the_parser(script, argv, flag, tmp_path):
     rc, out, err = call(script, *argv, cwd=tmp_path)
     assert rc == 2 and flag in err and 'expected' in err and 'Traceback' not in err, err[-1500:]
+
+
+def test_mscr_width_not_divisible_by_heads(tmp_path):
+    rc, out, err = call('training.py', '--model', 'mscr', '--hidden', 64, '--heads', 5, cwd=tmp_path)
+    assert_clear(rc, out, err, '--hidden 64 is not divisible by --heads 5')
 
 
 # ============================================================================ 5. resume compares every setting
