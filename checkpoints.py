@@ -629,6 +629,8 @@ class Run:
         if self.lock:
             self.lock.acquire()
         try:
+            if resume and overwrite:
+                raise CheckpointError('--resume continues the earlier run, --overwrite replaces it: pass one of them')
             if resume and not self.state_path.exists():
                 raise CheckpointError(f'--resume: no resume state {self.state_path} (nothing to continue); run '
                                       f'without --resume')

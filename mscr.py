@@ -296,7 +296,7 @@ def resume_settings(args, scales, corpus=None, audio=None, text=None, ckpt=None)
     """The flags a resumed MSCR run must share with the interrupted one (checkpoints.Run refuses others), with the
     corpus, the feature stores and the checkpoint path."""
     keys = ('batch_size', 'lr', 'seed', 'chunking', 'mscr_norm', 'hidden', 'heads', 'ff', 'self_layers', 'co_layers',
-            'dropout', 'max_seq_len', 'limit', 'amp', 'audio_feature', 'iters', 'val_every')
+            'dropout', 'max_seq_len', 'limit', 'amp', 'audio_feature')      # --iters may grow, as -ep for method 1
     where = {'corpus': corpus and corpus.root, 'audio_store': audio and audio.path, 'text_store': text and text.path,
              'checkpoint': ckpt}
     return {**{k: getattr(args, k, None) for k in keys}, 'scales': list(scales),

@@ -184,8 +184,6 @@ class NormDir:
 
     def record(self, key='feat'):
         src = 'NormTerm of the release' if self.release else display_path(self.path)
-        if not self.release and self.computed_on is None:
-            src += ' (no record)'
         return {'scope': self.scope, 'source': src, 'sha256': self.sha256, 'computed_on': self.computed_on}
 
     def check_features(self, preset=None, hop=None, dim=None, what='the features'):

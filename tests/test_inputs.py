@@ -143,7 +143,7 @@ def test_legacy_normterm_without_record_is_read_with_a_note(env, tmp_path, capsy
     d = norm_copy(env['train_norm'], tmp_path / 'legacy', lambda d: (d / NORM_RECORD).unlink())
     nd = N.NormDir(d)
     assert nd.computed_on is None and nd.features == {} and len(nd.get('feat')[0]) == 130
-    assert 'has no record' in capsys.readouterr().err and nd.record()['source'].endswith('(no record)')
+    assert 'has no record' in capsys.readouterr().err and nd.record()['computed_on'] is None
     nd = N.NormDir(REPO / 'NormTerm')           # the shipped folder (written before records existed) still reads
     assert len(nd.get('feat')[0]) == 130 and not nd.release
 
@@ -170,6 +170,9 @@ def test_statistics_of_the_split_under_test_are_refused(env, tmp_path):
     assert not (tmp_path / 't' / 'metrics.csv').exists()
     rc, out, err = call('testing.py', *base, '-set', 'Train')
     assert rc == 0, err[-2000:]
+    rc, out, err = call('chunk_emotion_rankers/testing_ranker.py', '-emo', 'Act', '--norm', env['test_norm'],
+                        '-set', 'Test', '--pairs', tmp_path / 'none', *common(env))
+    assert_clear(rc, out, err, 'computed on the Test split of corpus, the split under test')
 
 
 # ============================================================================ 2. labels
