@@ -274,17 +274,23 @@ def check_record(raw, p):
                               f"records one, so the record is damaged or was edited; {fix}")
     bad = []
     if 'version' in raw:
+        bad += [k for k in ('features', 'chunks', 'feature_norm', 'corpus', 'settings', 'result')
+                if not isinstance(raw[k], dict)] + [k for k in ('label_norm',) if not isinstance(raw[k], dict | None)]
+        if bad:
+            raise CheckpointError(f'{p}: {bad} should be JSON objects; {fix}')
+        att = raw['attributes']
+        if not (isinstance(att, list) and att and all(a in EMOS for a in att)):
+            bad.append(f'attributes {att!r}')
         if raw['kind'] not in KINDS:
             bad.append(f'kind {raw["kind"]!r}')
-        if not raw['attributes'] or not set(raw['attributes']) <= set(EMOS):
-            bad.append(f'attributes {raw["attributes"]!r}')
         fn = raw['feature_norm'] or {}
         dim = (raw['features'] or {}).get('dim')
         if fn.get('mean') is not None and not (_finite_vector(fn['mean'], dim) and _finite_vector(fn['std'], dim)
                                                and min(fn['std']) > 0):
             bad.append('feature_norm mean/std (non-finite, non-positive std, or not of the feature dimension)')
         stats = (raw['label_norm'] or {}).get('stats') or {}
-        bad += [f'label_norm stats {e}' for e, v in stats.items() if not (_finite_vector(v, 2) and v[1] > 0)]
+        bad += [f'label_norm stats {e}' for e, v in (stats.items() if isinstance(stats, dict) else [('?', None)])
+                if not (_finite_vector(v, 2) and v[1] > 0)]
     elif raw.get('model') == 'mscr':
         cfg = raw['config'] if isinstance(raw['config'], dict) else {}
         for key, d in (('audio', cfg.get('audio_dim')), ('text', cfg.get('text_dim'))):
