@@ -289,6 +289,7 @@ def _record_copy(tmp, edit):
     (lambda r: r.pop('feature_norm'), "lacks ['feature_norm']"),
     (lambda r: r['feature_norm'].update(mean=[float('nan')] * 130), 'invalid feature_norm'),
     (lambda r: r.update(version=7), 'record version 7'),
+    (lambda r: r.update(feature_norm=[1, 2]), "['feature_norm'] should be JSON objects"),
 ])
 def test_damaged_records_are_refused_with_their_name(env, tmp_path, edit, must):
     ck = _record_copy(tmp_path, edit)
