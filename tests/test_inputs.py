@@ -377,6 +377,16 @@ def test_finished_run_is_not_overwritten_without_overwrite(env, tmp_path):
     assert len(pd.read_csv(C.sibling(ck, '.log.csv'))) == 1 and not C.sibling(ck, '.lock').exists()
 
 
+def test_only_the_shipped_demo_files_unmodified_in_git_are_replaced_without_overwrite(tmp_path):
+    shipped = [DEMO_ACT, C.sibling(DEMO_ACT, '.meta.json'), C.sibling(DEMO_ACT, '.log.csv')]
+    changed = subprocess.run(['git', '-C', str(REPO), 'diff', '--quiet', 'HEAD', '--', *map(str, shipped)]).returncode
+    assert C._shipped_unmodified(shipped) == (changed == 0)      # (a rebuilt, uncommitted demo model: protected)
+    copy = tmp_path / DEMO_ACT.name
+    shutil.copy(DEMO_ACT, copy)
+    assert not C._shipped_unmodified([copy])                    # the same bytes elsewhere: a run of yours
+    assert not C._shipped_unmodified([REPO / 'trained_seq2seq_model' / 'not_tracked.pth.tar'])
+
+
 def test_run_files_locked_while_a_run_writes_them(env, tmp_path, capsys):
     out = tmp_path / 'run'
     out.mkdir()
