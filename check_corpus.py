@@ -3,8 +3,9 @@
     python check_corpus.py /data/MSP-Podcast --workers 4 --json report.json
 
 Reads WAV headers only (soundfile.info), so 100k files take a minute or two. Exit status 1 only for
-problems that stop training (no label file, missing required columns, no Train split, no readable
-Train audio); everything else is a warning and the exit status is 0.
+problems that stop training (no label file, missing required columns, labels on another scale or in
+disagreeing repeated rows, no Train split, no readable Train audio); everything else is a warning and the
+exit status is 0.
 """
 import argparse
 import functools
