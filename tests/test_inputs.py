@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -355,6 +356,24 @@ def test_resume_refuses_another_attribute_norm_or_sequences(env, tmp_path):
     rc, out, err = call('training.py', *again, '--resume')
     assert_clear(rc, out, err, 'norm_sha256: was')
     assert len(pd.read_csv(C.sibling(done, '.log.csv'))) == 1          # the log of the first run, untouched
+
+
+def test_resume_state_of_an_earlier_toolkit_is_compared_on_what_it_recorded(tmp_path, capsys):
+    from model import LSTMnet
+    from utils import make_scaler
+    ck = tmp_path / 'm.pth.tar'
+    model = LSTMnet(out_dim=1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    old = {'batch': 4, 'lr': 0.001}                              # what an earlier version stored
+    with C.Run(ck, ['epoch'], settings=old) as r:
+        r.save_state(model, opt, make_scaler(torch.device('cpu'), 'off'), 0, 0.5, 0)
+    C.Run(ck, ['epoch'], resume=True, settings={**old, 'emo': 'Act', 'norm_sha256': None}).close()
+    assert "did not record ['emo', 'norm_sha256']" in capsys.readouterr().err
+    with pytest.raises(C.CheckpointError, match='lr: was 0.001, now 0.01'):
+        C.Run(ck, ['epoch'], resume=True, settings={**old, 'lr': 0.01, 'emo': 'Act'})
+    with pytest.raises(C.CheckpointError, match='pass one of them'):
+        C.Run(ck, ['epoch'], resume=True, overwrite=True, settings=old)
+    assert not C.sibling(ck, '.lock').exists()                  # refused runs release their lock
 
 
 # ============================================================================ 8. outputs locked, finished runs kept
