@@ -313,6 +313,9 @@ def training_norm(fscope, lscope, store, corpus, norm_path=None, release=None, e
             raise NormError(f'--norm {nd.path} holds statistics of the {on["split"]} split of {corpus.name} (its '
                             f'record says so): training with them would carry that split into the model and into '
                             f'its later test; compute them on Train (python norm_para.py --split Train)')
+        if on.get('corpus') not in (None, corpus.name) and not nd.release:
+            print(f'note: --norm {nd.path} holds statistics of {on["corpus"]} ({on.get("split")}), not of '
+                  f'{corpus.name}, the corpus trained on; the model record says so', file=sys.stderr)
     if nd is not None and fscope in ('published', 'train'):
         fnorm = _folder_norm(nd, fscope)
     elif fscope == 'published':
