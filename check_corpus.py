@@ -3,9 +3,10 @@
     python check_corpus.py /data/MSP-Podcast --workers 4 --json report.json
 
 Reads WAV headers only (soundfile.info), so 100k files take a minute or two. Exit status 1 only for
-problems that stop training (no label file, missing required columns, no Train split, no readable
-Train audio) or break a protocol (a speaker in two parts of one fold of Labels/folds.csv); everything
-else is a warning and the exit status is 0. Every fold of Labels/folds.csv is listed with its speakers.
+problems that stop training (no label file, missing required columns, labels on another scale or in
+disagreeing repeated rows, no Train split, no readable Train audio) or break a protocol (a speaker in two
+parts of one fold of Labels/folds.csv); everything else is a warning and the exit status is 0. Every fold of
+Labels/folds.csv is listed with its speakers.
 """
 import argparse
 import functools
@@ -20,7 +21,7 @@ import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
 
-from cli import run_script
+from cli import nonneg_float, nonneg_int, positive_int, run_script
 from corpus import (
     DEFAULT_CORPUS,
     EMO_COLS,
@@ -45,7 +46,7 @@ PROBLEMS = {   # key -> what it means / what to do (printed above the file list)
     'missing_textgrid': 'no ForceAligned/<name>.TextGrid (word chunks of the audio-text method)',
     'unreadable_textgrid': 'TextGrid that cannot be parsed',
     'textgrid_no_words': 'TextGrid whose first tier holds no words (only silence)',
-    'nan_consensus': 'consensus label missing (NaN) or outside 1..7',
+    'nan_consensus': 'consensus label missing (NaN), not a number, or outside 1..7 (left out for that attribute)',
     'nan_rating': 'annotator rating missing (NaN); dropped for that attribute',
     'out_of_range_rating': 'annotator rating outside 1..7; dropped for that attribute',
     'no_ratings': 'no valid annotator rating (left out of preference labels / emotion curves)',
@@ -273,7 +274,7 @@ def check(root, workers=1, min_seconds=1.0, text=True, progress=True):
     rep = {'root': str(root), 'fatal': [], 'splits': {}, 'problems': {}, 'info': {}}
     add = functools.partial(_add, rep['problems'])
     try:
-        c = Corpus(root)
+        c = Corpus(root, echo=False)      # its label warnings are listed in the report
     except CorpusError as e:
         rep['fatal'].append(str(e))
         return rep
@@ -289,7 +290,7 @@ def check(root, workers=1, min_seconds=1.0, text=True, progress=True):
     for col in EMO_COLS:
         v = lab[col].values
         for i in np.flatnonzero(~((v >= RATING_RANGE[0]) & (v <= RATING_RANGE[1]))):
-            add('nan_consensus', names[i], f"{col}={v[i]:g}")
+            add('nan_consensus', names[i], f"{col}={c.bad_labels.get((col, names[i]), 'nan')}")
     jobs = _file_jobs(c, names, text, rep, add)
     sec = _probe_files(jobs, names, workers, min_seconds, progress, add)
     _split_summary(c, names, sec, n_ann, rep, add)
@@ -348,12 +349,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('root', nargs='?', default=DEFAULT_CORPUS,
                     help=f'corpus root holding Audio(s)/ and Labels/ (default: the demo corpus {DEFAULT_CORPUS})')
-    ap.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1),
+    ap.add_argument('--workers', type=positive_int, default=min(4, os.cpu_count() or 1),
                     help='processes reading WAV headers and TextGrids (default: min(4, CPUs))')
     ap.add_argument('--json', metavar='OUT', help='also save the full report (every file) as JSON here')
-    ap.add_argument('--max-list', type=int, default=20,
+    ap.add_argument('--max-list', type=nonneg_int, default=20,
                     help='file names printed per problem kind; 0 prints all (default 20)')
-    ap.add_argument('--min-seconds', type=float, default=1.0,
+    ap.add_argument('--min-seconds', type=nonneg_float, default=1.0,
                     help='clips shorter than this are reported (default 1.0 s, one chunk)')
     ap.add_argument('--no-text', action='store_true', help='skip the transcript and TextGrid checks')
     ap.add_argument('--no-progress', action='store_true', help='hide the progress bar')

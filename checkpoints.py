@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import random
+import re
 import subprocess
 import sys
 from functools import lru_cache
@@ -38,7 +39,16 @@ import torch
 
 from errors import ToolkitError
 from model import LSTMnet
-from utils import EMOS, atomic_torch_save, atomic_write, atomic_write_text, load_norm, unwrap
+from utils import (
+    EMOS,
+    RunLock,
+    atomic_torch_save,
+    atomic_write,
+    atomic_write_text,
+    load_norm,
+    read_norm_record,
+    unwrap,
+)
 
 REPO = Path(__file__).resolve().parent
 SEQ2SEQ_DIR = REPO / 'trained_seq2seq_model'
@@ -70,6 +80,7 @@ RELEASE_SHA256 = {
 }
 RELEASE_NORMTERM = {k.split('/', 1)[1]: v for k, v in RELEASE_SHA256.items() if k.startswith('NormTerm/')}
 RELEASE_BY_SHA = {v: k for k, v in RELEASE_SHA256.items()}
+NORMTERM_FILES = sorted(RELEASE_NORMTERM)      # the .mat files of every NormTerm folder
 
 
 class CheckpointError(ToolkitError):
@@ -206,14 +217,89 @@ class Checkpoint:
 
 
 def read_record(path):
-    """The raw JSON next to a checkpoint (<name>.meta.json), {} when there is none."""
+    """The raw JSON next to a checkpoint (<name>.meta.json), {} when there is none; a record that is not one
+    this toolkit writes (missing keys, a null checksum, non-finite statistics) stops with its name."""
     p = sibling(path, '.meta.json')
     if not p.exists():
         return {}
     try:
-        return json.loads(p.read_text())
-    except ValueError as e:
+        raw = json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f'{p}: unreadable provenance record ({e}); restore it or retrain') from None
+    check_record(raw, p)
+    return raw
+
+
+SHA_RE = re.compile(r'[0-9a-f]{64}')
+V2_KEYS = ('kind', 'attributes', 'features', 'chunks', 'feature_norm', 'label_norm', 'corpus', 'settings', 'result',
+           'weights_sha256')
+MSCR_KEYS = ('config', 'm', 'hop', 'audio_mean', 'audio_std', 'text_mean', 'text_std', 'label_norm')
+
+
+def _finite_vector(v, n=None):
+    try:
+        a = np.asarray(v, np.float64)
+    except (TypeError, ValueError):
+        return False
+    return a.ndim == 1 and len(a) > 0 and bool(np.isfinite(a).all()) and (n is None or len(a) == n)
+
+
+def check_record(raw, p):
+    """Stop unless `raw` (the JSON of <name>.meta.json at `p`) is a provenance record this toolkit can use: the
+    current format (version 2), an MSCR record, or the flat record of an earlier toolkit version. A record written
+    by the toolkit always holds the weights' SHA-256; a null one means a damaged or hand-edited record."""
+    fix = 'restore the .meta.json written with the model, or train the model again'
+    if not isinstance(raw, dict):
+        raise CheckpointError(f'{p}: not a provenance record (a JSON {type(raw).__name__}, not an object); {fix}')
+    if 'version' in raw:
+        if raw['version'] != RECORD_VERSION:
+            raise CheckpointError(f'{p}: record version {raw["version"]!r}; this toolkit reads version {RECORD_VERSION}; '
+                                  f'{fix}')
+        missing = [k for k in V2_KEYS if k not in raw]
+    elif raw.get('model') == 'mscr':
+        missing = [k for k in MSCR_KEYS if k not in raw]
+    elif 'kind' in raw and 'attributes' in raw:
+        raise CheckpointError(f"{p}: no 'version' key in a record of the current format (damaged or edited by "
+                              f"hand); {fix}")
+    elif raw.get('kind') in ('ranker', 'seq2seq') and 'emo' in raw:
+        missing = [k for k in ('feat_mean', 'feat_std') if k not in raw]       # an earlier toolkit's flat record
+    else:
+        raise CheckpointError(f"{p}: not a provenance record of this toolkit (no 'version' key; keys found: "
+                              f"{sorted(raw)[:8]}); {fix}")
+    if missing:
+        raise CheckpointError(f'{p}: the record lacks {missing}; {fix}')
+    if 'weights_sha256' in raw and not (isinstance(raw['weights_sha256'], str)
+                                        and SHA_RE.fullmatch(raw['weights_sha256'])):
+        raise CheckpointError(f"{p}: weights_sha256 is {raw['weights_sha256']!r}, not a SHA-256; the toolkit always "
+                              f"records one, so the record is damaged or was edited; {fix}")
+    bad = []
+    if 'version' in raw:
+        bad += [k for k in ('features', 'chunks', 'feature_norm', 'corpus', 'settings', 'result')
+                if not isinstance(raw[k], dict)] + [k for k in ('label_norm',) if not isinstance(raw[k], dict | None)]
+        if bad:
+            raise CheckpointError(f'{p}: {bad} should be JSON objects; {fix}')
+        att = raw['attributes']
+        if not (isinstance(att, list) and att and all(a in EMOS for a in att)):
+            bad.append(f'attributes {att!r}')
+        if raw['kind'] not in KINDS:
+            bad.append(f'kind {raw["kind"]!r}')
+        fn = raw['feature_norm'] or {}
+        dim = (raw['features'] or {}).get('dim')
+        if fn.get('mean') is not None and not (_finite_vector(fn['mean'], dim) and _finite_vector(fn['std'], dim)
+                                               and min(fn['std']) > 0):
+            bad.append('feature_norm mean/std (non-finite, non-positive std, or not of the feature dimension)')
+        stats = (raw['label_norm'] or {}).get('stats') or {}
+        bad += [f'label_norm stats {e}' for e, v in (stats.items() if isinstance(stats, dict) else [('?', None)])
+                if not (_finite_vector(v, 2) and v[1] > 0)]
+    elif raw.get('model') == 'mscr':
+        cfg = raw['config'] if isinstance(raw['config'], dict) else {}
+        for key, d in (('audio', cfg.get('audio_dim')), ('text', cfg.get('text_dim'))):
+            if not (_finite_vector(raw[f'{key}_mean'], d) and _finite_vector(raw[f'{key}_std'], d)):
+                bad.append(f'{key}_mean/{key}_std (non-finite or not of the {key} dimension {d})')
+        lab = raw['label_norm'] if isinstance(raw['label_norm'], dict) else {}
+        bad += [f'label_norm {e}' for e in EMOS if not (_finite_vector(lab.get(e), 2) and lab[e][1] > 0)]
+    if bad:
+        raise CheckpointError(f'{p}: invalid ' + '; '.join(bad) + f'; {fix}')
 
 
 def upgrade_record(old, weights=None):
@@ -373,15 +459,18 @@ def record_from_name(path, kind_hint, norm_dir, sha, emo_hint=None):
     kind = 'ranker' if name.endswith('_ranker.pth.tar') else 'seq2seq' if 'EmoRankerSeq' in name else kind_hint
     emos = [e for e in EMOS if f'_{e}_' in name or name.endswith(f'_{e}.pth.tar')] or [emo_hint]
     norm = load_norm(norm_dir)
+    nrec = read_norm_record(norm_dir) or {}
     nsha = sha256_folder(norm_dir, RELEASE_NORMTERM)
     scope = 'published' if nsha == sha256_folder_release() else 'train'
+    on = {'corpus': (nrec.get('corpus') or {}).get('name'), 'split': nrec.get('split')} if nrec else None
+    f = nrec.get('features') or {}
     return {'version': RECORD_VERSION, 'kind': kind, 'attributes': emos[:1],
-            'features': {'kind': 'lld', 'preset': 'published', 'hop': 0.016, 'dim': len(norm['feat'][0]),
-                         'store': None, 'assumed': True},
+            'features': {'kind': f.get('kind', 'lld'), 'preset': f.get('preset', 'published'),
+                         'hop': f.get('hop', 0.016), 'dim': len(norm['feat'][0]), 'store': None, 'assumed': not f},
             'chunks': {'m': 62, 'K': 22},
-            'feature_norm': {'scope': scope, 'source': display_path(norm_dir), 'sha256': nsha,
+            'feature_norm': {'scope': scope, 'source': display_path(norm_dir), 'sha256': nsha, 'computed_on': on,
                              'mean': norm['feat'][0].tolist(), 'std': norm['feat'][1].tolist()},
-            'label_norm': {'scope': scope, 'source': display_path(norm_dir), 'sha256': nsha,
+            'label_norm': {'scope': scope, 'source': display_path(norm_dir), 'sha256': nsha, 'computed_on': on,
                            'stats': {e: list(norm[e]) for e in EMOS}},
             'corpus': {}, 'init_from': None, 'settings': {}, 'result': {}, 'toolkit_revision': None,
             'weights_sha256': sha}
@@ -445,6 +534,19 @@ def announce(ckpts, file=None):
 
 
 # ================================================================ loading weights
+def _shipped_unmodified(paths):
+    """True when every path is a file of this repository tracked by git and unchanged (git restores it)."""
+    try:
+        rel = [str(Path(p).resolve().relative_to(REPO)) for p in paths]
+        tracked = subprocess.run(['git', '-C', str(REPO), 'ls-files', '--error-unmatch', '--', *rel],
+                                 capture_output=True, timeout=20)
+        clean = subprocess.run(['git', '-C', str(REPO), 'diff', '--quiet', 'HEAD', '--', *rel],
+                               capture_output=True, timeout=20)
+    except (ValueError, OSError, subprocess.SubprocessError):
+        return False
+    return tracked.returncode == 0 and clean.returncode == 0
+
+
 def load_state_dict(path):
     try:
         sd = torch.load(path, map_location='cpu', weights_only=True)
@@ -514,34 +616,99 @@ def save_model(model, path, record):
 
 class Run:
     """Files of one training run next to its best checkpoint (only the main process writes): the model and its
-    record, <name>.resume.pt (state of every epoch), <name>.log.csv and <name>.loss.png.
+    record, <name>.resume.pt (state of every epoch), <name>.log.csv and <name>.loss.png, and <name>.lock while
+    the run is active (utils.RunLock: a second run into the same files stops; a lock left by a killed run is
+    taken over). Use it as a context (or call close()) so that the lock is released.
 
     `settings`: the flags that must not change when a run is resumed; --resume with other values stops and
-    lists the differences (the restored optimiser would silently keep the old ones)."""
+    lists the differences (the restored optimiser would silently keep the old ones).
+    Without --resume, files of an earlier run (finished or interrupted) are not replaced unless `overwrite`
+    (--overwrite); the shipped demo models, unmodified in git, are the one exception (announced)."""
 
-    def __init__(self, ckpt, fields, is_main=True, resume=False, settings=None):
+    def __init__(self, ckpt, fields, is_main=True, resume=False, settings=None, overwrite=False, extra=()):
         self.ckpt, self.is_main, self.settings = Path(ckpt), is_main, settings
         self.meta_path = sibling(ckpt, '.meta.json')
         self.state_path = sibling(ckpt, '.resume.pt')
         self.log_path, self.png_path = sibling(ckpt, '.log.csv'), sibling(ckpt, '.loss.png')
-        if resume and not self.state_path.exists():
-            raise CheckpointError(f'--resume: no resume state {self.state_path} (nothing to continue); run without '
-                                  f'--resume')
-        if resume and settings is not None:
-            self.check_settings(torch.load(self.state_path, map_location='cpu', weights_only=False))
-        if is_main:
-            from utils import CSVLogger
-            self.logger = CSVLogger(self.log_path, fields, resume=resume)
+        self.files = [self.ckpt, self.meta_path, self.state_path, self.log_path, self.png_path] + \
+            [sibling(ckpt, x) for x in extra]
+        self.lock = RunLock(sibling(ckpt, '.lock'), f'the run {self.ckpt}') if is_main else None
+        if self.lock:
+            self.lock.acquire()
+        try:
+            if resume and overwrite:
+                raise CheckpointError('--resume continues the earlier run, --overwrite replaces it: pass one of them')
+            if resume and not self.state_path.exists():
+                raise CheckpointError(f'--resume: no resume state {self.state_path} (nothing to continue); run '
+                                      f'without --resume')
+            if resume and settings is not None:
+                self.check_settings(torch.load(self.state_path, map_location='cpu', weights_only=False))
+            if not resume and is_main:
+                self.clear_earlier_run(overwrite)
+            if is_main:
+                from utils import CSVLogger
+                self.logger = CSVLogger(self.log_path, fields, resume=resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        if self.lock:
+            self.lock.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def clear_earlier_run(self, overwrite):
+        """Files of an earlier run: refused unless --overwrite (then removed, so nothing of the old run is left
+        mixed with the new one); the shipped demo files, unmodified in git, are replaced with a note."""
+        old = [f for f in self.files if f.exists()]
+        if not old:
+            return
+        if not overwrite and not _shipped_unmodified(old):
+            raise CheckpointError(f'{self.ckpt.parent} already holds {self.ckpt.name}, {self.describe_earlier()} '
+                                  f'(files: {", ".join(f.name for f in old)}); pass --resume to continue it, '
+                                  f'--overwrite to replace it, or another --out/--checkpoint')
+        if not overwrite:
+            print(f'note: replacing the shipped demo model {display_path(self.ckpt)} and its files (`git checkout -- '
+                  f'{display_path(self.ckpt.parent)}` restores them)', file=sys.stderr)
+        for f in old:
+            f.unlink()
+
+    def describe_earlier(self):
+        """'a finished run (best_epoch=3, val_ccc=0.81)' or 'an interrupted run (last saved epoch 2 of 30)'."""
+        rec, state = {}, None
+        try:
+            rec = json.loads(self.meta_path.read_text()) if self.meta_path.exists() else {}
+            state = torch.load(self.state_path, map_location='cpu', weights_only=False) \
+                if self.state_path.exists() else None
+        except Exception:       # a damaged file of the earlier run: still refuse, just say less
+            pass
+        res = rec.get('result') or {k: rec[k] for k in ('best_iter', 'best_val_loss') if k in rec}
+        total = (rec.get('settings') or {}).get('epochs') or rec.get('iters')
+        done = state.get('epoch') if isinstance(state, dict) else None
+        if done is not None and total and done + 1 < total:
+            return f'an interrupted run (last saved {"iteration" if rec.get("iters") else "epoch"} {done} of {total})'
+        best = ', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in res.items()
+                         if not isinstance(v, dict))
+        return f'a finished run{f" ({best})" if best else ""}' if rec or state is None else 'an earlier run'
 
     def check_settings(self, state):
         old = state.get('settings')
         if old is None:
             return
-        diff = [f'{k}: was {old.get(k)!r}, now {v!r}' for k, v in self.settings.items() if old.get(k) != v]
+        diff = [f'{k}: was {old.get(k)!r}, now {v!r}' for k, v in self.settings.items() if k in old and old[k] != v]
         if diff:
             raise CheckpointError(f'--resume {self.state_path}: the interrupted run used other settings ('
                                   + '; '.join(diff) + '); resume with the same values, or start a new run '
                                   'without --resume (another --checkpoint/--out)')
+        unknown = [k for k in self.settings if k not in old]
+        if unknown:
+            print(f'note: --resume {self.state_path.name}: the interrupted run did not record {unknown} (an earlier '
+                  f'toolkit version); those settings are not compared', file=sys.stderr)
 
     def save_best(self, model, record):
         if self.is_main:

@@ -1,6 +1,7 @@
 """Command-line pieces shared by every script: flag groups (one spelling per flag), opening the corpus and
 feature store they name, and the wrapper that turns a `ToolkitError` into a one-line message and exit code 2."""
 import argparse
+import math
 import signal
 import sys
 from pathlib import Path
@@ -42,6 +43,38 @@ def run_script(main, argv=None):
     return r if isinstance(r, int) and not isinstance(r, bool) else 0
 
 
+# ================================================================ typed numbers (every numeric flag is range-checked)
+def _number(kind, lo=None, hi=None, lo_open=False, hi_open=False):
+    """An argparse `type` that parses an int (kind=int) or a finite float and checks its range; a bad value is
+    a usage error naming the flag (argparse: exit code 2), never a silent clamp or a traceback later."""
+    rng = ([f'> {lo:g}' if lo_open else f'>= {lo:g}'] if lo is not None else []) + \
+          ([f'< {hi:g}' if hi_open else f'<= {hi:g}'] if hi is not None else [])
+    what = ('a whole number' if kind is int else 'a finite number') + (f' {" and ".join(rng)}' if rng else '')
+
+    def parse(text):
+        try:
+            v = kind(str(text).strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected {what}, got {text!r}') from None
+        if not math.isfinite(v) or (lo is not None and (v <= lo if lo_open else v < lo)) or \
+                (hi is not None and (v >= hi if hi_open else v > hi)):
+            raise argparse.ArgumentTypeError(f'expected {what}, got {text!r}')
+        return v
+    parse.__name__ = f'{kind.__name__} {" ".join(rng)}'.strip()
+    return parse
+
+
+positive_int = _number(int, 1)                          # epochs, batch, iterations, counts
+nonneg_int = _number(int, 0)                            # workers, list lengths
+seed_int = _number(int, 0, 2 ** 31 - 1)                 # numpy takes < 2**32; headroom for seed + rank
+positive_float = _number(float, 0, lo_open=True)        # learning rates, seconds, hops
+nonneg_float = _number(float, 0)
+finite_float = _number(float)
+fraction = _number(float, 0, 1)                         # [0, 1]
+open_fraction = _number(float, 0, 1, lo_open=True)      # (0, 1]
+dropout_float = _number(float, 0, 1, hi_open=True)      # [0, 1)
+
+
 def parser(doc):
     return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
@@ -62,8 +95,8 @@ def parse_sets(s):
 # ================================================================ common flags (data, device, normalisation)
 def add_run_args(p, epochs, batch, what='training epochs', batch_help='utterances per step', emo_required=True):
     """-ep / -batch (alias --batch) / -emo, the published spellings."""
-    p.add_argument('-ep', '--epochs', type=int, default=epochs, help=f'{what} (published: {epochs})')
-    p.add_argument('-batch', '--batch', '--batch_size', dest='batch_size', type=int, default=batch,
+    p.add_argument('-ep', '--epochs', type=positive_int, default=epochs, help=f'{what} (published: {epochs})')
+    p.add_argument('-batch', '--batch', '--batch_size', dest='batch_size', type=positive_int, default=batch,
                    help=f'{batch_help} (published: {batch})')
     p.add_argument('-emo', '--emo_attr', required=emo_required, default=None, help='Act, Dom, Val or all')
 
@@ -77,9 +110,9 @@ def add_data_args(p):
     p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 (default: CUDA when available)')
     p.add_argument('--amp', default='fp16', choices=['fp16', 'bf16', 'off'],
                    help='mixed precision on CUDA (ignored on CPU); fp16 uses a gradient scaler')
-    p.add_argument('--seed', type=int, default=0, help='random seed (sampling, init, dropout)')
-    p.add_argument('--workers', type=int, default=2, help='DataLoader worker processes (0 = load in the main process)')
-    p.add_argument('--limit', type=int, default=None, help='quick runs: use at most N utterances (or pairs) per split')
+    p.add_argument('--seed', type=seed_int, default=0, help='random seed (sampling, init, dropout)')
+    p.add_argument('--workers', type=nonneg_int, default=2, help='DataLoader worker processes (0 = load in the main process)')
+    p.add_argument('--limit', type=positive_int, default=None, help='quick runs: use at most N utterances (or pairs) per split')
 
 
 def add_fold_arg(p):
@@ -207,31 +240,31 @@ def add_mscr_args(parser, train=True):
                             'own frames from the TextGrid start/end times (the fragile baseline of the paper)'),
         g.add_argument('--scales', default='0.2,0.4,0.6,0.8,1.0', help='multi-scale crop fractions of a chunk, '
                        'comma separated; 1.0 alone turns the regulariser off (part of the checkpoint name)'),
-        g.add_argument('--iters', type=int, default=5000, help='training iterations (part of the checkpoint name)'),
+        g.add_argument('--iters', type=positive_int, default=5000, help='training iterations (part of the checkpoint name)'),
         g.add_argument('--save-dir', default='trained_mscr_model', help='folder of the MSCR checkpoints'),
         g.add_argument('--name', default=None, help='checkpoint stem (default MSCR_iter{iters}_batch{batch}_'
                        '{audio feature}_scales{scales}[_words])'),
     ]
     if train:
         acts += [
-            g.add_argument('--val-every', type=int, default=100, help='validate and keep the best model every N '
+            g.add_argument('--val-every', type=positive_int, default=100, help='validate and keep the best model every N '
                            'iterations (the last model is kept too, as <name>.last.pth.tar)'),
             g.add_argument('--mscr-norm', default='utterance', choices=MSCR_NORM_LEVELS,
                            help='feature statistics of the Train split: utterance = mean/std of the utterance '
                                 'means (as published), frame = over all frames and tokens'),
-            g.add_argument('--hidden', type=int, default=256, help='model width d'),
-            g.add_argument('--heads', type=int, default=4, help='attention heads'),
-            g.add_argument('--ff', type=int, default=None, help='feed-forward width (default 2 x --hidden)'),
-            g.add_argument('--self-layers', type=int, default=3, help='self-attention layers per modality'),
-            g.add_argument('--co-layers', type=int, default=2, help='co-attention layers per direction'),
-            g.add_argument('--dropout', type=float, default=0.3, help='transformer dropout'),
-            g.add_argument('--max-seq-len', type=int, default=128, help='positions per sequence incl. the global '
+            g.add_argument('--hidden', type=positive_int, default=256, help='model width d'),
+            g.add_argument('--heads', type=positive_int, default=4, help='attention heads'),
+            g.add_argument('--ff', type=positive_int, default=None, help='feed-forward width (default 2 x --hidden)'),
+            g.add_argument('--self-layers', type=positive_int, default=3, help='self-attention layers per modality'),
+            g.add_argument('--co-layers', type=positive_int, default=2, help='co-attention layers per direction'),
+            g.add_argument('--dropout', type=dropout_float, default=0.3, help='transformer dropout'),
+            g.add_argument('--max-seq-len', type=_number(int, 2), default=128, help='positions per sequence incl. the global '
                            'token; longer ones are capped with a warning'),
         ]
     else:
         acts += [
-            g.add_argument('--missing-audio', type=float, default=0.0, help='missing audio fraction p'),
-            g.add_argument('--missing-text', type=float, default=0.0, help='missing text fraction q'),
+            g.add_argument('--missing-audio', type=fraction, default=0.0, help='missing audio fraction p'),
+            g.add_argument('--missing-text', type=fraction, default=0.0, help='missing text fraction q'),
             g.add_argument('--missing-mode', default='frames', help=f'{"|".join(MSCR_MISSING_MODES)} (a comma '
                            f'list with --sweep)'),
             g.add_argument('--sweep', action='store_true', help='CCC vs missing fraction for audio, text and both '
@@ -258,6 +291,9 @@ def check_model_flags(parser, args):
         wrong = [flag for d, flag in bad.items() if given(d)]
         if wrong:
             raise ToolkitError(f'{", ".join(wrong)}: not used by --model mscr; leave it out')
+        if train and args.hidden % args.heads:
+            raise ToolkitError(f'--hidden {args.hidden} is not divisible by --heads {args.heads}: each attention head '
+                               f'takes an equal share of the width; pick e.g. --heads {math.gcd(args.hidden, 4)}')
         return
     wrong = ['--' + d.replace('_', '-') for d in mscr_dests(train) if given(d)]
     if wrong:

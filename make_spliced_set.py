@@ -29,7 +29,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 import corpus
-from cli import run_script
+from cli import nonneg_float, positive_int, run_script, seed_int
 from errors import ToolkitError
 from outputs import check_replaced_folder
 
@@ -181,10 +181,10 @@ def main(argv=None):
     p.add_argument("--from-splits", default="Train,Development,Test1",
                    help="Split_Set values whose speakers are used, comma list (default all three; Test1 = only "
                         "the test speakers)")
-    p.add_argument("--max-per-pair", type=int, default=12,
+    p.add_argument("--max-per-pair", type=positive_int, default=12,
                    help="at most this many utterances per speaker and ordered pair (default 12)")
-    p.add_argument("--pause", type=float, default=0.3, help="silence between the parts in seconds (default 0.3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the pair selection")
+    p.add_argument("--pause", type=nonneg_float, default=0.3, help="silence between the parts in seconds (default 0.3)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the pair selection")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     a = p.parse_args(argv)
     try:

@@ -290,22 +290,33 @@ def prepare_training(args, rank, world, device, is_main):
     s = SimpleNamespace(args=args, scales=scales, corpus=corpus, audio=audio, text=text, norm=norm, train=train,
                         val=val, bs=bs, model=model, device=device, is_main=is_main, rank=rank, world=world,
                         amp=args.amp, opt=torch.optim.Adam(model.parameters(), lr=args.lr or DEFAULT_LR),
-                        scaler=make_scaler(device, args.amp), run=checkpoints.Run(ckpt, fields, is_main, args.resume, resume_settings(args, scales)),
-                        name=name, it=0, best=float('inf'), best_it=0)
-    s.meta = run_meta(s, cfg)
-    if args.resume:
-        nxt, s.best, s.best_it = s.run.load_state(s.model, s.opt, s.scaler)
-        s.it = nxt - 1     # the resume state stores the iteration in its 'epoch' field
-        if is_main:
-            print(f'resumed {s.run.state_path} at iteration {s.it} (best validation loss {s.best:.4f} at {s.best_it})')
+                        scaler=make_scaler(device, args.amp), name=name, it=0, best=float('inf'), best_it=0,
+                        run=checkpoints.Run(ckpt, fields, is_main, args.resume,
+                                            resume_settings(args, scales, corpus, audio, text, ckpt),
+                                            getattr(args, 'overwrite', False), ('.last.pth.tar', '.last.meta.json')))
+    try:
+        s.meta = run_meta(s, cfg)
+        if args.resume:
+            nxt, s.best, s.best_it = s.run.load_state(s.model, s.opt, s.scaler)
+            s.it = nxt - 1     # the resume state stores the iteration in its 'epoch' field
+            if is_main:
+                print(f'resumed {s.run.state_path} at iteration {s.it} (best validation loss {s.best:.4f} at '
+                      f'{s.best_it})')
+    except BaseException:
+        s.run.close()
+        raise
     return s
 
 
-def resume_settings(args, scales):
-    """The flags a resumed MSCR run must share with the interrupted one (checkpoints.Run refuses others)."""
+def resume_settings(args, scales, corpus=None, audio=None, text=None, ckpt=None):
+    """The flags a resumed MSCR run must share with the interrupted one (checkpoints.Run refuses others), with the
+    corpus, the feature stores and the checkpoint path."""
     keys = ('batch_size', 'lr', 'seed', 'chunking', 'mscr_norm', 'hidden', 'heads', 'ff', 'self_layers', 'co_layers',
-            'dropout', 'max_seq_len', 'limit', 'amp', 'audio_feature')
-    return {**{k: getattr(args, k, None) for k in keys}, 'scales': list(scales)}
+            'dropout', 'max_seq_len', 'limit', 'amp', 'audio_feature')      # --iters may grow, as -ep for method 1
+    where = {'corpus': corpus and corpus.root, 'audio_store': audio and audio.path, 'text_store': text and text.path,
+             'checkpoint': ckpt}
+    return {**{k: getattr(args, k, None) for k in keys}, 'scales': list(scales),
+            **{k: checkpoints.display_path(v) if v is not None else None for k, v in where.items()}}
 
 
 def model_label(name):
@@ -358,34 +369,42 @@ def train_mscr(args):
     checkpoint and the last one (<name>.last.pth.tar), each with .meta.json; <name>.log.csv, .loss.png, .resume.pt.
     Returns the best checkpoint's path."""
     rank, world, device, is_main = ddp_setup(args.device)
+    s = None
     try:
         s = prepare_training(args, rank, world, device, is_main)
-        if is_main:
-            n_par = sum(p.numel() for p in s.model.parameters())
-            print(f'MSCR {s.name}: {n_par / 1e6:.2f}M parameters; audio {s.audio.dim}-d, hop {s.audio.hop} s, '
-                  f'm={s.train.m}, {args.chunking} chunks; text {s.text.dim}-d; scales {s.scales}; batch {s.bs}; '
-                  f'{args.iters} iterations on {device}{f" x{world}" if world > 1 else ""}; {s.meta["feature_norm"]}')
-        sampler = IterationBatches(len(s.train), s.bs, args.iters, args.seed, s.it, rank, world)
-        loader = make_loader(s.train, s.bs, args.workers, device, sampler)
-        s.val_loader = make_loader(s.val, min(256, len(s.val)), args.workers, device)
-        bar = tqdm(total=args.iters, initial=s.it, desc='MSCR', disable=not is_main, dynamic_ncols=True)
-        losses, t0 = [], time.time()
-        for batch in loader:
-            losses.append(mscr_step(s.model, s.opt, s.scaler, batch, device, s.scales, s.amp))
-            s.it += 1
-            bar.update(1)
-            if s.it % args.val_every == 0 or s.it == args.iters:
-                validate(s, float(np.mean(losses)), t0)
-                losses = []
-                if world > 1:
-                    torch.distributed.barrier()
-        bar.close()
-        if is_main:
-            print(f'best validation loss {s.best:.4f} (mean 1-CCC) at iteration {s.best_it}\n  model {s.run.ckpt}\n'
-                  f'  last {checkpoints.sibling(s.run.ckpt, ".last.pth.tar")}\n  log {s.run.log_path}\n  curve {s.run.png_path}')
-        return s.run.ckpt
+        return _train_loop(s, args, rank, world, device, is_main)
     finally:
+        if s is not None:
+            s.run.close()      # the run's files stay locked until here
         ddp_cleanup()
+
+
+def _train_loop(s, args, rank, world, device, is_main):
+    """Iterations, validation every --val-every, the best and the last model (the run's files are locked)."""
+    if is_main:
+        n_par = sum(p.numel() for p in s.model.parameters())
+        print(f'MSCR {s.name}: {n_par / 1e6:.2f}M parameters; audio {s.audio.dim}-d, hop {s.audio.hop} s, '
+              f'm={s.train.m}, {args.chunking} chunks; text {s.text.dim}-d; scales {s.scales}; batch {s.bs}; '
+              f'{args.iters} iterations on {device}{f" x{world}" if world > 1 else ""}; {s.meta["feature_norm"]}')
+    sampler = IterationBatches(len(s.train), s.bs, args.iters, args.seed, s.it, rank, world)
+    loader = make_loader(s.train, s.bs, args.workers, device, sampler)
+    s.val_loader = make_loader(s.val, min(256, len(s.val)), args.workers, device)
+    bar = tqdm(total=args.iters, initial=s.it, desc='MSCR', disable=not is_main, dynamic_ncols=True)
+    losses, t0 = [], time.time()
+    for batch in loader:
+        losses.append(mscr_step(s.model, s.opt, s.scaler, batch, device, s.scales, s.amp))
+        s.it += 1
+        bar.update(1)
+        if s.it % args.val_every == 0 or s.it == args.iters:
+            validate(s, float(np.mean(losses)), t0)
+            losses = []
+            if world > 1:
+                torch.distributed.barrier()
+    bar.close()
+    if is_main:
+        print(f'best validation loss {s.best:.4f} (mean 1-CCC) at iteration {s.best_it}\n  model {s.run.ckpt}\n'
+              f'  last {checkpoints.sibling(s.run.ckpt, ".last.pth.tar")}\n  log {s.run.log_path}\n  curve {s.run.png_path}')
+    return s.run.ckpt
 
 
 # ============================================================================ prediction (predict.py)

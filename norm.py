@@ -24,11 +24,12 @@ from tqdm import tqdm
 
 from checkpoints import RELEASE_NORMTERM, display_path, sha256_folder, sha256_folder_release
 from errors import ToolkitError
-from utils import EMO_COL, EMOS, EPS_STD, load_norm, normalize_feats
+from utils import EMO_COL, EMOS, EPS_STD, NORM_RECORD, load_norm, normalize_feats, read_norm_record
 
 SCOPES = ('published', 'train', 'speaker', 'corpus')
 LABEL_SCOPES = ('published', 'train')
-MIN_SECONDS = 30.0      # 'corpus'/'speaker' statistics from less audio than this are flagged as unreliable
+MIN_SECONDS = 30.0
+RELEASE_COMPUTED_ON = {'corpus': 'MSP-Podcast v1.6', 'split': 'Train'}      # 'corpus'/'speaker' statistics from less audio than this are flagged as unreliable
 
 
 class NormError(ToolkitError):
@@ -147,7 +148,12 @@ def mscr_norm(corpus, audio, text, train_names, level='utterance'):
 
 # ================================================================ NormTerm folders
 class NormDir:
-    """A NormTerm folder: its statistics, checksum, and whether it is the authors' release NormTerm."""
+    """A NormTerm folder: its statistics, checksum, record, and whether it is the authors' release NormTerm.
+
+    `features` ({'preset', 'hop', 'dim'}) and `computed_on` ({'corpus', 'split'}) come from its record
+    (normterm.json, written by norm_para.py), from the release table for the authors' NormTerm, or are
+    unknown ({} / None) for a folder written before records existed: then only the dimension and the values
+    can be checked, and a note says so."""
 
     def __init__(self, path):
         self.path = Path(path).expanduser()
@@ -158,6 +164,18 @@ class NormDir:
         self.sha256 = sha256_folder(self.path, RELEASE_NORMTERM)
         self.release = self.sha256 == sha256_folder_release()
         self.scope = 'published' if self.release else 'train'
+        rec = read_norm_record(self.path)
+        if self.release:
+            self.features = {'kind': 'lld', 'preset': 'published', 'hop': 0.016, 'dim': 130}
+            self.computed_on = dict(RELEASE_COMPUTED_ON)
+        elif rec is not None:
+            self.features = dict(rec['features'])
+            self.computed_on = {'corpus': (rec.get('corpus') or {}).get('name'), 'split': rec.get('split')}
+        else:
+            self.features, self.computed_on = {}, None
+            print(f'note: {self.path} has no record ({NORM_RECORD}; written before norm_para.py wrote one, or '
+                  f'by other code): its feature preset, corpus and split cannot be checked, only its dimension and '
+                  f'values. Write it again with norm_para.py to have them checked', file=sys.stderr)
 
     def get(self, key):
         if key not in self.stats:
@@ -166,17 +184,55 @@ class NormDir:
 
     def record(self, key='feat'):
         src = 'NormTerm of the release' if self.release else display_path(self.path)
-        return {'scope': self.scope, 'source': src, 'sha256': self.sha256}
+        return {'scope': self.scope, 'source': src, 'sha256': self.sha256, 'computed_on': self.computed_on}
+
+    def check_features(self, preset=None, hop=None, dim=None, what='the features'):
+        """Stop unless these statistics describe features of (preset, hop, dim) (what the record says, and the
+        dimension of the statistics themselves)."""
+        got = len(self.stats['feat'][0])
+        f = self.features
+        if dim is not None and got != dim:
+            raise NormError(f'--norm {self.path} holds {got}-dim feature statistics, {what} have {dim} dims; pass the '
+                            f'NormTerm of these features (norm_para.py)')
+        if preset is not None and f.get('preset') is not None and f['preset'] != preset:
+            raise NormError(f'--norm {self.path} was computed on {f["preset"]!r} features, {what} are {preset!r}; '
+                            f'pass the NormTerm of the same feature preset (norm_para.py --features ...)')
+        if hop is not None and f.get('hop') is not None and abs(float(f['hop']) - float(hop)) > 1e-9:
+            raise NormError(f'--norm {self.path} was computed at a {f["hop"]} s hop, {what} have {hop} s; pass the '
+                            f'NormTerm of these features')
 
 
 def norm_dir(path):
-    return None if path is None else NormDir(path)
+    """NormDir of a --norm folder (None without one); read once per folder and content in a process."""
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    key = (str(p.resolve()), sha256_folder(p, RELEASE_NORMTERM) if p.is_dir() else None)
+    if key not in _NORM_DIRS:
+        _NORM_DIRS[key] = NormDir(p)
+    return _NORM_DIRS[key]
+
+
+_NORM_DIRS = {}
+
+
+def check_not_under_test(computed_on, desc, corpus, splits):
+    """Stop when statistics a model is evaluated with (`desc`: what they are) were computed on a split being
+    evaluated (their record says so): the score would use the test data's own statistics under a 'train' label."""
+    on = computed_on or {}
+    if on.get('corpus') == corpus.name and on.get('split') in splits and on.get('split') != 'Train':
+        raise NormError(f'the {desc} were computed on the {on["split"]} split of {corpus.name}, the split under '
+                        f'test: the score would use the test data\'s own statistics. Use statistics of the Train split '
+                        f'(norm_para.py --split Train), or --feature-norm corpus to normalise the evaluated data on '
+                        f'itself knowingly (metrics.csv then says so)')
 
 
 class FeatNorm:
     """Per-utterance feature z-normalisation: one (mean, std) pair, or one per group (speaker)."""
 
-    def __init__(self, mean, std, scope='train', source='', groups=None, group_of=None, sha256=None):
+    def __init__(self, mean, std, scope='train', source='', groups=None, group_of=None, sha256=None,
+                 computed_on=None):
+        self.computed_on = computed_on      # {'corpus', 'split'} the statistics come from, None when unknown
         self.mean = np.asarray(mean, np.float32)
         self.std = np.maximum(np.asarray(std, np.float32), EPS_STD)
         self.scope, self.source, self.sha256 = scope, str(source), sha256
@@ -194,7 +250,8 @@ class FeatNorm:
 
     def record(self):
         """The provenance entry; global statistics travel with the model, data-driven scopes do not."""
-        out = {'scope': self.scope, 'source': self.source, 'sha256': self.sha256, 'mean': None, 'std': None}
+        out = {'scope': self.scope, 'source': self.source, 'sha256': self.sha256, 'computed_on': self.computed_on,
+               'mean': None, 'std': None}
         if self.scope in ('published', 'train'):
             out.update(mean=self.mean.astype(np.float64).tolist(), std=self.std.astype(np.float64).tolist())
         return out
@@ -212,7 +269,8 @@ def data_norm(scope, store, corpus, names=None):
         if not train:
             raise NormError(f'{corpus.consensus_path}: no Train utterance in {store.path}, so there are no Train '
                             f'statistics; use --feature-norm corpus|speaker or --norm DIR')
-        return FeatNorm(*norm_stats(store, train), 'train', f'Train split of {corpus.name}')
+        return FeatNorm(*norm_stats(store, train), 'train', f'Train split of {corpus.name}',
+                        computed_on={'corpus': corpus.name, 'split': 'Train'})
     mean, std = norm_stats(store, everything)
     if scope == 'corpus':
         return FeatNorm(mean, std, 'corpus', corpus.name)
@@ -234,7 +292,7 @@ def _folder_norm(nd, scope):
     if scope == 'train' and nd.release:
         raise NormError(f"--norm {nd.path} is the NormTerm of the authors' v1.6 release: those are the "
                         f"'published' statistics; use --feature-norm published (or another folder)")
-    return FeatNorm(*nd.get('feat'), nd.scope, nd.record()['source'], sha256=nd.sha256)
+    return FeatNorm(*nd.get('feat'), nd.scope, nd.record()['source'], sha256=nd.sha256, computed_on=nd.computed_on)
 
 
 def training_norm(fscope, lscope, store, corpus, norm_path=None, release=None, emos=EMOS):
@@ -248,6 +306,16 @@ def training_norm(fscope, lscope, store, corpus, norm_path=None, release=None, e
     lscope = lscope or ('published' if fscope == 'published' else 'train')
     if fscope not in SCOPES or lscope not in LABEL_SCOPES:
         raise NormError(f'unknown normalisation scope {fscope!r}/{lscope!r}; use one of {SCOPES} / {LABEL_SCOPES}')
+    if nd is not None:
+        nd.check_features(store.meta.get('preset'), store.hop, store.dim, f'the feature store {store.path}')
+        on = nd.computed_on or {}
+        if on.get('corpus') == corpus.name and on.get('split') not in (None, 'Train'):
+            raise NormError(f'--norm {nd.path} holds statistics of the {on["split"]} split of {corpus.name} (its '
+                            f'record says so): training with them would carry that split into the model and into '
+                            f'its later test; compute them on Train (python norm_para.py --split Train)')
+        if on.get('corpus') not in (None, corpus.name) and not nd.release:
+            print(f'note: --norm {nd.path} holds statistics of {on["corpus"]} ({on.get("split")}), not of '
+                  f'{corpus.name}, the corpus trained on; the model record says so', file=sys.stderr)
     if nd is not None and fscope in ('published', 'train'):
         fnorm = _folder_norm(nd, fscope)
     elif fscope == 'published':
@@ -255,7 +323,7 @@ def training_norm(fscope, lscope, store, corpus, norm_path=None, release=None, e
             raise NormError("--feature-norm published needs the authors' NormTerm: --init-from their release "
                             "folder, or --norm DIR/NormTerm")
         fnorm = FeatNorm(*pub, 'published', 'NormTerm of the release',
-                         sha256=release.record['feature_norm'].get('sha256'))
+                         sha256=release.record['feature_norm'].get('sha256'), computed_on=RELEASE_COMPUTED_ON)
     else:
         fnorm = data_norm(fscope, store, corpus)
     if len(fnorm.mean) != store.dim:
@@ -276,7 +344,8 @@ def training_norm(fscope, lscope, store, corpus, norm_path=None, release=None, e
         labels, lrec = {e: nd.get(e) for e in emos}, nd.record()
     else:
         labels = label_stats(corpus, 'Train', emos)
-        lrec = {'scope': 'train', 'source': f'Train consensus of {corpus.name}', 'sha256': None}
+        lrec = {'scope': 'train', 'source': f'Train consensus of {corpus.name}', 'sha256': None,
+                'computed_on': {'corpus': corpus.name, 'split': 'Train'}}
     return fnorm, labels, {**lrec, 'stats': {e: list(v) for e, v in labels.items()}}
 
 
@@ -292,12 +361,16 @@ def model_feat_stats(ckpt, scope=None, norm_path=None):
     if scope in ('speaker', 'corpus'):
         return scope, None
     if nd is not None:
+        f = ckpt.features
+        nd.check_features(f.get('preset'), f.get('hop'), f.get('dim'), f'the features of the model {ckpt.path.name}')
         return scope, _folder_norm(nd, scope)
     if stored.get('scope') != scope or stored.get('mean') is None:
         raise NormError(f'{ckpt.path} was trained with {stored.get("scope")!r} feature statistics, so it holds no '
                         f'{scope!r} ones (for the release, the statistics of its training corpus are the published '
                         f'ones); use --feature-norm {stored.get("scope")}, speaker or corpus, or pass --norm DIR')
-    fn = FeatNorm(stored['mean'], stored['std'], scope, stored.get('source'), sha256=stored.get('sha256'))
+    on = stored.get('computed_on') or (RELEASE_COMPUTED_ON if ckpt.source == 'release' else None)
+    fn = FeatNorm(stored['mean'], stored['std'], scope, stored.get('source'), sha256=stored.get('sha256'),
+                  computed_on=on)
     if ckpt.features.get('dim') and len(fn.mean) != ckpt.features['dim']:
         raise NormError(f'{ckpt.path}: its record holds {len(fn.mean)}-dim statistics for {ckpt.features["dim"]}-dim '
                         f'features; the record is damaged, retrain or pass --norm DIR')
@@ -307,10 +380,10 @@ def model_feat_stats(ckpt, scope=None, norm_path=None):
 def model_label_stats(ckpt, emo, norm_path=None):
     """(mean, std) mapping the model's outputs back to the rating scale, and a description."""
     if norm_path is not None:
-        nd = NormDir(norm_path)
+        nd = norm_dir(norm_path)
         return nd.get(emo), nd.record()
     rec = ckpt.record.get('label_norm') or {}
-    return ckpt.label_stats(emo), {k: rec.get(k) for k in ('scope', 'source', 'sha256')}
+    return ckpt.label_stats(emo), {k: rec.get(k) for k in ('scope', 'source', 'sha256', 'computed_on')}
 
 
 def eval_norm(ckpt, scope, store, corpus, norm_path=None, names=None):

@@ -8,17 +8,21 @@ authors' release: 1-D arrays stored as 1 x D; byte-identical for the same statis
   feature store, streamed (memory independent of corpus size); non-finite values left out (norm.py).
 - act/dom/val: mean and population std of the consensus label over the Train utterances.
 - A std below 1e-8 (a constant dimension) is written as 1e-8.
+- normterm.json: the record of the folder (feature kind, preset, hop and dimension, corpus, split, utterances,
+  frames, toolkit revision, SHA-256 of every .mat file); every command that reads the folder checks it
+  (docs/features.md, "NormTerm folders"). The published code reads only the .mat files.
 Pass the folder to training and testing with --norm DIR (docs/features.md, "Normalisation scopes").
 """
 import sys
 from pathlib import Path
 
 import interrupts
+from checkpoints import display_path, toolkit_revision
 from cli import add_fold_arg, open_corpus, parser, run_script
 from errors import ToolkitError
 from feature_store import FeatureStore
 from norm import feature_stats, label_stats
-from utils import EPS_STD, ensure_dir, save_norm
+from utils import EPS_STD, ensure_dir, save_norm, write_norm_record
 
 
 def main(argv=None):
@@ -39,8 +43,15 @@ def main(argv=None):
     if not used:
         raise ToolkitError(f'none of the {len(names)} {args.split} utterances is in the feature store {store.path}; '
                            f'extract them first (python extract_features.py --corpus {corpus.root} --out {store.path})')
-    with interrupts.deferred():   # all .mat files or none: a Ctrl-C here waits for the last one
+    with interrupts.deferred():   # all .mat files and their record or none: a Ctrl-C here waits for the last one
         save_norm(args.out, {'feat': (mean, std), **labels})
+        write_norm_record(args.out, {
+            'kind': 'normterm', 'version': 1,
+            'features': {'kind': store.meta.get('feature'), 'preset': store.meta.get('preset'), 'hop': store.hop,
+                         'dim': store.dim, 'store': display_path(store.path)},
+            'corpus': {'name': corpus.name, 'root': display_path(corpus.root), 'fold': corpus.fold},
+            'split': args.split, 'utterances': len(used), 'missing': len(missing), 'frames': int(frames),
+            'labels': {e: [m, s] for e, (m, s) in labels.items()}, 'toolkit_revision': toolkit_revision()})
     hours = f', {frames * store.hop / 3600:.2f} h' if store.hop else ''
     print(f'{args.split}: {len(used)} utterances, {frames} frames{hours} from {store.path} '
           f'({store.meta.get("feature")}, preset {store.meta.get("preset")}, {store.dim}-d)')
@@ -52,7 +63,10 @@ def main(argv=None):
           f'{f"; {small} constant dims -> std {EPS_STD}" if small else ""}')
     for e, (m, s) in labels.items():
         print(f'  {e}: mean {m:.4f}  std {s:.4f}')
-    print(f'wrote {Path(args.out)}/{{feat,act,dom,val}}_norm_{{means,stds}}.mat')
+    print(f'wrote {Path(args.out)}/{{feat,act,dom,val}}_norm_{{means,stds}}.mat and its record normterm.json')
+    if args.split != 'Train':
+        print(f'note: statistics of the {args.split} split: training and testing refuse them on {corpus.name} '
+              f'(they would leak the data under evaluation into the model)')
 
 
 if __name__ == '__main__':

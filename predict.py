@@ -57,7 +57,7 @@ from tqdm import tqdm
 import checkpoints as C
 import interrupts
 import norm as N
-from cli import parser, run_script
+from cli import nonneg_float, parser, positive_float, positive_int, run_script
 from errors import ToolkitError
 from inference import MSCREngine, Seq2SeqEngine
 from outputs import check_outputs, files_under
@@ -245,13 +245,13 @@ def build_parser():
                     "sub-folder of each file is its speaker)")
     ap.add_argument('--no-clip', action='store_true', help='report raw model outputs, not clipped to the 1-7 scale')
     ap.add_argument('--device', default=None, help='cpu, cuda, cuda:1 (default: CUDA when available)')
-    ap.add_argument('-batch', '--batch', dest='batch', type=int, default=16,
+    ap.add_argument('-batch', '--batch', dest='batch', type=positive_int, default=16,
                     help='files per batch (one forward pass per model per batch)')
-    ap.add_argument('--max-seconds', type=float, default=20.0,
+    ap.add_argument('--max-seconds', type=positive_float, default=20.0,
                     help='files up to this many seconds are one window (default 20)')
-    ap.add_argument('--window', type=float, default=10.0, help='window length in s for longer files (default 10)')
-    ap.add_argument('--overlap', type=float, default=5.0, help='minimum window overlap in s (default 5)')
-    ap.add_argument('--grid', type=float, default=0.5, help='time step in s of the stitched curve of long files')
+    ap.add_argument('--window', type=positive_float, default=10.0, help='window length in s for longer files (default 10)')
+    ap.add_argument('--overlap', type=nonneg_float, default=5.0, help='minimum window overlap in s (default 5)')
+    ap.add_argument('--grid', type=positive_float, default=0.5, help='time step in s of the stitched curve of long files')
     return ap
 
 

@@ -17,7 +17,7 @@ Then: python check_corpus.py OUT, and --fold K in training/testing.
 import sys
 import time
 
-from cli import run_script
+from cli import nonneg_int, run_script, seed_int
 from corpora import CONVERTERS, get
 from corpora.common import AUDIO_MODES, Report
 from errors import ToolkitError
@@ -41,7 +41,7 @@ def build_parser():
     p.add_argument('--speakers', default=None, help='only these speakers, comma list (quick runs): IEMOCAP Ses01F, '
                    'MSP-IMPROV F01, CREMA-D 1001, RAVDESS 01, Emo-DB 03')
     p.add_argument('--force', action='store_true', help='replace an existing OUT (when the new one is complete)')
-    p.add_argument('--max-list', type=int, default=30, help='skipped/noted items printed per kind (all are in '
+    p.add_argument('--max-list', type=nonneg_int, default=30, help='skipped/noted items printed per kind (all are in '
                    'OUT/skipped.csv)')
     g = p.add_argument_group('corpus-specific')
     g.add_argument('--self-evaluations', action='store_true', help='iemocap: keep the actors\' self-evaluations '
@@ -50,7 +50,7 @@ def build_parser():
                    'without it they are left out and listed')
     g.add_argument('--consensus', default=None, choices=['table', 'raters'], help='emodb: consensus A/V/D from '
                    'the category table (default) or the mean of the simulated raters')
-    g.add_argument('--seed', type=int, default=None, help='emodb: seed of the simulated raters (default 0)')
+    g.add_argument('--seed', type=seed_int, default=None, help='emodb: seed of the simulated raters (default 0)')
     return p
 
 

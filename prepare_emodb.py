@@ -8,7 +8,7 @@ import argparse
 
 import pandas as pd
 
-from cli import run_script
+from cli import run_script, seed_int
 from corpora import emodb
 from corpora.emodb import (  # noqa: F401 - the names earlier code and tests use from this module
     EMOTIONS,
@@ -45,7 +45,7 @@ def main(argv=None):
     p.add_argument("--speakers", default=None, help="only convert these speakers (comma list; for quick tests)")
     p.add_argument("--consensus", choices=["table", "raters"], default="table",
                    help="consensus A/V/D: the PAD table value (default) or the mean of the simulated raters")
-    p.add_argument("--seed", type=int, default=0, help="seed of the simulated raters")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the simulated raters")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     a = p.parse_args(argv)
     try:

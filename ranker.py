@@ -6,6 +6,9 @@ utterance is the number of chunks c_j for which the ordered pair (c_i, c_j) gets
 exactly when g(c_i) > g(c_j) with g = f1 - f0, so one batched forward pass over the 22 chunks gives the
 same 'min'-method ranks as the 462-pass tournament (`rank_sequence_allpairs`, the reference).
 """
+import hashlib
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,7 @@ from tqdm import tqdm
 from dataloader import to_chunks
 from errors import ToolkitError
 from preference import SPLIT_FILE
-from utils import amp_context, chunk_starts, rank_desc_min
+from utils import amp_context, atomic_write_text, chunk_starts, rank_desc_min
 
 
 def load_pairs(path, store, limit=None, seed=0):
@@ -123,3 +126,73 @@ def rank_loader(model, loader, names, m, device, amp='off', desc=''):
         for i, r in zip(idx.tolist(), ranks.tolist()):
             out[names[i]] = {'ChunkRankSeq': r}
     return out
+
+
+# ================================================================ ranking-sequence files
+def rankseq_record_path(path):
+    """EmoChunkRankSeq/training_Act.json -> EmoChunkRankSeq/training_Act.meta.json (its record)."""
+    return Path(path).with_suffix('.meta.json')
+
+
+def write_rank_sequences(path, seqs, record):
+    """The published JSON {FileName: {'ChunkRankSeq': [K ints]}} (what the authors' code reads) and, beside it,
+    its record <name>.meta.json: `record` (attribute, split, ranker, corpus, features) + the JSON's SHA-256."""
+    text = json.dumps(seqs, indent=4) + '\n'
+    atomic_write_text(path, text)
+    rec = {'kind': 'ranking_sequences', 'version': 1, **record, 'utterances': len(seqs),
+           'sha256': hashlib.sha256(text.encode()).hexdigest()}
+    atomic_write_text(rankseq_record_path(path), json.dumps(rec, indent=1) + '\n')
+    return rec
+
+
+def load_rank_sequences(path, emo=None, corpus=None, split=None, K=None):
+    """({FileName: [K ints]}, record or None) of a ranking-sequence JSON, checked where it is read: a truncated or
+    malformed file, entries that are not K whole ranks in 1..K, and (with its record) another attribute, corpus or
+    split than asked, or a file changed after it was written, stop with the file's name. A file without a record
+    (written before records existed) is read with a note: its attribute, ranker and corpus cannot be checked."""
+    path = Path(path)
+    how = 'make it again with chunk_emotion_rankers/generate_ranking_seqence.py'
+    try:
+        raw = path.read_bytes()
+        data = json.loads(raw)
+    except OSError as e:
+        raise ToolkitError(f'{path}: cannot read the ranking sequences ({e}); {how}') from None
+    except ValueError as e:
+        raise ToolkitError(f'{path}: not valid JSON ({e}; truncated?); {how}') from None
+    if not isinstance(data, dict):
+        raise ToolkitError(f'{path}: expected {{FileName: {{"ChunkRankSeq": [ranks]}}}}, found a JSON '
+                           f'{type(data).__name__}; {how}')
+    out, bad = {}, []
+    for name, v in data.items():
+        seq = v.get('ChunkRankSeq') if isinstance(v, dict) else None
+        ok = isinstance(seq, list) and len(seq) > 0 and all(
+            isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= len(seq) for r in seq)
+        if not ok or (K is not None and len(seq) != K):
+            bad.append(name)
+        else:
+            out[name] = seq
+    if bad:
+        v = data[bad[0]]
+        raise ToolkitError(f'{path}: {len(bad)} of {len(data)} entries are not {K or "K"} whole ranks in 1..{K or "K"} '
+                           f'(e.g. {bad[0]}: {json.dumps(v)[:120]}); {how}')
+    rp = rankseq_record_path(path)
+    if not rp.is_file():
+        print(f'note: {path.name}: no record {rp.name} (written before records existed): its attribute, ranker and '
+              f'corpus cannot be checked', file=sys.stderr)
+        return out, None
+    try:
+        rec = json.loads(rp.read_text())
+    except ValueError as e:
+        raise ToolkitError(f'{rp}: unreadable record ({e}); {how}') from None
+    if not isinstance(rec, dict) or rec.get('kind') != 'ranking_sequences':
+        raise ToolkitError(f'{rp}: not a ranking-sequence record; {how}')
+    if rec.get('sha256') != hashlib.sha256(raw).hexdigest():
+        raise ToolkitError(f'{path}: changed after it was written (its SHA-256 differs from {rp.name}); {how}')
+    for key, want, what in (('attribute', emo, '-emo'), ('split', split, 'the split'),
+                            ('corpus', corpus, 'the corpus')):
+        have = rec.get(key)
+        have = have.get('name') if isinstance(have, dict) else have
+        if want is not None and have is not None and have != want:
+            raise ToolkitError(f'{path} holds ranking sequences of {key} {have!r} (its record {rp.name}), but '
+                               f'{what} here is {want!r}; pass the sequences of {want} (--rankseq DIR), or {how}')
+    return out, rec

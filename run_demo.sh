@@ -32,14 +32,14 @@ step "4/9 preference labels (QA approach)"
 python chunk_emotion_rankers/generate_preference_labels.py -emo "$EMO"
 
 step "5/9 chunk emotion rankers (20 epochs x $PAIRS pairs)"
-python chunk_emotion_rankers/training_ranker.py -ep 20 -batch 128 -emo "$EMO" --pairs-per-epoch "$PAIRS" --norm NormTerm
+python chunk_emotion_rankers/training_ranker.py -ep 20 -batch 128 -emo "$EMO" --pairs-per-epoch "$PAIRS" --norm NormTerm --overwrite
 python chunk_emotion_rankers/testing_ranker.py -ep 20 -batch 128 -emo "$EMO" --max-pairs 2000
 
 step "6/9 ranking sequences -> chunk_emotion_rankers/EmoChunkRankSeq/"
 python chunk_emotion_rankers/generate_ranking_seqence.py -ep 20 -batch 128 -emo "$EMO" -set all
 
 step "7/9 Seq2Seq SER (30 epochs) -> trained_seq2seq_model/"
-python training.py -ep 30 -batch 128 -emo "$EMO" --norm NormTerm
+python training.py -ep 30 -batch 128 -emo "$EMO" --norm NormTerm --overwrite
 
 step "8/9 test CCC (Test split) -> runs/testing/"
 python testing.py -ep 30 -batch 128 -emo "$EMO"
@@ -57,7 +57,7 @@ if [ "$MSCR" = 1 ]; then
   python extract_features.py --feature text
   for SC in 0.2,0.4,0.6,0.8,1.0 1.0; do
     python training.py --model mscr --audio-feature lld --iters "$MSCR_ITERS" --val-every 50 \
-        -batch 64 --hidden 64 --scales "$SC"
+        -batch 64 --hidden 64 --scales "$SC" --overwrite
     python testing.py --model mscr --audio-feature lld --iters "$MSCR_ITERS" -batch 64 \
         --scales "$SC" --sweep --missing-mode frames,chunks,tokens,modality --out runs/testing/mscr
   done

@@ -6,15 +6,16 @@ chunk and the utterance prediction is the chunk mean. Train targets: the utteran
 population std with its ranking sequence give the target curve (utils.generate_chunk_EmoSeq), both
 z-normalised with the label statistics. Loss 0.5 (1 - CCC(utterance, mu)) + 0.5 (1 - CCC(chunks, curve)).
 """
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from checkpoints import display_path, sha256_file
 from dataloader import K_CHUNKS, UtteranceDataset, gather_eval, limit_names, to_chunks
 from errors import ToolkitError
+from ranker import load_rank_sequences
 from utils import EMO_COL, amp_context, ccc_loss, generate_chunk_EmoSeq
 
 
@@ -25,7 +26,7 @@ def train_names(args, emo, corpus, store, rank):
     for n in corpus.files('Train'):
         why = ('no features' if n not in store else 'no ranking sequence' if n not in rank else
                'no annotator ratings' if n not in ratings else
-               'ranking sequence is not 22 long' if len(rank[n]['ChunkRankSeq']) != K_CHUNKS else None)
+               'ranking sequence is not 22 long' if len(rank[n]) != K_CHUNKS else None)
         (bad.append((n, why)) if why else names.append(n))
     return limit_names(names, args.limit, args.seed), bad, ratings
 
@@ -37,13 +38,13 @@ def seq2seq_datasets(args, emo, corpus, store, fnorm, lnorm):
     if not path.exists():
         raise ToolkitError(f'no ranking sequences {path}; make them with\n  python chunk_emotion_rankers/'
                            f'generate_ranking_seqence.py -emo {emo} -set Train  (or pass --rankseq DIR)')
-    rank = json.loads(path.read_text())
+    rank, rec = load_rank_sequences(path, emo, corpus.name, 'Train')
     names, bad, ratings = train_names(args, emo, corpus, store, rank)
     if not names:
         raise ToolkitError(f'no usable Train utterance for {emo} ({len(bad)} skipped, e.g. {bad[:1]})')
     mu = np.array([ratings[n].mean() for n in names])
     sd = np.array([ratings[n].std() for n in names])           # population std of the annotators
-    curves = np.stack([generate_chunk_EmoSeq(a, b, rank[n]['ChunkRankSeq']) for a, b, n in zip(mu, sd, names)])
+    curves = np.stack([generate_chunk_EmoSeq(a, b, rank[n]) for a, b, n in zip(mu, sd, names)])
     train = UtteranceDataset(store, names, fnorm, [(curves - lm) / ls, (mu - lm) / ls])
     col = corpus.labels.set_index('FileName')[EMO_COL[emo]]
     vnames = [n for n in corpus.files('Validation') if n in store and np.isfinite(col.get(n, np.nan))]
@@ -52,6 +53,8 @@ def seq2seq_datasets(args, emo, corpus, store, fnorm, lnorm):
         raise ToolkitError(f'{corpus.consensus_path}: fewer than 2 Validation utterances with features and '
                            f'{EMO_COL[emo]} labels')
     valid = UtteranceDataset(store, vnames, fnorm, [(col.loc[vnames].to_numpy(np.float64) - lm) / ls])
+    train.rankseq = {'path': display_path(path), 'sha256': sha256_file(path), 'attribute': (rec or {}).get('attribute'),
+                     'ranker': (rec or {}).get('ranker'), 'record': rec is not None}
     return train, valid, bad
 
 

@@ -37,7 +37,8 @@ from outputs import check_outputs
 from seq2seq import predict, seq2seq_datasets, seq2seq_step
 from utils import ccc, ddp_cleanup, ddp_setup, make_scaler, parse_emos, set_seed, unwrap
 
-RESUME_KEYS = ('batch', 'lr', 'seed', 'freeze', 'init_from', 'feature_norm', 'label_norm', 'limit', 'amp', 'fold')
+RESUME_KEYS = ('batch', 'lr', 'seed', 'freeze', 'init_from', 'feature_norm', 'label_norm', 'limit', 'amp', 'fold', 'emo',
+               'norm_sha256', 'rankseq_sha256', 'corpus', 'features', 'checkpoint')
 
 
 def build_parser():
@@ -49,9 +50,12 @@ def build_parser():
     cli.add_norm_args(p)
     p.add_argument('--checkpoint', default=None, help="output checkpoint file (default OUT/<published name>; "
                    "'{emo}' is replaced by the attribute)")
-    p.add_argument('--lr', type=float, default=None, help='Adam learning rate (seq2seq default 1e-3)')
+    p.add_argument('--lr', type=cli.positive_float, default=None, help='Adam learning rate (seq2seq default 1e-3)')
     p.add_argument('--resume', action='store_true', help='continue the interrupted run from its .resume.pt '
-                   '(with the same settings)')
+                   '(with the same settings: every flag that changes the result, the NormTerm, the ranking sequences, '
+                   'corpus, features and checkpoint path are compared)')
+    p.add_argument('--overwrite', action='store_true', help='replace the files of an earlier run with the same '
+                   'checkpoint name (refused without it)')
     s = p.add_argument_group('Seq2Seq (--model seq2seq)')
     s.add_argument('--rankseq', default=str(cli.RANKSEQ_DIR), help='folder of the ranking sequences (training_<Emo>.json)')
     s.add_argument('--out', default=str(C.SEQ2SEQ_DIR), help='output folder for the checkpoint and its logs')
@@ -63,11 +67,16 @@ def build_parser():
     return p
 
 
-def settings_of(args, lr):
+def settings_of(args, lr, emo=None, corpus=None, store=None, ckpt=None, rankseq=None):
+    """The training flags (recorded with the model) and what a resumed run must share with the interrupted one:
+    attribute, NormTerm and ranking-sequence contents (SHA-256), corpus, feature store and checkpoint path."""
     return {'epochs': args.epochs, 'batch': args.batch_size, 'lr': lr, 'seed': args.seed, 'freeze': args.freeze,
             'init_from': C.display_path(args.init_from) if args.init_from else None,
             'feature_norm': args.feature_norm, 'label_norm': args.label_norm, 'limit': args.limit, 'amp': args.amp,
-            'fold': args.fold}
+            'fold': args.fold, 'emo': emo, 'norm_sha256': C.sha256_folder(args.norm, C.NORMTERM_FILES) if args.norm else None,
+            'rankseq_sha256': C.sha256_file(rankseq) if rankseq and Path(rankseq).is_file() else None,
+            'corpus': C.display_path(corpus.root) if corpus else None,
+            'features': C.display_path(store.path) if store else None, 'checkpoint': C.display_path(ckpt)}
 
 
 def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
@@ -91,41 +100,45 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
     va_loader, _ = make_loader(valid, per_rank, collate, False, args.workers, device, rank, world, args.seed)
     opt = torch.optim.Adam([p_ for p_ in model.parameters() if p_.requires_grad], lr=lr)
     scaler = make_scaler(device, args.amp)
-    settings = settings_of(args, lr)
+    settings = settings_of(args, lr, emo, corpus, store, ckpt, Path(args.rankseq) / f'training_{emo}.json')
     run = C.Run(ckpt, ['epoch', 'train_loss', 'val_loss', 'val_ccc'], is_main, args.resume,
-                {k: settings[k] for k in RESUME_KEYS})
-    net, start, best, best_ep = run.start(model, opt, scaler, args.resume, world, device, emo, float('inf'))
-    if is_main:
-        print(f'{emo}: {len(train)} train / {len(valid)} validation utterances ({len(bad)} Train skipped), '
-              f'm={m} x {K_CHUNKS} chunks, {device}, lr {lr}, feature norm {fnorm.describe()}, label norm '
-              f'{lrec["scope"]} {tuple(round(v, 4) for v in lnorm)}' + (f', init {init.describe()}' if init else '')
-              + (', LSTM frozen' if args.freeze else '') + f' -> {ckpt}')
-    record = C.make_record('seq2seq', [emo], store, m, K_CHUNKS, fnorm.record(), lrec, corpus,
-                           {'Train': len(train), 'Validation': len(valid)}, init, settings)
-    for ep in range(start, args.epochs):
-        t0 = time.time()
-        tr_sampler.set_epoch(ep)
-        net.train()
-        if args.freeze == 'lstm':
-            unwrap(net).lstm.eval()
-        losses = [seq2seq_step(net, opt, scaler, x, lengths, curve, mu, m, device, args.amp)
-                  for x, lengths, curve, mu, _ in tqdm(tr_loader, desc=f'{emo} ep{ep}', leave=False,
-                                                        disable=not is_main, dynamic_ncols=True)]
-        preds = predict(net, va_loader, m, device, args.amp, world, f'{emo} valid', is_main)
-        vccc = ccc(np.array([preds[i][0] for i in range(len(valid))]), valid.targets[0])
-        vloss, tloss = 1 - vccc, float(np.mean(losses)) if losses else float('nan')
-        improved = vloss < best
-        with interrupts.deferred():   # the epoch's files (best model, resume state, log) are written together
-            if improved:
-                best, best_ep = vloss, ep
-                run.save_best(model, {**record, 'result': {'best_epoch': ep, 'val_ccc': vccc}})
-            run.save_state(model, opt, scaler, ep, best, best_ep)
-            run.log(epoch=ep, train_loss=tloss, val_loss=vloss, val_ccc=vccc)
+                {k: settings[k] for k in RESUME_KEYS}, args.overwrite)
+    try:    # the run's files stay locked until it ends
+        net, start, best, best_ep = run.start(model, opt, scaler, args.resume, world, device, emo, float('inf'))
         if is_main:
-            print(f'{emo} epoch {ep}: train loss {tloss:.4f} | valid CCC {vccc:.4f} (loss {vloss:.4f})'
-                  f'{"  * saved" if improved else ""} ({time.time() - t0:.0f} s)')
-    if is_main:
-        print(f'{emo}: best validation CCC {1 - best:.4f} at epoch {best_ep}: {ckpt}')
+            print(f'{emo}: {len(train)} train / {len(valid)} validation utterances ({len(bad)} Train skipped), '
+                  f'm={m} x {K_CHUNKS} chunks, {device}, lr {lr}, feature norm {fnorm.describe()}, label norm '
+                  f'{lrec["scope"]} {tuple(round(v, 4) for v in lnorm)}' + (f', init {init.describe()}' if init else '')
+                  + (', LSTM frozen' if args.freeze else '') + f' -> {ckpt}')
+        record = {**C.make_record('seq2seq', [emo], store, m, K_CHUNKS, fnorm.record(), lrec, corpus,
+                                  {'Train': len(train), 'Validation': len(valid)}, init, settings),
+                  'ranking_sequences': train.rankseq}      # the sequences the target curves come from
+        for ep in range(start, args.epochs):
+            t0 = time.time()
+            tr_sampler.set_epoch(ep)
+            net.train()
+            if args.freeze == 'lstm':
+                unwrap(net).lstm.eval()
+            losses = [seq2seq_step(net, opt, scaler, x, lengths, curve, mu, m, device, args.amp)
+                      for x, lengths, curve, mu, _ in tqdm(tr_loader, desc=f'{emo} ep{ep}', leave=False,
+                                                            disable=not is_main, dynamic_ncols=True)]
+            preds = predict(net, va_loader, m, device, args.amp, world, f'{emo} valid', is_main)
+            vccc = ccc(np.array([preds[i][0] for i in range(len(valid))]), valid.targets[0])
+            vloss, tloss = 1 - vccc, float(np.mean(losses)) if losses else float('nan')
+            improved = vloss < best
+            with interrupts.deferred():   # the epoch's files (best model, resume state, log) are written together
+                if improved:
+                    best, best_ep = vloss, ep
+                    run.save_best(model, {**record, 'result': {'best_epoch': ep, 'val_ccc': vccc}})
+                run.save_state(model, opt, scaler, ep, best, best_ep)
+                run.log(epoch=ep, train_loss=tloss, val_loss=vloss, val_ccc=vccc)
+            if is_main:
+                print(f'{emo} epoch {ep}: train loss {tloss:.4f} | valid CCC {vccc:.4f} (loss {vloss:.4f})'
+                      f'{"  * saved" if improved else ""} ({time.time() - t0:.0f} s)')
+        if is_main:
+            print(f'{emo}: best validation CCC {1 - best:.4f} at epoch {best_ep}: {ckpt}')
+    finally:
+        run.close()
     return ckpt
 
 

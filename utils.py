@@ -3,10 +3,13 @@ import contextlib
 import csv
 import gc
 import io
+import json
 import os
 import random
+import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -147,9 +150,14 @@ def save_norm(out_dir, stats):
 
 
 def load_norm(norm_dir, need=("feat", "Act", "Dom", "Val")):
-    """Read a NormTerm folder (ours or the authors' release) -> {key: (mean, std)} as flat float arrays."""
+    """Read a NormTerm folder (ours or the authors' release) -> {key: (mean, std)} as flat float arrays.
+    Checked: means and stds of equal length (one value for a label), every value finite, no negative std (a
+    std below EPS_STD becomes EPS_STD, as norm_para.py writes it); with a record (normterm.json, written by
+    norm_para.py) the files must be the ones it describes and the feature statistics of its dimension."""
     import scipy.io
     norm_dir = Path(norm_dir)
+    rec = read_norm_record(norm_dir)
+    again = "write the folder again with norm_para.py"
     out = {}
     for key in need:
         vals = []
@@ -161,12 +169,62 @@ def load_norm(norm_dir, need=("feat", "Act", "Dom", "Val")):
             try:
                 vals.append(np.asarray(scipy.io.loadmat(str(path))["normal_para"], dtype=np.float64).ravel())
             except (ValueError, KeyError, OSError, TypeError) as e:
-                raise ToolkitError(f"{path}: not a NormTerm file ({type(e).__name__}: {e}); write the folder again "
-                                   f"with norm_para.py") from None
+                raise ToolkitError(f"{path}: not a NormTerm file ({type(e).__name__}: {e}); {again}") from None
+            bad = np.flatnonzero(~np.isfinite(vals[-1]))
+            if len(bad):
+                raise ToolkitError(f"{path}: {len(bad)} of {len(vals[-1])} values are not finite (NaN/inf, e.g. "
+                                   f"dimension{'s' if len(bad) > 1 else ''} {bad[:5].tolist()}): such statistics would "
+                                   f"silently zero those features; {again}")
         mean, std = vals
+        want = (rec or {}).get("features", {}).get("dim") if key == "feat" else 1
+        if len(mean) != len(std) or len(mean) == 0 or (want and len(mean) != want):
+            raise ToolkitError(f"{norm_dir}: {_NORM_FILES[key]}_norm_means/stds hold {len(mean)} and {len(std)} values"
+                               f"{f', expected {want}' if want else ''}; {again}")
+        if (std < 0).any():
+            raise ToolkitError(f"{norm_dir}/{_NORM_FILES[key]}_norm_stds.mat: negative standard deviations; {again}")
         std = np.where(std < EPS_STD, EPS_STD, std)
         out[key] = (mean if key == "feat" else float(mean[0]), std if key == "feat" else float(std[0]))
     return out
+
+
+NORM_RECORD = "normterm.json"     # the record norm_para.py writes beside the .mat files the published code reads
+
+
+def _sha256_file(path):
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_norm_record(out_dir, record):
+    """NormTerm/normterm.json: `record` (what produced the statistics) + the SHA-256 of every .mat file."""
+    files = {p.name: _sha256_file(p) for p in sorted(Path(out_dir).glob("*_norm_*.mat"))}
+    atomic_write_text(Path(out_dir) / NORM_RECORD, json.dumps({**record, "files": files}, indent=1) + "\n")
+
+
+def read_norm_record(norm_dir):
+    """The record of a NormTerm folder (dict), or None for a folder without one (the authors' release, or one
+    written before records existed). A record whose files do not match the folder stops with its name."""
+    p = Path(norm_dir) / NORM_RECORD
+    if not p.is_file():
+        return None
+    try:
+        rec = json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ToolkitError(f"{p}: unreadable NormTerm record ({e}); write the folder again with norm_para.py") from None
+    if not isinstance(rec, dict) or rec.get("kind") != "normterm" or not isinstance(rec.get("files"), dict) \
+            or not isinstance(rec.get("features"), dict):
+        raise ToolkitError(f"{p}: not a NormTerm record of this toolkit (kind, features and files expected); write "
+                           f"the folder again with norm_para.py")
+    changed = [n for n, sha in rec["files"].items() if not (Path(norm_dir) / n).is_file()
+               or _sha256_file(Path(norm_dir) / n) != sha]
+    if changed:
+        raise ToolkitError(f"{norm_dir}: {changed} differ from what its record {NORM_RECORD} describes (changed or "
+                           f"replaced after norm_para.py wrote them); write the folder again with norm_para.py")
+    return rec
 
 
 def normalize_feats(x, mean, std):
@@ -302,6 +360,101 @@ def atomic_torch_save(obj, path):
 
 def atomic_write_text(path, text):
     atomic_write(path, text)
+
+
+class LockError(OutputError):
+    """An output that another running command is writing."""
+
+
+def _proc_start(pid):
+    """Start time of process `pid` (clock ticks since boot, Linux /proc), None when unknown or not running."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _pid_alive(pid, start=None):
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    now = _proc_start(pid)
+    return start is None or now is None or now == start   # another process that reuses the pid: not the owner
+
+
+class RunLock:
+    """`<path>`: a lock file (JSON: pid, host, process start, command, time) held while one run writes its
+    outputs. A second run stops with a message naming the holder; a lock whose process has died (killed,
+    power loss) is stale and taken over with a note. Release with `release()` (or use it as a context)."""
+
+    _held = set()        # lock files this process holds (a leftover file with our own pid is stale)
+
+    def __init__(self, path, what="this output"):
+        self.path, self.what, self.held = Path(path), what, False
+
+    def acquire(self):
+        ensure_dir(self.path.parent, flag=f"output path (for {self.path.name})")
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "start": _proc_start(os.getpid()),
+                "command": " ".join(sys.argv)[:300], "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_UMASK)
+            except FileExistsError:
+                fd = None
+            if fd is None:
+                self._take_over_if_stale(info)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(info) + "\n")
+            self.held = True
+            RunLock._held.add(str(self.path.resolve()))
+            return self
+        raise LockError(f"{self.path}: cannot take the lock of {self.what}")
+
+    def _take_over_if_stale(self, me):
+        try:
+            other = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError):
+            other = None
+        if other is None:       # being written this instant, or garbage left by a crash
+            if time.time() - self.path.stat().st_mtime < 10:
+                time.sleep(0.5)
+                return
+            stale = True
+        elif other.get("host") != me["host"]:
+            stale = False       # another machine (shared disk): its process cannot be checked from here
+        elif other.get("pid") == me["pid"]:
+            stale = str(self.path.resolve()) not in RunLock._held
+        else:
+            stale = not _pid_alive(other.get("pid", -1), other.get("start"))
+        if not stale:
+            raise LockError(f"{self.what} is being written by another run (pid {other.get('pid')} on "
+                            f"{other.get('host')}, since {other.get('time')}: {other.get('command')!r}); wait for "
+                            f"it to finish or pass another --out/--checkpoint. If no such run is active, delete "
+                            f"{self.path}")
+        print(f"note: {self.path.name}: taking over the lock of a run that ended without releasing it "
+              f"(pid {other.get('pid') if other else '?'}, {other.get('time') if other else 'unreadable lock'})",
+              file=sys.stderr)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def release(self):
+        if self.held:
+            self.held = False
+            RunLock._held.discard(str(self.path.resolve()))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
 
 
 class CSVLogger:

@@ -82,7 +82,7 @@ def ranker_steps(args, corpus, feats, seed, emo, rk_root):
          d / f'.pairs_{emo}.done'),
         ('training_ranker', ['-emo', emo, '-ep', args.ranker_epochs, '-batch', args.ranker_batch, '--lr',
                              args.ranker_lr, '--pairs-per-epoch', args.ranker_pairs, '--pairs', d / 'pairs',
-                             '--out', d / 'model', '--seed', seed, *common], d / f'ranker_{emo}.log',
+                             '--out', d / 'model', '--seed', seed, '--overwrite', *common], d / f'ranker_{emo}.log',
          d / f'.ranker_{emo}.done'),
         ('testing_ranker', ['-emo', emo, '--checkpoint', ckpt, '--pairs', d / 'pairs', '-set', 'Test',
                             '--max-pairs', 1000, '-batch', 64, *common], d / f'test_ranker_{emo}.log',
@@ -107,7 +107,8 @@ def seq2seq_steps(args, corpus, feats, seed, emo, rankseq, d):
     common = ['--corpus', corpus, '--features', feats, '--workers', 0, '--device', 'cpu', *A.limit_args(args)]
     ckpt = d / f'LSTM_epoch{args.epochs}_batch{args.batch}_EmoRankerSeq_{emo}.pth.tar'
     return [('training', ['-emo', emo, '-ep', args.epochs, '-batch', args.batch, '--lr', args.lr, '--rankseq', rankseq,
-                          '--out', d, '--seed', seed, *common], d / f'train_{emo}.log', d / f'.train_{emo}.done'),
+                          '--out', d, '--seed', seed, '--overwrite', *common], d / f'train_{emo}.log',
+             d / f'.train_{emo}.done'),
             ('testing', ['-emo', emo, '--checkpoint', ckpt, '-set', 'Test', '-batch', 64, '--out', d / 'test', *common],
              d / f'test_{emo}.log', d / f'.test_{emo}.done')]
 

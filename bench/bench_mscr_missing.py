@@ -88,7 +88,8 @@ def make_jobs(args, roots, seeds, run_dir):
                           feats['text'], '-batch', args.batch, '--iters', args.iters, '--scales', scales,
                           '--chunking', chunking, '--save-dir', d, '--name', 'MSCR', '--seed', seed, '--workers', 0,
                           '--device', args.device, *A.limit_args(args)]
-                train = common + ['--hidden', args.hidden, '--lr', args.lr, '--val-every', args.val_every]
+                train = common + ['--hidden', args.hidden, '--lr', args.lr, '--val-every', args.val_every,
+                                  '--overwrite']
                 steps = [('training', train, d / 'train.log', d / '.train.done')]
                 for which, ck in (('best', d / 'MSCR.pth.tar'), ('last', d / 'MSCR.last.pth.tar')):
                     steps.append(('testing', common + ['--checkpoint', ck, '--sweep', '--missing-mode',

@@ -117,7 +117,7 @@ def make_jobs(args, folds, feats, rs, log_dir):
                         ckpt = d / f'LSTM_epoch{args.epochs}_batch{args.batch}_EmoRankerSeq_{e}.pth.tar'
                         train = ['-emo', e, '-ep', args.epochs, '-batch', args.batch, '--lr', lr, '--corpus', fold,
                                  '--rankseq', rs, '--out', d, '--seed', seed, '--feature-norm', norm,
-                                 '--label-norm', label_norm, *extra, *common]
+                                 '--label-norm', label_norm, '--overwrite', *extra, *common]
                         test = ['-emo', e, '--checkpoint', ckpt, '--corpus', fold, '-set', 'Test', '-batch', 64,
                                 '--out', d / 'test', *common]
                         jobs.append({'key': (cond, norm, seed, k, e), 'dir': d, 'fresh': args.fresh,

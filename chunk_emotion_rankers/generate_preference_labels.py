@@ -19,7 +19,17 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-from cli import PREF_DIR, SPLIT_FILE, add_fold_arg, open_corpus, parse_sets, run_script  # noqa: E402
+from cli import (  # noqa: E402
+    PREF_DIR,
+    SPLIT_FILE,
+    add_fold_arg,
+    open_corpus,
+    open_fraction,
+    parse_sets,
+    positive_int,
+    run_script,
+    seed_int,
+)
 from corpus import CorpusError  # noqa: E402
 from dataloader import limit_names  # noqa: E402
 from errors import ToolkitError  # noqa: E402
@@ -34,14 +44,14 @@ def main(argv=None):
     p.add_argument('--corpus', default=None, help='corpus root (default: the demo corpus data/demo_corpus)')
     add_fold_arg(p)
     p.add_argument('--out', default=str(PREF_DIR), help='output folder (default chunk_emotion_rankers/preference_labels)')
-    p.add_argument('--ratio', type=float, default=0.1, help='fraction of the split drawn as partners per utterance')
-    p.add_argument('--threshold', type=float, default=0.6, help='minimum fraction of the winning comparison')
-    p.add_argument('--seed', type=int, default=31, help='random seed of the partner draw')
+    p.add_argument('--ratio', type=open_fraction, default=0.1, help='fraction of the split drawn as partners per utterance')
+    p.add_argument('--threshold', type=open_fraction, default=0.6, help='minimum fraction of the winning comparison')
+    p.add_argument('--seed', type=seed_int, default=31, help='random seed of the partner draw')
     p.add_argument('--method', default='auto', choices=['auto', 'table', 'hist', 'broadcast'],
                    help='comparison kernel (all give the same pairs): auto = a label table of the distinct rating '
                         'histograms when there are few, else histograms for <= 32 distinct rating values, else '
                         'broadcasting')
-    p.add_argument('--limit', type=int, default=None, help='quick runs: at most N utterances per split')
+    p.add_argument('--limit', type=positive_int, default=None, help='quick runs: at most N utterances per split')
     args = p.parse_args(argv)
     ensure_dir(args.out)
     corpus = open_corpus(args.corpus, args.fold)

@@ -10,9 +10,11 @@ with one batched forward pass over the 22 chunks of every utterance (ranker.py; 
 462-pass tournament, see bench/bench_ranking.py). Utterances shorter than m + 21 frames have 22
 identical chunks (step 0): all ranks 1. Model: as testing_ranker.py (--checkpoint, --pretrained, or
 the repository's trained_ranker_model/).
-Output: EmoChunkRankSeq/<training|validation|testing>_<Emo>.json = {FileName: {"ChunkRankSeq": [22 ints]}}.
+Output: EmoChunkRankSeq/<training|validation|testing>_<Emo>.json = {FileName: {"ChunkRankSeq": [22 ints]}} (the
+published format) and beside it <same name>.meta.json, its record: attribute, split, ranker (source, path,
+SHA-256), corpus, features, feature normalisation, toolkit revision and the JSON's SHA-256. training.py checks
+it (another attribute, corpus or split, or a changed file, is refused) and names the sequences in its model record.
 """
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,8 +29,8 @@ import checkpoints as C  # noqa: E402
 import cli  # noqa: E402
 from dataloader import PadCollate, UtteranceDataset, limit_names  # noqa: E402
 from errors import ToolkitError  # noqa: E402
-from ranker import rank_loader  # noqa: E402
-from utils import atomic_write_text, parse_emos  # noqa: E402
+from ranker import rank_loader, write_rank_sequences  # noqa: E402
+from utils import parse_emos  # noqa: E402
 
 
 def get_args(argv=None):
@@ -60,7 +62,14 @@ def main(argv=None):
             out = rank_loader(model, loader, names, m, device, args.amp, f'{emo} {split}')
             dt = time.perf_counter() - t0
             path = Path(args.out) / f'{cli.SPLIT_FILE[split]}_{emo}.json'
-            atomic_write_text(path, json.dumps(out, indent=4) + '\n')
+            write_rank_sequences(path, out, {
+                'attribute': emo, 'split': split, 'ranker': {k: v for k, v in ck.provenance().items()
+                                                             if k in ('model_source', 'model', 'model_sha256')},
+                'corpus': {'name': corpus.name, 'root': C.display_path(corpus.root)},
+                'features': {'preset': store.meta.get('preset'), 'hop': store.hop, 'dim': store.dim,
+                             'store': C.display_path(store.path)},
+                'feature_norm': {k: v for k, v in fnorm.record().items() if k not in ('mean', 'std')},
+                'toolkit_revision': C.toolkit_revision()})
             print(f'{emo} {split}: {len(out)} ranking sequences in {dt:.1f} s ({ck.describe()}) -> {path}')
             written.append(path)
     C.announce(ckpts)

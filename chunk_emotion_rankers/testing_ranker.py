@@ -19,6 +19,7 @@ import torch  # noqa: E402
 
 import checkpoints as C  # noqa: E402
 import cli  # noqa: E402
+import norm as N  # noqa: E402
 from dataloader import K_CHUNKS, PadCollate, PairDataset  # noqa: E402
 from ranker import load_pairs, macro_f1, run_epoch  # noqa: E402
 from utils import parse_emos  # noqa: E402
@@ -28,7 +29,7 @@ def get_args(argv=None):
     p = cli.ranker_eval_parser(__doc__, 'pairs')
     p.add_argument('-set', '--split_set', default='Test', help='pairs of Train, Validation, Test or all')
     p.add_argument('--pairs', default=str(cli.PREF_DIR), help='folder of the preference-label CSVs')
-    p.add_argument('--max-pairs', type=int, default=100_000, help='evaluate at most this many pairs (seeded subset)')
+    p.add_argument('--max-pairs', type=cli.positive_int, default=100_000, help='evaluate at most this many pairs (seeded subset)')
     return p.parse_args(argv)
 
 
@@ -39,6 +40,8 @@ def main(argv=None):
     for emo in parse_emos(args.emo_attr):
         model, ck, fnorm = cli.open_model(args, 'ranker', emo, corpus, store, device)
         ckpts.append(ck)
+        N.check_not_under_test(fnorm.computed_on, f'feature statistics ({fnorm.describe()})', corpus,
+                               cli.parse_sets(args.split_set))
         for split in cli.parse_sets(args.split_set):
             path = Path(args.pairs) / f'{cli.SPLIT_FILE[split]}_{emo}.csv'
             names, a, b, lab = load_pairs(path, store, args.max_pairs, args.seed)

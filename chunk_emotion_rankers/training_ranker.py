@@ -46,10 +46,13 @@ def get_args(argv=None):
     p.add_argument('--init-from', default=None, help="start from these weights: a ranker checkpoint file or folder, "
                    "or the authors' repository root (its v1.6 ranker and NormTerm)")
     p.add_argument('--freeze', default=None, choices=['lstm'], help='train only fc1/fc2 (LSTM weights stay fixed)')
-    p.add_argument('--lr', type=float, default=1e-4, help='Adam learning rate (published: 1e-4)')
-    p.add_argument('--pairs-per-epoch', type=int, default=100_000, help='pairs drawn per epoch (and validation pairs)')
+    p.add_argument('--lr', type=cli.positive_float, default=1e-4, help='Adam learning rate (published: 1e-4)')
+    p.add_argument('--pairs-per-epoch', type=cli.positive_int, default=100_000, help='pairs drawn per epoch (and validation pairs)')
     p.add_argument('--resume', action='store_true', help='continue the interrupted run from its .resume.pt '
-                   '(with the same settings)')
+                   '(with the same settings: every flag that changes the result, the NormTerm, the preference labels, '
+                   'corpus, features and checkpoint path are compared)')
+    p.add_argument('--overwrite', action='store_true', help='replace the files of an earlier run with the same '
+                   'checkpoint name (refused without it)')
     return p.parse_args(argv)
 
 
@@ -85,16 +88,32 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
                 'init_from': C.display_path(args.init_from) if args.init_from else None,
                 'feature_norm': args.feature_norm, 'limit': args.limit, 'amp': args.amp,
                 'pairs_per_epoch': args.pairs_per_epoch, 'fold': args.fold}
+    resume = {**{k: v for k, v in settings.items() if k != 'epochs'}, 'emo': emo,
+              'norm_sha256': C.sha256_folder(args.norm, C.NORMTERM_FILES) if args.norm else None,
+              'pairs_sha256': [C.sha256_file(Path(args.pairs) / f'{cli.SPLIT_FILE[s]}_{emo}.csv')
+                               for s in ('Train', 'Validation')],
+              'corpus': C.display_path(corpus.root), 'features': C.display_path(store.path),
+              'checkpoint': C.display_path(ckpt)}
     run = C.Run(ckpt, ['epoch', 'train_loss', 'val_loss', 'train_f1', 'val_f1', 'val_acc'], is_main,
-                args.resume, {k: v for k, v in settings.items() if k != 'epochs'})
+                args.resume, resume, args.overwrite)
+    try:    # the run's files stay locked until it ends
+        return train_epochs(args, emo, run, model, opt, scaler, world, device, is_main, m, data, init, fnorm,
+                            C.make_record('ranker', [emo], store, m, K_CHUNKS, fnorm.record(), None, corpus,
+                                          {'Train pairs': len(data['Train']),
+                                           'Validation pairs': len(data['Validation'])}, init, settings),
+                            tr_sampler, tr_loader, va_loader)
+    finally:
+        run.close()
+
+
+def train_epochs(args, emo, run, model, opt, scaler, world, device, is_main, m, data, init, fnorm, record, tr_sampler,
+                 tr_loader, va_loader):
+    ckpt = run.ckpt
     net, start, best, best_ep = run.start(model, opt, scaler, args.resume, world, device, emo, -1.0)
     if is_main:
         print(f'{emo}: {len(data["Train"])} train / {len(data["Validation"])} validation pairs, '
               f'{min(args.pairs_per_epoch, len(data["Train"]))} per epoch, m={m} frames x {K_CHUNKS} chunks, '
               f'{device}, feature norm {fnorm.describe()} -> {ckpt}')
-    record = C.make_record('ranker', [emo], store, m, K_CHUNKS, fnorm.record(), None, corpus,
-                           {'Train pairs': len(data['Train']), 'Validation pairs': len(data['Validation'])}, init,
-                           settings)
     for ep in range(start, args.epochs):
         t0 = time.time()
         tr_sampler.set_epoch(ep)

@@ -167,9 +167,9 @@ def test_resume_with_changed_settings_is_refused(tmp_path):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     scaler = make_scaler(torch.device('cpu'), 'off')
     settings = {'batch': 128, 'lr': 0.001, 'seed': 0, 'freeze': None}
-    run1 = C.Run(ck, ['epoch'], settings=settings)
-    run1.save_state(model, opt, scaler, 0, 0.5, 0)
-    C.Run(ck, ['epoch'], resume=True, settings=dict(settings))        # same settings: fine
+    with C.Run(ck, ['epoch'], settings=settings) as run1:
+        run1.save_state(model, opt, scaler, 0, 0.5, 0)
+    C.Run(ck, ['epoch'], resume=True, settings=dict(settings)).close()       # same settings: fine
     with pytest.raises(C.CheckpointError) as e:
         C.Run(ck, ['epoch'], resume=True, settings={**settings, 'lr': 0.01, 'batch': 64})
     msg = str(e.value)
