@@ -33,7 +33,7 @@ from utils import atomic_write_text, parse_emos  # noqa: E402
 
 def get_args(argv=None):
     p = cli.ranker_eval_parser(__doc__, 'utterances')
-    p.add_argument('-set', '--split_set', required=True, help='Train, Validation, Test or all')
+    p.add_argument('-set', '--split_set', required=True, help='Train, Validation, Test (the published test set: Test1 where the release has it), all, or release split names such as Test2, comma-separated')
     p.set_defaults(amp='off')
     p.add_argument('--out', default=str(cli.RANKSEQ_DIR), help='output folder (default chunk_emotion_rankers/EmoChunkRankSeq)')
     return p.parse_args(argv)
@@ -46,7 +46,7 @@ def main(argv=None):
     for emo in parse_emos(args.emo_attr):
         model, ck, fnorm = cli.open_model(args, 'ranker', emo, corpus, store, device)
         ckpts.append(ck)
-        for split in cli.parse_sets(args.split_set):
+        for split in cli.parse_sets(args.split_set, corpus):
             all_names = corpus.files(split)
             names = limit_names([n for n in all_names if n in store], args.limit, args.seed)
             skipped += [(n, f'not in the feature store {store.path}') for n in all_names if n not in store]
@@ -59,9 +59,10 @@ def main(argv=None):
             t0 = time.perf_counter()
             out = rank_loader(model, loader, names, m, device, args.amp, f'{emo} {split}')
             dt = time.perf_counter() - t0
-            path = Path(args.out) / f'{cli.SPLIT_FILE[split]}_{emo}.json'
+            path = Path(args.out) / f'{cli.split_file(split)}_{emo}.json'
             atomic_write_text(path, json.dumps(out, indent=4) + '\n')
-            print(f'{emo} {split}: {len(out)} ranking sequences in {dt:.1f} s ({ck.describe()}) -> {path}')
+            rel = '+'.join(corpus.release_splits(names=names))
+            print(f'{emo} {split}: {len(out)} ranking sequences (release {rel}) in {dt:.1f} s ({ck.describe()}) -> {path}')
             written.append(path)
     C.announce(ckpts)
     if skipped:
