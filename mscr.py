@@ -466,7 +466,13 @@ def test_split(c, split):
         s = evaluate(c.model, ds, loader, c.norm, c.device, a.amp, miss if a.missing_audio or a.missing_text else None)
         print(f'missing audio {a.missing_audio:g}, text {a.missing_text:g} ({c.modes[0]}): '
               + '  '.join(f'{e} CCC {s[e]:.4f}' for e in EMOS))
-        return {**s, 'release_splits': '+'.join(released)}
+        s = {**s, 'release_splits': '+'.join(released)}
+        rec = dict(checkpoint=checkpoints.display_path(c.ckpt), corpus=c.corpus.name, split=split,
+                   release_splits=released, n=len(ds), missing=miss, **{f'ccc_{e}': s[e] for e in EMOS})
+        path = Path(a.out) / f'{stem}_{split}_scores.json'
+        atomic_write_text(path, json.dumps(rec, indent=1) + '\n')
+        print(f'wrote {path}')
+        return s
     df = sweep(c.model, ds, loader, c.norm, c.device, a.amp, c.modes, c.fracs).assign(
         split=split, release_splits='+'.join(released))
     out = Path(a.out)
