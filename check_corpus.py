@@ -52,7 +52,8 @@ PROBLEMS = {   # key -> what it means / what to do (printed above the file list)
     'no_ratings': 'no valid annotator rating (left out of preference labels / emotion curves)',
     'single_rater': 'only one valid annotator rating (emotion-curve std is 0: constant curve)',
     'empty_split': 'split with zero utterances',
-    'unmapped_split': 'Split_Set value that is not Train/Validation/Test (ignored by the scripts)',
+    'unmapped_split': 'Split_Set value outside Train/Validation/Test (e.g. Test2: scripts use it only when named, '
+                      '-set Test2)',
     'corpus_warning': 'warning while reading the label files',
     'fold_speaker_overlap': 'speaker in two parts (Train/Validation/Test) of one fold of Labels/folds.csv (fatal: '
                             'the fold is not speaker-independent; rebuild the folds)',

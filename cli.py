@@ -79,17 +79,43 @@ def parser(doc):
     return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def parse_sets(s):
-    """'-set Train|Validation|Test|all' (case-insensitive, comma lists) -> list of split names."""
-    if s.lower() == 'all':
+def parse_sets(s, corpus=None):
+    """'-set Train|Validation|Test|all' or release split names (Test1, Test2, Development, ...; case-insensitive,
+    comma lists) -> list of split names. 'all' is Train, Validation and Test; Test is the published test set
+    (Test1 where the release has it). With `corpus`, a release name is checked against its Split_Set values and
+    becomes the user split it is the whole of (Development -> Validation, Test1 -> Test), else its release spelling."""
+    if s.strip().lower() == 'all':
         return list(SPLITS)
     out = []
-    for x in s.split(','):
-        m = [k for k in SPLITS if k.lower() == x.strip().lower()]
-        if not m:
-            raise ToolkitError(f"unknown split '{x}'; use Train, Validation, Test or all")
-        out.append(m[0])
+    for x in (x.strip() for x in s.split(',')):
+        m = [k for k in SPLITS if k.lower() == x.lower()]
+        if m:
+            out.append(m[0])
+        elif corpus is None:
+            if not x:
+                raise ToolkitError(f"empty split name in '{s}'; use Train, Validation, Test, all or a release name")
+            out.append(x)
+        else:
+            out.append(corpus_split(corpus, x))
     return out
+
+
+def corpus_split(corpus, name):
+    """A release split name of `corpus` as parse_sets returns it (see there); unknown names are an error."""
+    found = corpus.splits_found()
+    rel = {str(n).lower(): str(n) for v in found.values() for n in v}
+    rel.update({n.lower(): n for n in corpus.unmapped_splits()})
+    n = rel.get(name.strip().lower())
+    if n is None:
+        raise ToolkitError(f"unknown split '{name}' for {corpus.consensus_path}; use Train, Validation, Test (the "
+                           f"published test set), all, or a release name: {sorted(rel.values())}")
+    whole = [u for u, v in found.items() if v == [n]]
+    return whole[0] if whole else n
+
+
+def split_file(split):
+    """File-name stem of a split's outputs: training / validation / testing, or the release name (Test2)."""
+    return SPLIT_FILE.get(split, split)
 
 
 # ================================================================ common flags (data, device, normalisation)

@@ -67,12 +67,27 @@ class CorpusExistsError(CorpusError, FileExistsError):
     """A corpus builder's output folder exists already."""
 
 
+def _is_test1(name):
+    return re.fullmatch(r'test[\s_-]*0*1', str(name).strip().lower()) is not None
+
+
 def user_split(name):
-    """Map a release split name (Train, Development, Test1, ...) to Train/Validation/Test or None."""
+    """Map a release split name (Train, Development, Test1, ...) to Train/Validation/Test or None.
+    Test is the published test set: Test1 (or Test/Testing in releases without numbered test sets); Test2,
+    Test3, ... map to nothing and are selected by their own name."""
     s = str(name).strip().lower()
     if s in SPLIT_ALIASES:
         return SPLIT_ALIASES[s]
-    return 'Test' if re.fullmatch(r'test[\s_-]*\d+', s) else None
+    return 'Test' if _is_test1(s) else None
+
+
+def split_map(names):
+    """{release name: Train|Validation|Test|None} for one release's Split_Set names: `user_split`, except
+    that a release holding Test1 keeps Test for Test1 alone."""
+    out = {n: user_split(n) for n in names}
+    if any(_is_test1(n) for n in names):
+        out.update({n: None for n, u in out.items() if u == 'Test' and not _is_test1(n)})
+    return out
 
 
 def _find(parent, names, want_dir=True):
@@ -422,7 +437,8 @@ class Corpus:
         if fold is not None:
             self._use_fold(fold)
         self._row = pd.Series(np.arange(len(self.labels)), index=self.labels['FileName'].values)
-        self._split_user = self.labels['Split_Set'].map(user_split)
+        self._split_map = split_map(pd.unique(self.labels['Split_Set'].dropna()).tolist())
+        self._split_user = self.labels['Split_Set'].map(lambda n: self._split_map.get(n))
         self._ratings = None
         self._rl_cache = {}
 
@@ -559,18 +575,17 @@ class Corpus:
         return df[~extra]
 
     def splits_found(self):
-        """{'Train': ['Train'], 'Validation': ['Development'], 'Test': ['Test1', 'Test2']} (release names)."""
-        names = pd.unique(self.labels['Split_Set'].dropna())
+        """{'Train': ['Train'], 'Validation': ['Development'], 'Test': ['Test1']} (release names)."""
         out = {u: [] for u in USER_SPLITS}
-        for n in sorted(names, key=str):
-            u = user_split(n)
-            if u:
-                out[u].append(n)
+        for n in sorted(self._split_map, key=str):
+            if self._split_map[n]:
+                out[self._split_map[n]].append(n)
         return out
 
     def unmapped_splits(self):
-        """Release split names that are not Train/Validation/Test (e.g. 'Test3_unreleased')."""
-        return sorted(str(n) for n in pd.unique(self.labels['Split_Set'].dropna()) if not user_split(n))
+        """Release split names outside Train/Validation/Test (e.g. 'Test2', 'Test3_unreleased'); each can be
+        selected by its own name."""
+        return sorted(str(n) for n, u in self._split_map.items() if not u)
 
     def _split_mask(self, split):
         if split is None:
@@ -579,15 +594,24 @@ class Corpus:
         u = {x.lower(): x for x in USER_SPLITS}.get(s.lower())
         if u is not None:
             return (self._split_user == u).values
-        release = self.labels['Split_Set']
-        if (release == s).any():
-            return (release == s).values
-        raise CorpusError(f"unknown split {split!r} for {self.consensus_path}; use Train, Validation or Test "
-                          f"(found {self.splits_found()}, other names: {self.unmapped_splits()})")
+        release = self.labels['Split_Set'].astype('string').str.strip().str.lower()
+        hit = (release == s.lower()).fillna(False).values.astype(bool)
+        if hit.any():
+            return hit
+        raise CorpusError(f"unknown split {split!r} for {self.consensus_path}; use Train, Validation, Test (the "
+                          f"published test set) or a release name (found {self.splits_found()}, other names: "
+                          f"{self.unmapped_splits()})")
+
+    def release_splits(self, split=None, names=None):
+        """Release split names (Split_Set values) of a split selection, or of the files `names`: what was scored."""
+        sel = self.labels['Split_Set'][self._split_mask(split)] if names is None else \
+            self.labels['Split_Set'].iloc[self._row.reindex(list(names)).dropna().astype(int).values]
+        return sorted({str(n) for n in sel.dropna()})
 
     def files(self, split=None):
-        """FileNames (with .wav) of a user split (Train|Validation|Test), a release split name
-        (Development, Test1, ...) or all (None). A known split with no utterances gives []."""
+        """FileNames (with .wav) of a user split (Train|Validation|Test; Test = Test1 where the release has it),
+        a release split name (Development, Test1, Test2, ..., any case) or all (None). A known split with no
+        utterances gives []."""
         return self.labels['FileName'][self._split_mask(split)].tolist()
 
     def audio_path(self, name):
@@ -611,7 +635,8 @@ class Corpus:
     def split_of(self, name):
         """User split (Train/Validation/Test) of a file, or None for unmapped release splits."""
         i = self._row.get(name)
-        return None if i is None else self._split_user.iat[i]
+        u = None if i is None else self._split_user.iat[i]
+        return u if isinstance(u, str) else None
 
     # -- per-annotator labels -----------------------------------------------------------------
     def ratings(self):

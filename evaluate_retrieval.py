@@ -170,8 +170,9 @@ def main(argv=None):
     p.add_argument("--rankseq", default=None, help="ranking-sequence JSON {FileName: {'ChunkRankSeq': [K ints]}}")
     p.add_argument("--baseline", nargs="*", default=[], choices=["loudness", "random"],
                    help="also score rank sequences from per-chunk RMS loudness and/or random ranks")
-    p.add_argument("--split", default=None, help="restrict to a split (Train / Validation / Test or a Split_Set "
-                                                  "name); default: the files of --rankseq, else all")
+    p.add_argument("--split", default=None, help="restrict to a split: Train / Validation / Test (the published "
+                   "test set: Test1 where the release has it) or a release Split_Set name such as Test2, any case; "
+                   "default: the files of --rankseq, else all. The release splits scored are printed and written")
     p.add_argument("--emo", default="Act", choices=["Act", "Val", "Dom"], help="attribute to score (default Act)")
     p.add_argument("--hop", type=positive_float, default=0.016, help="feature hop in seconds (default 0.016 = LLDs)")
     p.add_argument("--K", type=_number(int, 2), default=22, help="chunks per utterance (default 22)")
@@ -186,13 +187,16 @@ def main(argv=None):
         results = {name: evaluate(truth, ranks, a.emo, a.hop, a.K, a.win)[0] for name, ranks in systems.items()}
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise ToolkitError(str(e)) from None
-    print(f"{a.corpus}: {len(stems)} utterances, {a.emo}, K={a.K}, hop={a.hop}s")
+    released = Corpus(a.corpus).release_splits(names=[f"{s}.wav" for s in stems])
+    print(f"{a.corpus}: {len(stems)} utterances of release split(s) {'+'.join(released)}, {a.emo}, K={a.K}, "
+          f"hop={a.hop}s")
     print(f"{'system':<28}{'pair acc (macro)':>17}{'pair acc (micro)':>17}{'Kendall tau':>13}{'pairs':>8}")
     for name, r in results.items():
         print(f"{name:<28}{r['pair_acc_macro']:>17.3f}{r['pair_acc_micro']:>17.3f}{r['tau_mean']:>13.3f}"
               f"{r['n_pairs']:>8d}   {r['by_trajectory']}")
     if a.out:
-        atomic_write_text(a.out, json.dumps(dict(corpus=str(a.corpus), emo=a.emo, K=a.K, hop=a.hop, results=results),
+        atomic_write_text(a.out, json.dumps(dict(corpus=str(a.corpus), split=a.split, release_splits=released, emo=a.emo, K=a.K,
+                                                 hop=a.hop, results=results),
                                             indent=1))
     return results
 

@@ -47,8 +47,10 @@ def get_args(argv=None):
     p.add_argument('--feature', default='lld', choices=['lld', 'wav2vec2', 'text'],
                    help='lld: openSMILE 130-d LLDs; wav2vec2: last hidden state; text: transcript token embeddings')
     p.add_argument('--out', default=None, help='feature store folder (default features/<corpus name>/<feature>)')
-    p.add_argument('--split', default=None, choices=['Train', 'Validation', 'Test'],
-                   help='extract only this split (default: every utterance of the label file)')
+    p.add_argument('--split', default=None,
+                   help='extract only this split: Train, Validation, Test (the published test set: Test1 where the '
+                        'release has it) or a release split name such as Test2 (default: every utterance of the '
+                        'label file)')
     p.add_argument('--preset', default='published', choices=['published', 'ComParE_2016'],
                    help="lld preset: 'published' (IS13_ComParE, 32 ms frames, 16 ms hop; matches the released "
                         "models) or 'ComParE_2016' (60/20 ms frames, --hop selectable)")
@@ -261,7 +263,8 @@ def extract(args):
                            f'(splits found: {corpus.splits_found()}); pick another --split')
     ext, writer, what = open_writer(args, corpus, out)
     todo = [n for n in names if not writer.done(n)]
-    print(f'{corpus.name}: {len(names)} utterances, {writer.resumed} already in {out}, {len(todo)} to do; {what}')
+    print(f'{corpus.name}: {len(names)} utterances (release splits {"+".join(corpus.release_splits(args.split))}), '
+          f'{writer.resumed} already in {out}, {len(todo)} to do; {what}')
     t0 = time.time()
     pr = Progress(writer, len(todo), args.feature)
     try:

@@ -480,7 +480,7 @@ def test_mscr(args):
         raise ToolkitError(f'{ckpt} expects {cfg["audio_dim"]}-d audio at a {meta["hop"]} s hop and '
                            f'{cfg["text_dim"]}-d text; {audio.path} has {audio.dim}-d at {audio.hop} s, '
                            f'{text.path} {text.dim}-d')
-    splits = cli.parse_sets(args.split_set or 'Test')
+    splits = cli.parse_sets(args.split_set or 'Test', corpus)
     ctx = SimpleNamespace(args=args, model=model, meta=meta, norm=norm_of(meta), corpus=corpus, audio=audio,
                           text=text, device=device, ckpt=ckpt, modes=modes, fracs=fracs)
     res = {sp: test_split(ctx, sp) for sp in splits}
@@ -494,16 +494,25 @@ def test_split(c, split):
     if len(ds) < 2:
         raise ToolkitError(f'fewer than 2 usable {split} utterances')
     loader = make_loader(ds, min(a.batch_size, 256), a.workers, c.device)
+    released = c.corpus.release_splits(names=ds.names)
     stem = checkpoints.sibling(c.ckpt, '').name
     print(f'{stem} (scales {c.meta["scales"]}, {c.meta.get("chunking", "dynamic")} chunks, best iteration '
-          f'{c.meta.get("best_iter")}) on {c.corpus.name} {split}: {len(ds)} utterances')
+          f'{c.meta.get("best_iter")}) on {c.corpus.name} {split}: {len(ds)} utterances of release split(s) '
+          f'{"+".join(released)}')
     if not a.sweep:
         miss = dict(audio=a.missing_audio, text=a.missing_text, mode=c.modes[0])
         s = evaluate(c.model, ds, loader, c.norm, c.device, a.amp, miss if a.missing_audio or a.missing_text else None)
         print(f'missing audio {a.missing_audio:g}, text {a.missing_text:g} ({c.modes[0]}): '
               + '  '.join(f'{e} CCC {s[e]:.4f}' for e in EMOS))
+        s = {**s, 'release_splits': '+'.join(released)}
+        rec = dict(checkpoint=checkpoints.display_path(c.ckpt), corpus=c.corpus.name, split=split,
+                   release_splits=released, n=len(ds), missing=miss, **{f'ccc_{e}': s[e] for e in EMOS})
+        path = Path(a.out) / f'{stem}_{split}_scores.json'
+        atomic_write_text(path, json.dumps(rec, indent=1) + '\n')
+        print(f'wrote {path}')
         return s
-    df = sweep(c.model, ds, loader, c.norm, c.device, a.amp, c.modes, c.fracs)
+    df = sweep(c.model, ds, loader, c.norm, c.device, a.amp, c.modes, c.fracs).assign(
+        split=split, release_splits='+'.join(released))
     out = Path(a.out)
     csv_path = out / f'{stem}_{split}_sweep.csv'
     prov = provenance(c.ckpt, c.meta)

@@ -31,8 +31,8 @@ def main(argv=None):
     p.add_argument('--features', default=None, help='feature store folder (default features/<corpus name>/lld)')
     add_fold_arg(p)
     p.add_argument('--out', default='NormTerm', help='output folder for the .mat files (default NormTerm/)')
-    p.add_argument('--split', default='Train', choices=['Train', 'Validation', 'Test'],
-                   help='split the statistics come from (default Train)')
+    p.add_argument('--split', default='Train',
+                   help='split the statistics come from: Train (default), Validation, Test or a release split name')
     args = p.parse_args(argv)
     ensure_dir(args.out)
     corpus = open_corpus(args.corpus, args.fold)
@@ -53,7 +53,7 @@ def main(argv=None):
             'split': args.split, 'utterances': len(used), 'missing': len(missing), 'frames': int(frames),
             'labels': {e: [m, s] for e, (m, s) in labels.items()}, 'toolkit_revision': toolkit_revision()})
     hours = f', {frames * store.hop / 3600:.2f} h' if store.hop else ''
-    print(f'{args.split}: {len(used)} utterances, {frames} frames{hours} from {store.path} '
+    print(f'{args.split} (release {"+".join(corpus.release_splits(args.split))}): {len(used)} utterances, {frames} frames{hours} from {store.path} '
           f'({store.meta.get("feature")}, preset {store.meta.get("preset")}, {store.dim}-d)')
     if missing:
         print(f'  {len(missing)} {args.split} utterances not in the store (skipped at extraction?): '

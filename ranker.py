@@ -27,7 +27,7 @@ def load_pairs(path, store, limit=None, seed=0):
     """Pair CSV -> (names, idx1, idx2, labels) restricted to utterances in the feature store."""
     path = Path(path)
     if not path.exists():
-        split = {v: k for k, v in SPLIT_FILE.items()}.get(path.stem.split('_')[0], 'Train')
+        split = {v: k for k, v in SPLIT_FILE.items()}.get(path.stem.split('_')[0], path.stem.rsplit('_', 1)[0])
         emo = path.stem.split('_')[-1]
         raise ToolkitError(f'no preference labels {path}; generate them with\n  python chunk_emotion_rankers/'
                            f'generate_preference_labels.py -emo {emo} -set {split}')

@@ -14,7 +14,9 @@ Normalisation: by default what the model was trained with (its record holds the 
 --feature-norm speaker|corpus normalises the evaluated corpus on itself; --norm DIR replaces the statistics.
 Predictions are de-normalised with the model's label statistics; CCC is computed on these raw outputs
 (no clipping to the 1-7 scale). Labels: consensus; -set Test by default (every split present when the
-corpus has no Test split).
+corpus has no Test split). Test is the published test set: Test1 where the release has Test1 and Test2 (both
+published codes score that one set); -set Test2 (any release split name) scores another. Every row names the
+release splits it scored (Release_splits).
 Output (--out, default runs/testing): <Emo>_<Split>_predictions.csv (FileName, Label, Pred, Chunk01..22:
 the 22-chunk curve) and metrics.csv (with the model source, checksum and normalisation); the table is printed.
 """
@@ -45,7 +47,9 @@ def build_parser():
     cli.add_norm_args(p, train=False)
     cli.add_model_args(p, 'Seq2Seq model')
     p.set_defaults(workers=0)
-    p.add_argument('-set', '--split_set', default=None, help='Train, Validation, Test or all (default Test)')
+    p.add_argument('-set', '--split_set', default=None,
+                   help='Train, Validation, Test (the published test set: Test1 where the release has it), all, or '
+                        'release split names such as Test2 or Development, comma-separated (default Test)')
     p.add_argument('--out', default=str(cli.REPO / 'runs' / 'testing'),
                    help='output folder for predictions and metrics (default runs/testing)')
     cli.add_mscr_args(p, train=False)
@@ -79,7 +83,8 @@ def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device):
                    axis=1)
     path = Path(args.out) / f'{emo}_{split}_predictions.csv'
     atomic_write_text(path, df.to_csv(index=False))
-    return {'Attr': emo, 'Split': split, 'N': len(names), 'CCC': ccc(pred, y), 'Pearson_r': pearson(pred, y),
+    return {'Attr': emo, 'Split': split, 'Release_splits': '+'.join(corpus.release_splits(names=names)),
+            'N': len(names), 'CCC': ccc(pred, y), 'Pearson_r': pearson(pred, y),
             'predictions': C.display_path(path)}
 
 
@@ -107,7 +112,7 @@ def main(argv=None):
     corpus = cli.open_corpus(args.corpus, args.fold)
     store = cli.open_store(args.features, corpus)
     if args.split_set:
-        sets = cli.parse_sets(args.split_set)
+        sets = cli.parse_sets(args.split_set, corpus)
     else:
         sets = ['Test'] if corpus.files('Test') else [s for s in cli.SPLITS if corpus.files(s)]
     emos, rows, missing, ckpts = parse_emos(args.emo_attr), [], [], []
@@ -129,9 +134,9 @@ def main(argv=None):
     print(f'\nCCC on the raw de-normalised predictions, not clipped ({corpus.name})')
     for ck in ckpts:
         print(f'  {"/".join(ck.attributes)}: {ck.describe()}, SHA-256 {(ck.sha256 or "?")[:12]}')
-    print(f'{"Attr":5s} {"Split":11s} {"N":>6s} {"CCC":>8s} {"r":>8s}  feature norm')
+    print(f'{"Attr":5s} {"Split":11s} {"release":11s} {"N":>6s} {"CCC":>8s} {"r":>8s}  feature norm')
     for r in rows:
-        print(f'{r["Attr"]:5s} {r["Split"]:11s} {r["N"]:6d} {r["CCC"]:8.4f} {r["Pearson_r"]:8.4f}  {r["feature_norm"]}')
+        print(f'{r["Attr"]:5s} {r["Split"]:11s} {r["Release_splits"]:11s} {r["N"]:6d} {r["CCC"]:8.4f} {r["Pearson_r"]:8.4f}  {r["feature_norm"]}')
     metrics = Path(args.out) / 'metrics.csv'
     atomic_write_text(metrics, pd.DataFrame(rows).to_csv(index=False))
     print(f'predictions and metrics: {Path(args.out)}')

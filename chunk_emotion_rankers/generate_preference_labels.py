@@ -21,7 +21,6 @@ if str(ROOT) not in sys.path:
 
 from cli import (  # noqa: E402
     PREF_DIR,
-    SPLIT_FILE,
     add_fold_arg,
     open_corpus,
     open_fraction,
@@ -29,6 +28,7 @@ from cli import (  # noqa: E402
     positive_int,
     run_script,
     seed_int,
+    split_file,
 )
 from corpus import CorpusError  # noqa: E402
 from dataloader import limit_names  # noqa: E402
@@ -40,7 +40,8 @@ from utils import ensure_dir, parse_emos  # noqa: E402
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('-emo', '--emo_attr', default='all', help='Act, Dom, Val or all')
-    p.add_argument('-set', '--split_set', default='all', help='Train, Validation, Test or all (those present)')
+    p.add_argument('-set', '--split_set', default='all', help='Train, Validation, Test (the published test set: Test1 where the release has it), all, or release split names such as Test2, comma-separated (default all: those present); a release name '
+                        'writes <name>_<Emo>.csv')
     p.add_argument('--corpus', default=None, help='corpus root (default: the demo corpus data/demo_corpus)')
     add_fold_arg(p)
     p.add_argument('--out', default=str(PREF_DIR), help='output folder (default chunk_emotion_rankers/preference_labels)')
@@ -57,7 +58,7 @@ def main(argv=None):
     corpus = open_corpus(args.corpus, args.fold)
     written, empty = [], []
     for emo in parse_emos(args.emo_attr):
-        for split in parse_sets(args.split_set):
+        for split in parse_sets(args.split_set, corpus):
             try:
                 lists = corpus.rating_lists(emo, split)
                 names = [n for n in corpus.files(split) if n in lists]
@@ -71,10 +72,11 @@ def main(argv=None):
             t0 = time.time()
             i, j, lab = preference_pairs(pad_ratings([lists[n] for n in names]), args.ratio, args.threshold,
                                          args.seed, args.method)
-            out = Path(args.out) / f'{SPLIT_FILE[split]}_{emo}.csv'
+            out = Path(args.out) / f'{split_file(split)}_{emo}.csv'
             write_pairs(out, names, i, j, lab)
             note = f'; {missing} without ratings skipped' if missing else ''
-            print(f'{emo} {split}: {len(names)} utterances{note} -> {len(lab)} pairs '
+            rel = '+'.join(corpus.release_splits(names=names))
+            print(f'{emo} {split}: {len(names)} utterances (release {rel}){note} -> {len(lab)} pairs '
                   f'({int(lab.sum())} label 1) in {time.time() - t0:.1f} s: {out}')
             written.append(out)
     if empty:

@@ -35,7 +35,7 @@ from utils import parse_emos  # noqa: E402
 
 def get_args(argv=None):
     p = cli.ranker_eval_parser(__doc__, 'utterances')
-    p.add_argument('-set', '--split_set', required=True, help='Train, Validation, Test or all')
+    p.add_argument('-set', '--split_set', required=True, help='Train, Validation, Test (the published test set: Test1 where the release has it), all, or release split names such as Test2, comma-separated')
     p.set_defaults(amp='off')
     p.add_argument('--out', default=str(cli.RANKSEQ_DIR), help='output folder (default chunk_emotion_rankers/EmoChunkRankSeq)')
     return p.parse_args(argv)
@@ -48,7 +48,7 @@ def main(argv=None):
     for emo in parse_emos(args.emo_attr):
         model, ck, fnorm = cli.open_model(args, 'ranker', emo, corpus, store, device)
         ckpts.append(ck)
-        for split in cli.parse_sets(args.split_set):
+        for split in cli.parse_sets(args.split_set, corpus):
             all_names = corpus.files(split)
             names = limit_names([n for n in all_names if n in store], args.limit, args.seed)
             skipped += [(n, f'not in the feature store {store.path}') for n in all_names if n not in store]
@@ -61,16 +61,18 @@ def main(argv=None):
             t0 = time.perf_counter()
             out = rank_loader(model, loader, names, m, device, args.amp, f'{emo} {split}')
             dt = time.perf_counter() - t0
-            path = Path(args.out) / f'{cli.SPLIT_FILE[split]}_{emo}.json'
+            path = Path(args.out) / f'{cli.split_file(split)}_{emo}.json'
+            rel = corpus.release_splits(names=names)
             write_rank_sequences(path, out, {
-                'attribute': emo, 'split': split, 'ranker': {k: v for k, v in ck.provenance().items()
-                                                             if k in ('model_source', 'model', 'model_sha256')},
+                'attribute': emo, 'split': split, 'release_splits': rel,
+                'ranker': {k: v for k, v in ck.provenance().items() if k in ('model_source', 'model', 'model_sha256')},
                 'corpus': {'name': corpus.name, 'root': C.display_path(corpus.root)},
                 'features': {'preset': store.meta.get('preset'), 'hop': store.hop, 'dim': store.dim,
                              'store': C.display_path(store.path)},
                 'feature_norm': {k: v for k, v in fnorm.record().items() if k not in ('mean', 'std')},
                 'toolkit_revision': C.toolkit_revision()})
-            print(f'{emo} {split}: {len(out)} ranking sequences in {dt:.1f} s ({ck.describe()}) -> {path}')
+            print(f'{emo} {split}: {len(out)} ranking sequences (release {"+".join(rel)}) in {dt:.1f} s '
+                  f'({ck.describe()}) -> {path}')
             written.append(path)
     C.announce(ckpts)
     if skipped:

@@ -27,7 +27,9 @@ from utils import parse_emos  # noqa: E402
 
 def get_args(argv=None):
     p = cli.ranker_eval_parser(__doc__, 'pairs')
-    p.add_argument('-set', '--split_set', default='Test', help='pairs of Train, Validation, Test or all')
+    p.add_argument('-set', '--split_set', default='Test',
+                   help='pairs of Train, Validation, Test (the published test set: Test1 where the release has it), '
+                        'all, or a release split name such as Test2 (its pairs file <name>_<Emo>.csv)')
     p.add_argument('--pairs', default=str(cli.PREF_DIR), help='folder of the preference-label CSVs')
     p.add_argument('--max-pairs', type=cli.positive_int, default=100_000, help='evaluate at most this many pairs (seeded subset)')
     return p.parse_args(argv)
@@ -36,14 +38,14 @@ def get_args(argv=None):
 def main(argv=None):
     args = get_args(argv)
     device, corpus, store, m = cli.open_eval_inputs(args)
-    rows, ckpts = [], []
+    rows, ckpts, released = [], [], {}
     for emo in parse_emos(args.emo_attr):
         model, ck, fnorm = cli.open_model(args, 'ranker', emo, corpus, store, device)
         ckpts.append(ck)
-        N.check_not_under_test(fnorm.computed_on, f'feature statistics ({fnorm.describe()})', corpus,
-                               cli.parse_sets(args.split_set))
-        for split in cli.parse_sets(args.split_set):
-            path = Path(args.pairs) / f'{cli.SPLIT_FILE[split]}_{emo}.csv'
+        sets = cli.parse_sets(args.split_set, corpus)
+        N.check_not_under_test(fnorm.computed_on, f'feature statistics ({fnorm.describe()})', corpus, sets)
+        for split in sets:
+            path = Path(args.pairs) / f'{cli.split_file(split)}_{emo}.csv'
             names, a, b, lab = load_pairs(path, store, args.max_pairs, args.seed)
             ds = PairDataset(store, names, a, b, lab, fnorm)
             loader = torch.utils.data.DataLoader(ds, args.batch_size, num_workers=args.workers,
@@ -51,12 +53,13 @@ def main(argv=None):
             ce, conf = run_epoch(model, loader, m, device, args.amp, desc=f'{emo} {split}')
             f1, acc = macro_f1(conf)
             rows.append((emo, split, len(ds), f1, acc, ce))
+            released[len(rows) - 1] = '+'.join(corpus.release_splits(names=names))
             print(f'{emo} {split}: {len(ds)} pairs x {K_CHUNKS} chunks, macro-F1 {f1:.4f}, accuracy {acc:.4f} '
                   f'(CE {ce:.4f}; {ck.describe()}, feature norm {fnorm.describe()})')
     C.announce(ckpts)
-    print(f'\n{"Attr":5s} {"Split":11s} {"pairs":>7s} {"macro-F1":>9s} {"acc":>7s}')
-    for emo, split, n, f1, acc, _ in rows:
-        print(f'{emo:5s} {split:11s} {n:7d} {f1:9.4f} {acc:7.4f}')
+    print(f'\n{"Attr":5s} {"Split":11s} {"release":11s} {"pairs":>7s} {"macro-F1":>9s} {"acc":>7s}')
+    for k, (emo, split, n, f1, acc, _) in enumerate(rows):
+        print(f'{emo:5s} {split:11s} {released[k]:11s} {n:7d} {f1:9.4f} {acc:7.4f}')
     return rows
 
 

@@ -55,18 +55,24 @@ def test_bench_preference(capsys, tmp_path):
     assert saved['speedup_vs_plain'] == pytest.approx(res['speedup_vs_plain']) and 'extrapolated' in out
 
 
-def test_published_loop_equals_plain_loop():
-    """The two loops of the bench decide every pair the same way (one counts with numpy + sum, one in Python)."""
+def test_published_operations_decide_as_the_plain_loop_and_draw_as_published():
+    """The published QA table + max/argmax decides every pair as the plain double loop; the published draw is
+    the legacy generator's choice among all N (the utterance itself included; a self-pair gets no label)."""
     from bench import bench_preference as B
     rng = np.random.default_rng(0)
     for _ in range(300):
         a, b = rng.integers(1, 8, rng.integers(1, 6)).astype(float), rng.integers(1, 8, rng.integers(1, 6)).astype(float)
-        assert B.qa_published(a, b, 0.6) == B.qa_plain(list(a), list(b), 0.6)
+        assert B.qa_published(list(a), list(b), 0.6) == B.qa_plain(list(a), list(b), 0.6)
     assert B.qa_plain([5.0, 5.0, 6.0], [4.0, 5.0], 0.6) == 1 and B.qa_plain([4.0], [4.0, 4.0], 0.6) is None
-    R = [1.0, 4.0, 7.0, 7.0]
-    pairs = B.published_loop(list(np.array(R)[:, None]), [0, 2], 0.5, 0.6, 0)         # 2 partners each
-    assert [i for i, _, _ in pairs].count(0) == 2 and all(j != i for i, j, _ in pairs)
-    assert all(lab == int(R[i] > R[j]) and R[i] != R[j] for i, j, lab in pairs)        # equal ratings: no pair
+    assert np.allclose(B.qa_table_published([5.0, 6.0], [5.0, 4.0]), [3 / 4, 0, 1 / 4])
+    R = [1.0, 4.0, 7.0, 7.0, 2.0, 5.0]
+    pairs, labels = B.published_loop([[r] for r in R], range(6), 0.5, 0.6, 3)      # 3 partners each
+    rs = np.random.RandomState(3)
+    draws = [rs.choice(6, 3, replace=False) for _ in range(6)]
+    assert any(i in d for i, d in enumerate(draws))                                  # a self-draw happens here
+    want = [(i, int(j), int(R[i] > R[j])) for i, d in enumerate(draws) for j in d if R[i] != R[j]]
+    got = [(int(a[-11:-4]), int(b[-11:-4]), lab) for (a, b), lab in zip(pairs, labels)]
+    assert got == want and len(got) < 6 * 3
 
 
 def test_bench_pipeline(capsys, tmp_path):

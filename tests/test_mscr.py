@@ -2,6 +2,7 @@
 state_dict in the published layout loaded strictly), chunking/cropping/pooling against per-chunk
 references, normalisation, masks, and end-to-end runs through training.py / testing.py on a tiny generated
 corpus (real WAVs -> openSMILE LLDs, transcripts -> offline MiniLM tokens, TextGrids)."""
+import json
 import math
 from pathlib import Path
 
@@ -419,7 +420,9 @@ def test_train_test_sweep_end_to_end(stores, tmp_path):
     assert meta['mscr_norm'] == 'utterance' and len(meta['text_mean']) == meta['config']['text_dim']
     tfl = _flags(root, out, '--iters', '40', '-batch', '16', '--scales', '1.0', '--out', str(tmp_path))
     s = testing.main(tfl)
-    assert all(np.isfinite(s[e]) for e in ('Act', 'Dom', 'Val'))
+    assert all(np.isfinite(s[e]) for e in ('Act', 'Dom', 'Val')) and s['release_splits'] == 'Test1'
+    rec = json.loads((tmp_path / 'MSCR_iter40_batch16_lld_scales1_Test_scores.json').read_text())
+    assert rec['release_splits'] == ['Test1'] and rec['ccc_Act'] == pytest.approx(s['Act'])
     s2 = testing.main(tfl + ['--missing-audio', '1', '--missing-mode', 'modality'])
     assert s2 != s
     df = testing.main(tfl + ['--sweep', '--sweep-fracs', '0,0.5,1', '--missing-mode', 'frames,chunks,modality'])
