@@ -10,7 +10,7 @@ from corpus import DEFAULT_CORPUS, Corpus, ensure_demo_corpus
 from dataloader import chunk_frames
 from errors import ToolkitError
 from feature_store import FeatureStore, StoreError
-from utils import get_device, set_seed
+from utils import TRAIN_THREADS, get_device, set_seed
 
 REPO = Path(__file__).resolve().parent
 SPLIT_FILE = {'Train': 'training', 'Validation': 'validation', 'Test': 'testing'}
@@ -67,6 +67,9 @@ def add_data_args(p):
                    help='mixed precision on CUDA (ignored on CPU); fp16 uses a gradient scaler')
     p.add_argument('--seed', type=int, default=0, help='random seed (sampling, init, dropout)')
     p.add_argument('--workers', type=int, default=2, help='DataLoader worker processes (0 = load in the main process)')
+    p.add_argument('--threads', type=int, default=TRAIN_THREADS, help='CPU threads for the model (default '
+                   f'{TRAIN_THREADS}: the same weights and outputs whatever the core count or load; 0 = all cores, '
+                   'faster on an idle many-core machine, but results then depend on the core count)')
     p.add_argument('--limit', type=int, default=None, help='quick runs: use at most N utterances (or pairs) per split')
 
 
@@ -112,7 +115,7 @@ def ranker_eval_parser(doc, per_pass):
 # ================================================================ opening what the flags name
 def open_eval_inputs(args):
     """Seed, then (device, corpus, LLD store, frames per one-second chunk) of a script that runs a model."""
-    set_seed(args.seed)
+    set_seed(args.seed, args.threads)
     device = get_device(args.device)
     corpus = open_corpus(args.corpus)
     store = open_store(args.features, corpus)

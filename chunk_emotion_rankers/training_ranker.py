@@ -52,7 +52,7 @@ def get_args(argv=None):
 
 
 def train_one(args, emo, corpus, store, rank, world, device, is_main):
-    set_seed(args.seed)
+    set_seed(args.seed, args.threads)
     m = chunk_frames(store.hop)
     model, init = C.start_model(args, 'ranker', emo, store)
     fnorm, _, _ = N.training_norm(args.feature_norm, None, store, corpus, args.norm, init, ())
