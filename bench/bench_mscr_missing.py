@@ -3,9 +3,9 @@
     python bench/bench_mscr_missing.py                                   # demo + EmoBank-TTS, 2 seeds
     python bench/bench_mscr_missing.py --corpora emobank --seeds 0,1,2   # one corpus, 3 seeds
     python bench/bench_mscr_missing.py --published --device cuda         # published size and 5000 iterations (GPU)
-    python bench/bench_mscr_missing.py --published --device cuda --corpus /data/MSP-Podcast \
-        --audio-store features/MSP-Podcast/wav2vec2 --text-store features/MSP-Podcast/text --amp off
-                                   # the published configuration: any corpus, wav2vec2 + text-embedding stores
+    # the published configuration: any corpus, wav2vec2 + text-embedding stores, fp32, 5 paired seeds
+    python bench/bench_mscr_missing.py --published --device cuda --corpus /data/MSP-Podcast --amp off
+        --audio-store features/MSP-Podcast/wav2vec2 --text-store features/MSP-Podcast/text --seeds 0,1,2,3,4
 
 The paper's claim is about alignment: audio chunks cut on exact word boundaries make the audio-text model
 fragile when data are missing; one-second dynamic chunks with random multi-scale crops make it robust. So,
