@@ -14,8 +14,11 @@ with a sibling `<name>.meta.json`, its provenance record (docs/pretrained.md, "P
     init_from         None or {'source': 'release'|'own'|'demo', 'path', 'sha256'}
     settings          the training flags (epochs, batch, lr, seed, freeze, ...)
     result            best epoch and validation score
-    toolkit_revision  git commit of the last change to the toolkit's code
+    toolkit_revision  git commit of the last change to the toolkit's code ('+modified' when the code that
+                      trained differs from that commit); written by save_model, never passed in
     weights_sha256    SHA-256 of the .pth.tar file
+    record_sha256     SHA-256 of the record itself (every other field, canonical JSON): a record edited
+                      after training (a revision, a result, a setting) no longer matches and is refused
 Paths are relative to the repository (or shortened to their last two parts): no machine paths.
 
 The authors' v1.6 release (`--pretrained DIR`, DIR the root of their repository) is recognised by the
@@ -131,13 +134,34 @@ def display_path(path):
 
 @lru_cache(maxsize=1)
 def toolkit_revision():
-    """Git commit of the last change to the toolkit's code ('unknown' outside a git checkout)."""
+    """Git commit of the last change to the toolkit's code, with '+modified' when the checked-out code
+    differs from it ('unknown' outside a git checkout)."""
     try:
         out = subprocess.run(['git', '-C', str(REPO), 'log', '-1', '--format=%H', '--', '*.py'],
                              capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or 'unknown'
+        rev = out.stdout.strip()
+        if not rev:
+            return 'unknown'
+        dirty = subprocess.run(['git', '-C', str(REPO), 'diff', '--quiet', 'HEAD', '--', '*.py'],
+                               capture_output=True, timeout=10).returncode
+        return rev + ('+modified' if dirty else '')
     except (OSError, subprocess.SubprocessError):
         return 'unknown'
+
+
+def record_checksum(record):
+    """SHA-256 of a provenance record without its own checksum field (canonical JSON)."""
+    body = {k: v for k, v in record.items() if k != 'record_sha256'}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(',', ':')).encode()).hexdigest()
+
+
+def check_record_checksum(path, record):
+    """Stop when a record that carries its checksum was changed after the training run wrote it."""
+    want = record.get('record_sha256')
+    if want is not None and record_checksum(record) != want:
+        raise CheckpointError(f'{sibling(path, ".meta.json")}: the provenance record was edited after training '
+                              f'wrote it (its record_sha256 does not match its contents); a record is written '
+                              f'only by the training run: restore it or train the model again')
 
 
 # ================================================================ the record of a model
@@ -204,6 +228,7 @@ class Checkpoint:
     def verify_bytes(self):
         if not self.path.is_file():
             raise CheckpointError(f'{self.path}: checkpoint file does not exist')
+        check_record_checksum(self.path, self.record)
         if self.sha256 is None:
             print(f'note: {self.path.name}: no SHA-256 in its record (written by an older toolkit); not verified',
                   file=sys.stderr)
@@ -603,13 +628,16 @@ def make_record(kind, attributes, store, m, K, fnorm_record, label_record, corpu
 
 
 def save_model(model, path, record):
-    """Write the weights (plain state_dict) and the record with their SHA-256, both atomically."""
+    """Write the weights (plain state_dict) and the record with the revision of the code running now, their
+    SHA-256 and the record's own checksum, both atomically. The only writer of a record."""
     sd = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
     buf = io.BytesIO()
     torch.save(sd, buf)
     data = buf.getvalue()
     atomic_write(path, data)
-    record = {**record, 'weights_sha256': hashlib.sha256(data).hexdigest()}
+    record = {k: v for k, v in record.items() if k != 'record_sha256'}
+    record.update(toolkit_revision=toolkit_revision(), weights_sha256=hashlib.sha256(data).hexdigest())
+    record['record_sha256'] = record_checksum(record)
     atomic_write_text(sibling(path, '.meta.json'), json.dumps(record, indent=1) + '\n')
     return record
 

@@ -15,7 +15,7 @@ from demo_corpus import ensure_demo_corpus
 from errors import ToolkitError
 from feature_store import FeatureStore, StoreError, default_features
 from preference import SPLIT_FILE
-from utils import get_device, set_seed
+from utils import TRAIN_THREADS, get_device, set_seed
 
 REPO = Path(__file__).resolve().parent
 SPLITS = list(SPLIT_FILE)
@@ -138,6 +138,9 @@ def add_data_args(p):
                    help='mixed precision on CUDA (ignored on CPU); fp16 uses a gradient scaler')
     p.add_argument('--seed', type=seed_int, default=0, help='random seed (sampling, init, dropout)')
     p.add_argument('--workers', type=nonneg_int, default=2, help='DataLoader worker processes (0 = load in the main process)')
+    p.add_argument('--threads', type=nonneg_int, default=TRAIN_THREADS, help='CPU threads for the model (default '
+                   f'{TRAIN_THREADS}: the same weights and outputs whatever the core count or load; 0 = all cores, '
+                   'faster on an idle many-core machine, but results then depend on the core count)')
     p.add_argument('--limit', type=positive_int, default=None, help='quick runs: use at most N utterances (or pairs) per split')
 
 
@@ -190,7 +193,7 @@ def ranker_eval_parser(doc, per_pass):
 # ================================================================ opening what the flags name
 def open_eval_inputs(args):
     """Seed, then (device, corpus, LLD store, frames per one-second chunk) of a script that runs a model."""
-    set_seed(args.seed)
+    set_seed(args.seed, args.threads)
     device = get_device(args.device)
     corpus = open_corpus(args.corpus, args.fold)
     store = open_store(args.features, corpus)

@@ -214,8 +214,7 @@ def make_loader(ds, batch, workers, device, batch_sampler=None):
 def save_mscr(path, model, meta):
     """Plain state_dict (published parameter names) at `path` + its sibling .meta.json with the weights'
     SHA-256 and the toolkit revision, both atomic (checkpoints.save_model)."""
-    checkpoints.save_model(model, path, {**meta, 'kind': 'mscr', 'attributes': list(EMOS),
-                                         'toolkit_revision': checkpoints.toolkit_revision()})
+    checkpoints.save_model(model, path, {**meta, 'kind': 'mscr', 'attributes': list(EMOS)})
 
 
 def load_mscr(ckpt, device='cpu'):
@@ -229,6 +228,7 @@ def load_mscr(ckpt, device='cpu'):
     if meta.get('model') != 'mscr' or 'audio_mean' not in meta:
         raise ToolkitError(f'{ckpt}: no MSCR metadata of this version next to it ({checkpoints.sibling(ckpt, ".meta.json")}); '
                            f'train it again with python training.py --model mscr')
+    checkpoints.check_record_checksum(ckpt, meta)
     sha = meta.get('weights_sha256')
     if sha is None:
         print(f'note: {ckpt.name}: no SHA-256 in its record (written by an older toolkit); not verified',
@@ -264,7 +264,7 @@ def norm_of(meta):
 def prepare_training(args, rank, world, device, is_main):
     """Corpus, stores, normalisation, datasets, model, optimiser and the run's files -> a namespace."""
     scales = parse_scales(args.scales)
-    set_seed(args.seed + rank)
+    set_seed(args.seed + rank, getattr(args, 'threads', 1))
     corpus = cli.open_corpus(args.corpus, args.fold)
     audio, text = open_stores(args, corpus)
     args.audio_feature = audio.meta.get('feature') or args.audio_feature

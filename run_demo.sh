@@ -4,8 +4,18 @@
 #   -> Seq2Seq SER -> test CCC -> chunk-retrieval check -> prediction plot for one file
 #   (+ the MSCR audio-text model and its missing-data sweep with MSCR=1).
 #
-#   bash run_demo.sh                  # arousal (Act) only: ~10 min on 2 CPU cores
-#   EMO=all MSCR=1 bash run_demo.sh   # all three attributes + MSCR: rebuilds every shipped demo artefact
+#   bash run_demo.sh                         # arousal (Act) only, into runs/demo/ (untracked)
+#   EMO=all MSCR=1 bash run_demo.sh          # all three attributes + MSCR, into runs/demo/
+#   SHIP=1 EMO=all MSCR=1 bash run_demo.sh   # rebuild the demo artefacts shipped in the repository, in place
+#                                            #   (NormTerm/, chunk_emotion_rankers/, trained_*_model/) and their
+#                                            #   summary bench/results/demo.json
+#   PARALLEL=1 EMO=all ...                   # the three attributes' steps 4-7 as three parallel processes
+#                                            #   (each trains on one CPU thread from its own seed: same bytes)
+#
+# Without SHIP=1 nothing tracked is written: every output goes to $OUT (default runs/demo) and the later
+# steps read the models from there. Training runs on one CPU thread (--threads, docs/reproducibility.md), so
+# the weights are the same bytes whatever the machine's load or core count. The run ends by writing
+# $OUT/demo.json: the time of every step, the test CCCs, the rankers' validation macro-F1 and the retrieval check.
 #
 # Settings are the published ones (docs/method1.md) except the ranker's pairs per epoch (PAIRS, published 100000),
 # reduced so that a CPU finishes in minutes; on a GPU use PAIRS=100000.
@@ -15,8 +25,23 @@ EMO=${EMO:-Act}
 PAIRS=${PAIRS:-256}
 MSCR=${MSCR:-0}
 MSCR_ITERS=${MSCR_ITERS:-150}
+SHIP=${SHIP:-0}
+PARALLEL=${PARALLEL:-0}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-step() { printf '\n=== %s\n' "$*"; }
+if [ "$SHIP" = 1 ]; then
+  OUT=.
+  NORM=NormTerm PREF=chunk_emotion_rankers/preference_labels RK=chunk_emotion_rankers/trained_ranker_model
+  RS=chunk_emotion_rankers/EmoChunkRankSeq S2S=trained_seq2seq_model MS=trained_mscr_model RES=runs/testing
+  SUMMARY=bench/results/demo.json
+else
+  OUT=${OUT:-runs/demo}
+  NORM=$OUT/NormTerm PREF=$OUT/preference_labels RK=$OUT/trained_ranker_model RS=$OUT/EmoChunkRankSeq
+  S2S=$OUT/trained_seq2seq_model MS=$OUT/trained_mscr_model RES=$OUT/testing SUMMARY=$OUT/demo.json
+fi
+mkdir -p "$OUT" "$RES"
+TIMES=$(mktemp)
+T0=$SECONDS
+step() { printf '\n=== %s\n' "$*"; printf '%s\t%s\n' "$((SECONDS - T0))" "$*" >> "$TIMES"; }
 
 step "1/9 demo corpus (data/demo_corpus; built once, ~10 s)"
 [ -d data/demo_corpus ] || python make_demo_corpus.py
@@ -25,41 +50,56 @@ python check_corpus.py data/demo_corpus --no-progress --max-list 5
 step "2/9 openSMILE LLDs, published preset (resumable; skips what is done)"
 python extract_features.py --feature lld
 
-step "3/9 normalisation terms -> NormTerm/"
-python norm_para.py
+step "3/9 normalisation terms -> $NORM"
+python norm_para.py --out "$NORM"
 
-step "4/9 preference labels (QA approach)"
-python chunk_emotion_rankers/generate_preference_labels.py -emo "$EMO"
+attribute() {   # steps 4-7 for one attribute (or "all")
+  local E=$1
+  python chunk_emotion_rankers/generate_preference_labels.py -emo "$E" --out "$PREF"
+  python chunk_emotion_rankers/training_ranker.py -ep 20 -batch 128 -emo "$E" --pairs-per-epoch "$PAIRS" \
+      --norm "$NORM" --pairs "$PREF" --out "$RK" --overwrite
+  python chunk_emotion_rankers/testing_ranker.py -ep 20 -batch 128 -emo "$E" --max-pairs 2000 --pairs "$PREF" \
+      --checkpoint "$RK"
+  python chunk_emotion_rankers/generate_ranking_seqence.py -ep 20 -batch 128 -emo "$E" -set all \
+      --checkpoint "$RK" --out "$RS"
+  python training.py -ep 30 -batch 128 -emo "$E" --norm "$NORM" --rankseq "$RS" --out "$S2S" --overwrite
+}
+step "4-7/9 preference labels, rankers (20 epochs x $PAIRS pairs), ranking sequences -> $RS, Seq2Seq (30 epochs) -> $S2S"
+if [ "$PARALLEL" = 1 ] && [ "$EMO" = all ]; then
+  pids=()
+  for E in Act Dom Val; do attribute "$E" > "$OUT/demo_$E.log" 2>&1 & pids+=($!); done
+  for p in "${pids[@]}"; do wait "$p" || { echo "an attribute failed: see $OUT/demo_*.log"; exit 1; }; done
+else
+  attribute "$EMO"
+fi
 
-step "5/9 chunk emotion rankers (20 epochs x $PAIRS pairs)"
-python chunk_emotion_rankers/training_ranker.py -ep 20 -batch 128 -emo "$EMO" --pairs-per-epoch "$PAIRS" --norm NormTerm --overwrite
-python chunk_emotion_rankers/testing_ranker.py -ep 20 -batch 128 -emo "$EMO" --max-pairs 2000
+step "8/9 test CCC (Test split) -> $RES"
+python testing.py -ep 30 -batch 128 -emo "$EMO" --checkpoint "$S2S" --out "$RES"
+RETR=""
+if [ -f "$RS/testing_Act.json" ]; then
+  python evaluate_retrieval.py --corpus data/demo_corpus --split Test --rankseq "$RS/testing_Act.json" \
+      --baseline loudness random --out "$OUT/retrieval.json" 2>/dev/null && RETR="$OUT/retrieval.json"
+else
+  echo "(retrieval check needs the Act ranker: EMO=Act or EMO=all)"
+fi
 
-step "6/9 ranking sequences -> chunk_emotion_rankers/EmoChunkRankSeq/"
-python chunk_emotion_rankers/generate_ranking_seqence.py -ep 20 -batch 128 -emo "$EMO" -set all
-
-step "7/9 Seq2Seq SER (30 epochs) -> trained_seq2seq_model/"
-python training.py -ep 30 -batch 128 -emo "$EMO" --norm NormTerm --overwrite
-
-step "8/9 test CCC (Test split) -> runs/testing/"
-python testing.py -ep 30 -batch 128 -emo "$EMO"
-python evaluate_retrieval.py --corpus data/demo_corpus --split Test \
-    --rankseq chunk_emotion_rankers/EmoChunkRankSeq/testing_Act.json --baseline loudness random 2>/dev/null \
-    || echo "(retrieval check needs the Act ranker: EMO=Act or EMO=all)"
-
-step "9/9 predict one recording with the demo models -> runs/predict/"
+step "9/9 predict one recording with the demo models -> $OUT/predict/"
 WAVS=(data/demo_corpus/Audios/*.wav)   # a glob, not ls | head: under pipefail that can die of SIGPIPE
 WAV=${WAVS[0]}
-python predict.py "$WAV" --emo "$EMO" --out runs/predict/demo.csv --plot runs/predict
+python predict.py "$WAV" --emo "$EMO" --checkpoint "$S2S" --out "$OUT/predict/demo.csv" --plot "$OUT/predict"
 
 if [ "$MSCR" = 1 ]; then
   step "MSCR: text token features (offline MiniLM), audio-text model with and without multi-scale crops"
   python extract_features.py --feature text
   for SC in 0.2,0.4,0.6,0.8,1.0 1.0; do
     python training.py --model mscr --audio-feature lld --iters "$MSCR_ITERS" --val-every 50 \
-        -batch 64 --hidden 64 --scales "$SC" --overwrite
-    python testing.py --model mscr --audio-feature lld --iters "$MSCR_ITERS" -batch 64 \
-        --scales "$SC" --sweep --missing-mode frames,chunks,tokens,modality --out runs/testing/mscr
+        -batch 64 --hidden 64 --scales "$SC" --save-dir "$MS" --overwrite
+    python testing.py --model mscr --audio-feature lld --iters "$MSCR_ITERS" -batch 64 --save-dir "$MS" \
+        --scales "$SC" --sweep --missing-mode frames,chunks,tokens,modality --out "$RES/mscr"
   done
 fi
-printf '\nDone. Results: runs/testing/metrics.csv, runs/predict/, trained_seq2seq_model/*.loss.png\n'
+step "end"
+python bench/demo_summary.py --times "$TIMES" --metrics "$RES/metrics.csv" --rankers "$RK" --retrieval "$RETR" \
+    --out "$SUMMARY" --settings "EMO=$EMO PAIRS=$PAIRS MSCR=$MSCR MSCR_ITERS=$MSCR_ITERS SHIP=$SHIP PARALLEL=$PARALLEL OMP_NUM_THREADS=$OMP_NUM_THREADS"
+rm -f "$TIMES"
+printf '\nDone. Results: %s (summary), %s/metrics.csv, %s/predict/, %s/*.loss.png\n' "$SUMMARY" "$RES" "$OUT" "$S2S"

@@ -107,7 +107,7 @@ def main(argv=None):
         return mscr.test_mscr(args)
     if not args.emo_attr:
         raise ToolkitError('-emo is required for the Seq2Seq model (Act, Dom, Val or all)')
-    set_seed(args.seed)
+    set_seed(args.seed, args.threads)
     device = get_device(args.device)
     corpus = cli.open_corpus(args.corpus, args.fold)
     store = cli.open_store(args.features, corpus)

@@ -80,7 +80,7 @@ def settings_of(args, lr, emo=None, corpus=None, store=None, ckpt=None, rankseq=
 
 
 def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
-    set_seed(args.seed)
+    set_seed(args.seed, args.threads)
     lr = args.lr or 1e-3
     m = chunk_frames(store.hop)
     model, init = C.start_model(args, 'seq2seq', emo, store)

@@ -13,9 +13,29 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from errors import ToolkitError
+
+def _pin_cpu_kernels():
+    """Make CPU results the same on every x86 CPU with AVX2 (docs/reproducibility.md): MKL (conditional
+    numerical reproducibility), oneDNN (the LSTM) and ATen's own vector kernels otherwise pick their code
+    path by the CPU model, and each path rounds differently (an Intel and an AMD CPU, or an AVX-512 one,
+    give other weights from the same run). All three read their variable at first use, so this works
+    after `import torch` too, as long as no tensor was computed. A variable already set is left alone."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            avx2 = ' avx2 ' in f.read(1 << 16).replace('\n', ' ') + ' '
+    except OSError:
+        avx2 = False
+    if avx2:
+        for key, val in (('MKL_CBWR', 'AVX2'), ('ONEDNN_MAX_CPU_ISA', 'AVX2'), ('ATEN_CPU_CAPABILITY', 'avx2')):
+            os.environ.setdefault(key, val)
+    os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')   # deterministic cuBLAS (read at CUDA init)
+
+
+_pin_cpu_kernels()
+import torch  # noqa: E402
+
+from errors import ToolkitError  # noqa: E402
 
 EMOS = ["Act", "Dom", "Val"]
 EMO_COL = {"Act": "EmoAct", "Dom": "EmoDom", "Val": "EmoVal"}
@@ -259,11 +279,25 @@ def make_scaler(device, amp):
     return torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and amp == "fp16")
 
 
-def set_seed(seed):
+TRAIN_THREADS = 1   # CPU intra-op threads of training and model runs (--threads; docs/reproducibility.md)
+
+
+def set_seed(seed, threads=TRAIN_THREADS):
+    """Seed every generator and make the run reproducible: deterministic algorithms (cuDNN, cuBLAS; a
+    warning where an op has no deterministic version) and, on CPU, a fixed number of intra-op threads:
+    oneDNN's LSTM and ATen's reductions split their sums by the thread count (1, 2 and 4 threads give the
+    same weights here, 8 or 16 do not), so the weights depend on the machine's core count unless it is
+    fixed. threads=0 keeps torch's default (all cores: faster on an idle many-core machine, but the
+    weights then depend on the core count)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def ddp_setup(device_arg=None):

@@ -4,10 +4,14 @@ They measure the project's real code paths: every step is the `main(argv)` of a 
 (prepare_emodb.py, extract_features.py, training.py, testing.py, chunk_emotion_rankers/*.py, ...),
 run in worker processes with one torch thread each (`--jobs`; far faster than one process with two
 threads on a shared 2-core machine). Each step's output goes to a log file; a finished step leaves a
-`.done` marker, so an interrupted benchmark resumes where it stopped and benches that need the same
-thing (the Emo-DB corpus, its LLDs, the rankers of a fold) share it through --data / --work.
+`.done` marker holding the step's key: the SHA-256 of the toolkit's code (code_revision: the .py files
+at the top, in chunk_emotion_rankers/ and in bench/) and of the step's command. A step is reused only when its marker holds
+the same key, so an interrupted benchmark resumes where it stopped, benches that need the same thing (the
+Emo-DB corpus, its LLDs, the rankers of a fold) share it through --data / --work, and a result computed by
+other code or with other settings is never reused.
 """
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -99,13 +103,32 @@ def _init_worker(threads):
             sys.path.insert(0, str(p))
 
 
+@functools.lru_cache(maxsize=1)
+def code_revision():
+    """SHA-256 over the toolkit's source: every .py file at the top of the repository, in
+    chunk_emotion_rankers/ and in bench/ (path and bytes; tests/ and data folders left out)."""
+    h = hashlib.sha256()
+    files = [*REPO.glob('*.py'), *(REPO / 'chunk_emotion_rankers').glob('*.py'), *(REPO / 'bench').glob('*.py')]
+    for f in sorted(files):
+        h.update(f.relative_to(REPO).as_posix().encode() + b'\0' + f.read_bytes() + b'\0')
+    return h.hexdigest()
+
+
+def step_key(module, argv):
+    """What a finished step's marker must hold for the step to be reused: code revision + the command."""
+    return hashlib.sha256(json.dumps([code_revision(), module, [str(a) for a in argv]]).encode()).hexdigest()
+
+
 def run_step(module, argv, log, done=None, fresh=False):
     """`module.main(argv)` of a project script, stdout+stderr appended to `log` -> {'out': what main returned,
-    'seconds': wall time}. With `done` (a marker path) a step that finished before is skipped ('out' None,
-    'seconds' read back from the marker) and a finished one writes the marker. Raises StepError with the
-    command and the log's path on failure."""
+    'seconds': wall time}. With `done` (a marker path) a step that finished before with the same code and
+    command (step_key) is skipped ('out' None, 'seconds' read back from the marker) and a finished one writes
+    the marker. Raises StepError with the command and the log's path on failure."""
+    key = step_key(module, argv) if done is not None else None
     if done is not None and Path(done).exists() and not fresh:
-        return {'out': None, 'seconds': json.loads(Path(done).read_text() or '{}').get('seconds'), 'cached': True}
+        marker = json.loads(Path(done).read_text() or '{}')
+        if marker.get('key') == key:
+            return {'out': None, 'seconds': marker.get('seconds'), 'cached': True}
     import importlib
     mod = importlib.import_module(module)
     Path(log).parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +148,8 @@ def run_step(module, argv, log, done=None, fresh=False):
     sec = round(time.perf_counter() - t0, 2)
     if done is not None:
         from utils import atomic_write_text
-        atomic_write_text(done, json.dumps({'finished': time.strftime('%Y-%m-%d %H:%M:%S'), 'seconds': sec}))
+        atomic_write_text(done, json.dumps({'finished': time.strftime('%Y-%m-%d %H:%M:%S'), 'seconds': sec,
+                                            'key': key}))
     return {'out': out, 'seconds': sec, 'cached': False}
 
 

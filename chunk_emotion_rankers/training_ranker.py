@@ -57,7 +57,7 @@ def get_args(argv=None):
 
 
 def train_one(args, emo, corpus, store, rank, world, device, is_main):
-    set_seed(args.seed)
+    set_seed(args.seed, args.threads)
     m = chunk_frames(store.hop)
     model, init = C.start_model(args, 'ranker', emo, store)
     ckpt = Path(args.checkpoint.replace('{emo}', emo)) if args.checkpoint else \

@@ -101,3 +101,24 @@ def test_bench_mscr_missing(env, capsys):
     assert all(np.isfinite(r['clean']) and np.isfinite(r['whole audio']) for r in res['per_seed'])
     gone = [c for c in res['curves'] if c['missing'] == 'both' and c['fraction'] == 1 and c['mode'] == 'modality']
     assert gone and all(abs(c['ccc_mean']) < 1e-6 for c in gone)    # nothing left: constant output
+
+
+def test_a_step_is_reused_only_with_the_same_code_and_command(tmp_path, monkeypatch):
+    """The accuracy benches reuse a finished step only when its marker holds the same code revision and
+    command (an earlier run's `.done` file alone is not enough)."""
+    import sys
+
+    from bench import accuracy_common as A
+    (tmp_path / 'stepmod.py').write_text('from pathlib import Path\n\ndef main(argv):\n'
+                                         '    p = Path(argv[0]); p.write_text(p.read_text() + "x" if p.exists() else "x")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop('stepmod', None)
+    out, log, done = tmp_path / 'ran.txt', tmp_path / 'log.txt', tmp_path / '.done'
+    assert not A.run_step('stepmod', [out], log, done)['cached']
+    assert A.run_step('stepmod', [out], log, done)['cached'] and out.read_text() == 'x'      # same code + command
+    assert not A.run_step('stepmod', [out, 'other'], log, done)['cached'] and out.read_text() == 'xx'
+    marker = json.loads(done.read_text())
+    done.write_text(json.dumps({**marker, 'key': 'computed by other code'}))
+    assert not A.run_step('stepmod', [out, 'other'], log, done)['cached'] and out.read_text() == 'xxx'
+    done.write_text(json.dumps({'finished': 'earlier', 'seconds': 1.0}))                    # an old marker: no key
+    assert not A.run_step('stepmod', [out, 'other'], log, done)['cached'] and out.read_text() == 'xxxx'

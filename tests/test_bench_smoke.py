@@ -135,3 +135,27 @@ def test_help(module, words, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert e.value.code in (0, None) and 'usage' in out and 'RESULT' not in out
     assert all(w in out for w in words)
+
+
+def test_demo_summary_reads_what_the_demo_wrote(tmp_path):
+    """run_demo.sh's summary: step times from the logged start times, the CCCs of testing.py's metrics.csv,
+    each ranker's validation macro-F1 from its record, the retrieval JSON as written."""
+    from pathlib import Path
+
+    from bench import demo_summary
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / 't.tsv').write_text('0\t1/9 corpus\n12\t2/9 lld\n40\tend\n')
+    (tmp_path / 'm.csv').write_text('Attr,Split,N,CCC,Pearson_r,feature_norm\nAct,Test,70,0.25,0.5,train\n')
+    (tmp_path / 'r.json').write_text(json.dumps({'testing_Act.json': {'pair_acc_macro': 0.7}}))
+    demo_summary.main(['--times', str(tmp_path / 't.tsv'), '--metrics', str(tmp_path / 'm.csv'),
+                       '--rankers', str(repo / 'chunk_emotion_rankers' / 'trained_ranker_model'),
+                       '--retrieval', str(tmp_path / 'r.json'), '--settings', 'EMO=all SHIP=0',
+                       '--out', str(tmp_path / 'demo.json')])
+    d = json.loads((tmp_path / 'demo.json').read_text())
+    assert d['steps'] == [{'step': '1/9 corpus', 'seconds': 12}, {'step': '2/9 lld', 'seconds': 28}]
+    assert d['total_seconds'] == 40 and d['settings'] == {'EMO': 'all', 'SHIP': '0'}
+    assert d['seq2seq_ccc'] == [{'Attr': 'Act', 'Split': 'Test', 'N': 70, 'CCC': 0.25, 'Pearson_r': 0.5}]
+    rec = json.loads((repo / 'chunk_emotion_rankers' / 'trained_ranker_model' /
+                      'LSTM_epoch20_batch128_Act_ranker.meta.json').read_text())
+    assert d['ranker_val_macro_f1']['Act'] == rec['result']['val_macro_f1']
+    assert d['retrieval'] == {'testing_Act.json': {'pair_acc_macro': 0.7}}

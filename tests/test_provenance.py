@@ -276,3 +276,24 @@ def test_normterm_files_are_deterministic(tmp_path):
     save_norm(tmp_path / 'b', stats)
     for f in (tmp_path / 'a').glob('*.mat'):
         assert f.read_bytes() == (tmp_path / 'b' / f.name).read_bytes() == (REPO / 'NormTerm' / f.name).read_bytes()
+
+
+def test_record_is_written_by_training_and_an_edited_record_is_refused(wavs, tmp_path, capsys):
+    """save_model (the only writer of a record) stamps the revision of the code running now, whatever the
+    caller passed, and a checksum of the record; a record edited afterwards (here its toolkit_revision, as
+    was once done by hand) is refused by every loader."""
+    model = C.load_lstm(ACT, 'seq2seq')
+    record = json.loads(C.sibling(ACT, '.meta.json').read_text())
+    d = tmp_path / 'own'
+    d.mkdir()
+    out = C.save_model(model, d / ACT.name, {**record, 'toolkit_revision': 'f' * 40, 'record_sha256': 'x'})
+    meta_path = C.sibling(d / ACT.name, '.meta.json')
+    written = json.loads(meta_path.read_text())
+    assert written == out and written['toolkit_revision'] == C.toolkit_revision() != 'f' * 40
+    assert written['record_sha256'] == C.record_checksum(written) and written['weights_sha256'] == C.sha256_file(d / ACT.name)
+    C.open_checkpoint(d / ACT.name).check('seq2seq', 'Act')                 # as written: accepted
+    meta_path.write_text(json.dumps({**written, 'toolkit_revision': '0' * 40}, indent=1) + '\n')
+    with pytest.raises(C.CheckpointError, match='edited after training'):
+        C.open_checkpoint(d / ACT.name).check('seq2seq', 'Act')
+    rc = run(predict.main, wavs / 'voice.wav', '--checkpoint', d, '-emo', 'Act', '--out', tmp_path / 'r.csv')
+    assert rc == 2 and 'edited after training' in capsys.readouterr().err
