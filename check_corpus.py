@@ -4,7 +4,8 @@
 
 Reads WAV headers only (soundfile.info), so 100k files take a minute or two. Exit status 1 only for
 problems that stop training (no label file, missing required columns, no Train split, no readable
-Train audio); everything else is a warning and the exit status is 0.
+Train audio) or break a protocol (a speaker in two parts of one fold of Labels/folds.csv); everything
+else is a warning and the exit status is 0. Every fold of Labels/folds.csv is listed with its speakers.
 """
 import argparse
 import functools
@@ -15,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import soundfile as sf
 from tqdm import tqdm
 
@@ -28,6 +30,7 @@ from corpus import (
     CorpusError,
     ensure_demo_corpus,
     textgrid_words,
+    user_split,
 )
 from utils import atomic_write_text, ensure_dir
 
@@ -49,6 +52,12 @@ PROBLEMS = {   # key -> what it means / what to do (printed above the file list)
     'empty_split': 'split with zero utterances',
     'unmapped_split': 'Split_Set value that is not Train/Validation/Test (ignored by the scripts)',
     'corpus_warning': 'warning while reading the label files',
+    'fold_speaker_overlap': 'speaker in two parts (Train/Validation/Test) of one fold of Labels/folds.csv (fatal: '
+                            'the fold is not speaker-independent; rebuild the folds)',
+    'fold_unknown_file': 'Labels/folds.csv row whose FileName has no consensus label row (ignored)',
+    'fold_no_speaker': 'Labels/folds.csv row without a speaker (its fold parts cannot be checked)',
+    'fold_bad_cell': 'Labels/folds.csv cell that is not Train, Validation, Test or empty',
+    'fold_empty_part': 'fold without Train or without Test utterances',
 }
 
 
@@ -202,6 +211,62 @@ def _split_summary(c, names, sec, n_ann, rep, add):
             add('empty_split', split, f"no Split_Set value maps to {split} (found {sorted(set(lab['Split_Set'].dropna()))})")
 
 
+def _check_folds(c, rep, add):
+    """Labels/folds.csv, when present: per fold the utterances and speakers of each part; a speaker in two parts
+    of one fold is fatal."""
+    names = c.fold_names()
+    if not names:
+        return
+    try:
+        f = pd.read_csv(c.folds_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except Exception as e:   # noqa: BLE001 - any parser error is reported with the file name
+        rep['fatal'].append(f"{c.folds_path}: cannot read CSV ({e})")
+        return
+    f.columns = [str(x).strip() for x in f.columns]
+    if 'FileName' not in f.columns:
+        rep['fatal'].append(f"{c.folds_path}: no FileName column (columns: {list(f.columns)})")
+        return
+    fn = f['FileName'].str.strip()
+    fn = fn.where(fn.str.lower().str.endswith('.wav'), fn + '.wav')
+    lab_spk = c.labels.set_index('FileName')['SpkrID']
+    spk = f['SpkrID'].str.strip() if 'SpkrID' in f.columns else pd.Series('', index=f.index)
+    known = fn.isin(lab_spk.index)
+    fallback = lab_spk.reindex(fn.values).astype('string').fillna('').str.strip().values
+    spk = spk.where(spk != '', pd.Series(fallback, index=f.index)).str.replace(r'\.0$', '', regex=True)
+    for n in fn[~known]:
+        add('fold_unknown_file', n)
+    for n in fn[known & (spk == '')]:
+        add('fold_no_speaker', n)
+    ok = known & (spk != '')
+    rep['folds'] = {}
+    for name in names:
+        cell = f[name].str.strip()
+        part = cell.map(user_split)
+        for i in np.flatnonzero((cell != '').values & part.isna().values):
+            add('fold_bad_cell', fn.iat[i], f"{name}={cell.iat[i]!r}")
+        st = {}
+        for u in USER_SPLITS:
+            m = ok & (part == u)
+            st[u] = {'utterances': int((known & (part == u)).sum()), 'speakers': sorted(set(spk[m]), key=_spk_key)}
+        rep['folds'][name] = st
+        for u in ('Train', 'Test'):
+            if st[u]['utterances'] == 0:
+                add('fold_empty_part', name, f"no {u} utterances")
+        where = {}
+        for u in USER_SPLITS:
+            for s in st[u]['speakers']:
+                where.setdefault(s, []).append(u)
+        for s, parts in where.items():
+            if len(parts) > 1:
+                add('fold_speaker_overlap', name, f"speaker {s} in {' and '.join(parts)}")
+                rep['fatal'].append(f"{c.folds_path}: {name}: speaker {s} is in {' and '.join(parts)}; every fold "
+                                    f"must be speaker-disjoint")
+
+
+def _spk_key(s):
+    return (0, int(s), s) if s.isdigit() else (1, 0, s)
+
+
 def check(root, workers=1, min_seconds=1.0, text=True, progress=True):
     """Return the report dict (see --json). Never raises for bad corpora: fatal problems are listed."""
     rep = {'root': str(root), 'fatal': [], 'splits': {}, 'problems': {}, 'info': {}}
@@ -227,6 +292,7 @@ def check(root, workers=1, min_seconds=1.0, text=True, progress=True):
     jobs = _file_jobs(c, names, text, rep, add)
     sec = _probe_files(jobs, names, workers, min_seconds, progress, add)
     _split_summary(c, names, sec, n_ann, rep, add)
+    _check_folds(c, rep, add)
     train = rep['splits']['Train']
     if train['utterances'] == 0:
         rep['fatal'].append(f"{c.consensus_path}: no Train utterances (Split_Set values: "
@@ -256,6 +322,9 @@ def print_report(rep, max_list=20, out=None):
             lb = ' '.join(f"{k[3:]} {v[0]:.2f}..{v[1]:.2f}" if v[0] is not None else f"{k[3:]} -"
                           for k, v in st.get('labels', {}).items()) or '-'
             pr(f"{name:<18}{st['utterances']:>7}{st['readable_audio']:>9}{st['hours']:>8.3f}  {a:<20}{lb}")
+        for name, st in rep.get('folds', {}).items():
+            pr(f"{name}: " + '; '.join(f"{u} {v['utterances']} utts, speakers {' '.join(v['speakers']) or '-'}"
+                                      for u, v in st.items()))
         if rep['info'].get('audio_without_label_row'):
             pr(f"({rep['info']['audio_without_label_row']} WAV files have no label row; ignored)")
     n_warn = sum(p['count'] for p in rep['problems'].values())

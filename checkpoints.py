@@ -10,7 +10,7 @@ with a sibling `<name>.meta.json`, its provenance record (docs/pretrained.md, "P
     feature_norm      {'scope', 'source', 'sha256', 'mean', 'std'} (no statistics for 'speaker'/'corpus':
                       those are computed on the data being evaluated)
     label_norm        {'scope', 'source', 'sha256', 'stats': {'Act': [mean, std], ...}}
-    corpus            {'name', 'root', 'splits': {'Train': n, 'Validation': n}}
+    corpus            {'name', 'root', 'splits': {'Train': n, 'Validation': n}, 'fold': 'fold3' or None (--fold)}
     init_from         None or {'source': 'release'|'own'|'demo', 'path', 'sha256'}
     settings          the training flags (epochs, batch, lr, seed, freeze, ...)
     result            best epoch and validation score
@@ -491,7 +491,8 @@ def make_record(kind, attributes, store, m, K, fnorm_record, label_record, corpu
                      'dim': store.dim, 'store': display_path(store.path)},
         'chunks': {'m': m, 'K': K},
         'feature_norm': fnorm_record, 'label_norm': label_record,
-        'corpus': {'name': corpus.name, 'root': display_path(corpus.root), 'splits': dict(splits)},
+        'corpus': {'name': corpus.name, 'root': display_path(corpus.root), 'splits': dict(splits),
+                   'fold': getattr(corpus, 'fold', None)},
         'init_from': None if init_from is None else {'source': init_from.source, 'path': display_path(init_from.path),
                                                      'sha256': init_from.sha256},
         'settings': dict(settings), 'result': dict(result or {}),

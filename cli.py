@@ -62,12 +62,20 @@ def add_data_args(p):
                    'data/demo_corpus, built on first use)')
     p.add_argument('--features', default=None, help='LLD feature store folder (default features/<corpus name>/lld; '
                    'build it with extract_features.py)')
+    add_fold_arg(p)
     p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 (default: CUDA when available)')
     p.add_argument('--amp', default='fp16', choices=['fp16', 'bf16', 'off'],
                    help='mixed precision on CUDA (ignored on CPU); fp16 uses a gradient scaler')
     p.add_argument('--seed', type=int, default=0, help='random seed (sampling, init, dropout)')
     p.add_argument('--workers', type=int, default=2, help='DataLoader worker processes (0 = load in the main process)')
     p.add_argument('--limit', type=int, default=None, help='quick runs: use at most N utterances (or pairs) per split')
+
+
+def add_fold_arg(p):
+    p.add_argument('--fold', default=None, metavar='K',
+                   help='take the Train/Validation/Test split from fold K (1..K or fold3) of the corpus\'s '
+                        'Labels/folds.csv (written by prepare_corpus.py) instead of its Split_Set column; '
+                        'the model record names the fold')
 
 
 def add_norm_args(p, train=True, labels=True):
@@ -114,13 +122,18 @@ def open_eval_inputs(args):
     """Seed, then (device, corpus, LLD store, frames per one-second chunk) of a script that runs a model."""
     set_seed(args.seed)
     device = get_device(args.device)
-    corpus = open_corpus(args.corpus)
+    corpus = open_corpus(args.corpus, args.fold)
     store = open_store(args.features, corpus)
     return device, corpus, store, chunk_frames(store.hop)
 
 
-def open_corpus(root):
-    return Corpus(ensure_demo_corpus(root or DEFAULT_CORPUS))
+def open_corpus(root, fold=None):
+    """The corpus at `root` (the demo corpus when None), its splits from folds.csv fold `fold` when given."""
+    c = Corpus(ensure_demo_corpus(root or DEFAULT_CORPUS), fold=fold)
+    if c.fold:
+        print(f'{c.name}: splits of {c.fold} ({c.folds_path}): ' +
+              ', '.join(f'{s} {len(c.files(s))}' for s in SPLITS))
+    return c
 
 
 def default_features(corpus, kind='lld'):

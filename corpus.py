@@ -40,6 +40,7 @@ AUDIO_DIRS = ['Audios', 'Audio', 'audios', 'audio']
 LABEL_DIRS = ['Labels', 'labels', 'label', 'Label']
 CONSENSUS_NAMES = ['labels_consensus.csv', 'labels_concensus.csv']
 DETAILED_NAMES = ['labels_detailed.csv', 'labels_detailed.json']
+FOLDS_NAME = 'folds.csv'   # FileName, SpkrID, fold1..foldK (cells Train/Validation/Test or empty), beside the labels
 TRANSCRIPT_DIRS = ['Transcripts', 'transcripts', 'Transcript', 'transcript']
 TEXTGRID_DIRS = ['ForceAligned', 'forcealigned', 'Force_Aligned', 'ForcedAligned', 'TextGrids']
 SILENCE_MARKS = {'', 'sil', 'sp', '<sil>', '{sl}', 'silence', '<eps>'}
@@ -382,7 +383,7 @@ def publish_dir(tmp, out):
 class Corpus:
     """One MSP-Podcast release (or a corpus in its layout). See the module docstring."""
 
-    def __init__(self, root):
+    def __init__(self, root, fold=None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise CorpusError(f"corpus folder {self.root} does not exist; pass the MSP-Podcast root "
@@ -407,13 +408,60 @@ class Corpus:
         self.transcript_dir = _find(self.root, TRANSCRIPT_DIRS) or self.root / 'Transcripts'
         self.textgrid_dir = _find(self.root, TEXTGRID_DIRS) or self.root / 'ForceAligned'
         self.labels = self._read_consensus(self.consensus_path)
+        self.folds_path = self.labels_dir / FOLDS_NAME
+        self.fold = None   # the chosen fold's name ('fold3') when the splits come from folds.csv
+        if fold is not None:
+            self._use_fold(fold)
         self._row = pd.Series(np.arange(len(self.labels)), index=self.labels['FileName'].values)
         self._split_user = self.labels['Split_Set'].map(user_split)
         self._ratings = None
         self._rl_cache = {}
 
     def __repr__(self):
-        return f"Corpus({str(self.root)!r}, {len(self.labels)} utterances, splits {self.splits_found()})"
+        f = f", {self.fold}" if self.fold else ""
+        return f"Corpus({str(self.root)!r}{f}, {len(self.labels)} utterances, splits {self.splits_found()})"
+
+    # -- folds (Labels/folds.csv, written by prepare_corpus.py) -----------------------------------
+    def fold_names(self):
+        """['fold1', 'fold2', ...] of Labels/folds.csv in numeric order; [] when there is no folds file."""
+        if not self.folds_path.is_file():
+            return []
+        head = pd.read_csv(self.folds_path, nrows=0).columns
+        names = [str(c).strip() for c in head if re.fullmatch(r'fold\d+', str(c).strip())]
+        return sorted(names, key=lambda n: int(n[4:]))
+
+    def _use_fold(self, fold):
+        """Take every utterance's split from folds.csv column fold<k> (Split_Set then holds that fold's split;
+        the release's own column stays as Split_Set_default). Utterances with an empty cell, or missing from the
+        folds file, are in no split."""
+        path = self.folds_path
+        if not path.is_file():
+            raise CorpusError(f"--fold {fold}: {path} does not exist; this corpus has no folds (prepare_corpus.py "
+                              f"writes them), so leave --fold out")
+        names = self.fold_names()
+        s = str(fold).strip().lower()
+        k = s[4:] if s.startswith('fold') else s
+        name = f'fold{int(k)}' if k.isdigit() else None
+        if name not in names:
+            raise CorpusError(f"--fold {fold}: no such fold in {path}; folds available: "
+                              f"{', '.join(names) or 'none'} (pass 1..{len(names)} or a name)")
+        try:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        except Exception as e:
+            raise CorpusError(f"{path}: cannot read CSV ({e})") from None
+        df.columns = [str(c).strip() for c in df.columns]
+        if 'FileName' not in df.columns:
+            raise _missing_cols_error(path, ['FileName'], df.columns, ['FileName', 'SpkrID'] + names)
+        cell = df[name].str.strip()
+        bad = cell[(cell != '') & cell.map(user_split).isna()]
+        if len(bad):
+            raise CorpusError(f"{path}: column {name} holds {sorted(set(bad))[:5]}; each cell must be Train, "
+                              f"Validation, Test or empty")
+        split = pd.Series(cell.where(cell != '').values, index=_wav_names(df['FileName']).values)
+        split = split[~split.index.duplicated()]
+        self.labels['Split_Set_default'] = self.labels['Split_Set']
+        self.labels['Split_Set'] = split.reindex(self.labels['FileName'].values).values
+        self.fold = name
 
     def __len__(self):
         return len(self.labels)

@@ -249,7 +249,7 @@ def prepare_training(args, rank, world, device, is_main):
     """Corpus, stores, normalisation, datasets, model, optimiser and the run's files -> a namespace."""
     scales = parse_scales(args.scales)
     set_seed(args.seed + rank)
-    corpus = cli.open_corpus(args.corpus)
+    corpus = cli.open_corpus(args.corpus, args.fold)
     audio, text = open_stores(args, corpus)
     args.audio_feature = audio.meta.get('feature') or args.audio_feature
     train_names = D.limit_names(corpus.files('Train'), args.limit, args.seed)
@@ -301,7 +301,7 @@ def run_meta(s, cfg):
     a = s.args
     return dict(model='mscr', name=s.name, config=cfg, scales=list(s.scales), chunking=a.chunking, m=s.train.m,
                 hop=s.audio.hop, lr=a.lr or DEFAULT_LR, batch=s.bs, iters=a.iters, val_every=a.val_every,
-                seed=a.seed, corpus=checkpoints.display_path(s.corpus.root),
+                seed=a.seed, corpus=checkpoints.display_path(s.corpus.root), fold=s.corpus.fold,
                 audio_store=checkpoints.display_path(s.audio.path), text_store=checkpoints.display_path(s.text.path), audio_feature=a.audio_feature,
                 audio_preset=s.audio.meta.get('preset'), audio_model=model_label(s.audio.meta.get('model')),
                 text_model=model_label(s.text.meta.get('model')), feature_norm=f'{a.mscr_norm} statistics of the Train split',
@@ -433,7 +433,7 @@ def test_mscr(args):
     ckpt = Path(args.checkpoint) if args.checkpoint else \
         Path(args.save_dir) / f'{args.name or default_name(args, parse_scales(args.scales))}.pth.tar'
     model, meta = load_mscr(ckpt, device)
-    corpus = cli.open_corpus(args.corpus)
+    corpus = cli.open_corpus(args.corpus, args.fold)
     same = Path(meta['corpus']).resolve() == corpus.root.resolve()   # else: the stores of the corpus given
     args.audio_feature = meta.get('audio_feature') or args.audio_feature
     audio, text = open_stores(args, corpus, meta['audio_store'] if same else None, meta['text_store'] if same else None)

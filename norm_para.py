@@ -13,7 +13,7 @@ Pass the folder to training and testing with --norm DIR (docs/features.md, "Norm
 import sys
 from pathlib import Path
 
-from cli import open_corpus, parser, run_script
+from cli import add_fold_arg, open_corpus, parser, run_script
 from errors import ToolkitError
 from feature_store import FeatureStore
 from norm import feature_stats, label_stats
@@ -24,12 +24,13 @@ def main(argv=None):
     p = parser(__doc__)
     p.add_argument('--corpus', default=None, help='corpus root (default: the demo corpus data/demo_corpus)')
     p.add_argument('--features', default=None, help='feature store folder (default features/<corpus name>/lld)')
+    add_fold_arg(p)
     p.add_argument('--out', default='NormTerm', help='output folder for the .mat files (default NormTerm/)')
     p.add_argument('--split', default='Train', choices=['Train', 'Validation', 'Test'],
                    help='split the statistics come from (default Train)')
     args = p.parse_args(argv)
     ensure_dir(args.out)
-    corpus = open_corpus(args.corpus)
+    corpus = open_corpus(args.corpus, args.fold)
     store = FeatureStore(args.features or Path('features') / corpus.name / 'lld')
     names = corpus.files(args.split)
     labels = label_stats(corpus, args.split)

@@ -102,7 +102,7 @@ def main(argv=None):
         raise ToolkitError('-emo is required for the Seq2Seq model (Act, Dom, Val or all)')
     set_seed(args.seed)
     device = get_device(args.device)
-    corpus = cli.open_corpus(args.corpus)
+    corpus = cli.open_corpus(args.corpus, args.fold)
     store = cli.open_store(args.features, corpus)
     if args.split_set:
         sets = cli.parse_sets(args.split_set)

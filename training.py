@@ -131,7 +131,7 @@ def main(argv=None):
     emos = parse_emos(args.emo_attr)
     rank, world, device, is_main = ddp_setup(args.device)
     try:
-        corpus = cli.open_corpus(args.corpus)
+        corpus = cli.open_corpus(args.corpus, args.fold)
         store = cli.open_store(args.features, corpus)
         return [train_seq2seq(args, emo, corpus, store, rank, world, device, is_main) for emo in emos]
     finally:

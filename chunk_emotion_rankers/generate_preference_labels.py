@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-from cli import PREF_DIR, SPLIT_FILE, open_corpus, parse_sets, run_script  # noqa: E402
+from cli import PREF_DIR, SPLIT_FILE, add_fold_arg, open_corpus, parse_sets, run_script  # noqa: E402
 from corpus import CorpusError  # noqa: E402
 from dataloader import limit_names  # noqa: E402
 from errors import ToolkitError  # noqa: E402
@@ -32,6 +32,7 @@ def main(argv=None):
     p.add_argument('-emo', '--emo_attr', default='all', help='Act, Dom, Val or all')
     p.add_argument('-set', '--split_set', default='all', help='Train, Validation, Test or all (those present)')
     p.add_argument('--corpus', default=None, help='corpus root (default: the demo corpus data/demo_corpus)')
+    add_fold_arg(p)
     p.add_argument('--out', default=str(PREF_DIR), help='output folder (default chunk_emotion_rankers/preference_labels)')
     p.add_argument('--ratio', type=float, default=0.1, help='fraction of the split drawn as partners per utterance')
     p.add_argument('--threshold', type=float, default=0.6, help='minimum fraction of the winning comparison')
@@ -43,7 +44,7 @@ def main(argv=None):
     p.add_argument('--limit', type=int, default=None, help='quick runs: at most N utterances per split')
     args = p.parse_args(argv)
     ensure_dir(args.out)
-    corpus = open_corpus(args.corpus)
+    corpus = open_corpus(args.corpus, args.fold)
     written, empty = [], []
     for emo in parse_emos(args.emo_attr):
         for split in parse_sets(args.split_set):

@@ -114,7 +114,7 @@ def main(argv=None):
     args = get_args(argv)
     rank, world, device, is_main = ddp_setup(args.device)
     try:
-        corpus = cli.open_corpus(args.corpus)
+        corpus = cli.open_corpus(args.corpus, args.fold)
         store = cli.open_store(args.features, corpus)
         return [train_one(args, emo, corpus, store, rank, world, device, is_main) for emo in parse_emos(args.emo_attr)]
     finally:
