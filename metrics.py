@@ -200,3 +200,40 @@ def describe_bootstrap(b):
     unit = 'speakers' if b['resample'] == 'speakers' else 'utterances'
     return (f"{round(b['level'] * 100)} % CI: percentile bootstrap, {b['n_boot']} resamples of the "
             f"{b['n_clusters']} {unit} (with replacement), seed {b['seed']}")
+
+
+# ---------------------------------------------------------------- reading speakers and categories of a corpus
+CATEGORY_COLS = ('Category', 'Emotion', 'EmoCategory')
+
+
+def corpus_categories(corpus, names):
+    """Category of each utterance in `names` (canonical names, None where unknown): a full-name column of the
+    consensus table (Category, Emotion, EmoCategory) or of a Labels/*_info.csv table with FileName (e.g.
+    prepare_emodb.py's emodb_info.csv, which keeps 'boredom' that the MSP letter 'O' loses), else EmoClass."""
+    lab = corpus.labels.set_index('FileName')
+    col = next((c for c in CATEGORY_COLS if c in lab.columns and lab[c].notna().any()), None)
+    src = lab[col] if col else None
+    if src is None and corpus.labels_dir is not None:
+        for p in sorted(corpus.labels_dir.glob('*_info.csv')):
+            info = pd.read_csv(p, dtype=str)
+            c = next((c for c in CATEGORY_COLS if c in info.columns), None)
+            if c and 'FileName' in info.columns:
+                src = info.assign(FileName=info.FileName.where(info.FileName.str.lower().str.endswith('.wav'),
+                                                               info.FileName + '.wav')).set_index('FileName')[c]
+                break
+    if src is None:
+        src = lab['EmoClass']
+    src = src[~src.index.duplicated()]
+    return [canonical_category(c) for c in src.reindex(list(names)).tolist()]
+
+
+def corpus_speakers(corpus, names):
+    """Speaker ID of each utterance (None where the label file has none)."""
+    return [corpus.speaker(n) for n in names]
+
+
+def bootstrap_unit(resample, speakers):
+    """The resampling actually used: 'speakers' needs every speaker ID, else 'utterances' (with a note)."""
+    if resample == 'speakers' and any(s is None for s in speakers):
+        return 'utterances', 'some utterances have no speaker ID (SpkrID): utterances resampled instead'
+    return resample, ''

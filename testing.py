@@ -1,4 +1,5 @@
-"""Test Seq2Seq SER models: CCC and Pearson r per attribute and split, per-utterance CSVs.
+"""Test Seq2Seq SER models: CCC and Pearson r per attribute and split with 95 % bootstrap confidence intervals,
+per-utterance CSVs.
 
     python testing.py -ep 30 -batch 128 -emo Val
     python testing.py -emo all --pretrained ../Chunk-Level-Emotion-Retrieval --corpus ROOT -set all
@@ -15,8 +16,10 @@ Normalisation: by default what the model was trained with (its record holds the 
 Predictions are de-normalised with the model's label statistics; CCC is computed on these raw outputs
 (no clipping to the 1-7 scale). Labels: consensus; -set Test by default (every split present when the
 corpus has no Test split).
+Intervals: percentile bootstrap with a fixed seed (metrics.py, docs/protocols.md); --bootstrap speakers (default)
+resamples whole speakers, the honest interval for unseen speakers; utterances treats utterances as independent.
 Output (--out, default runs/testing): <Emo>_<Split>_predictions.csv (FileName, Label, Pred, Chunk01..22:
-the 22-chunk curve) and metrics.csv (with the model source, checksum and normalisation); the table is printed.
+the 22-chunk curve) and metrics.csv (with the intervals, the model source, checksum and normalisation); the table is printed.
 """
 import sys
 from pathlib import Path
@@ -27,12 +30,13 @@ import torch
 
 import checkpoints as C
 import cli
+import metrics as M
 import mscr
 import norm as N
 from dataloader import PadCollate, UtteranceDataset, chunk_frames, limit_names
 from errors import ToolkitError
 from seq2seq import predict
-from utils import EMO_COL, atomic_write_text, ccc, get_device, parse_emos, set_seed
+from utils import EMO_COL, atomic_write_text, get_device, parse_emos, set_seed
 
 
 def build_parser():
@@ -48,13 +52,17 @@ def build_parser():
     p.add_argument('-set', '--split_set', default=None, help='Train, Validation, Test or all (default Test)')
     p.add_argument('--out', default=str(cli.REPO / 'runs' / 'testing'),
                    help='output folder for predictions and metrics (default runs/testing)')
+    add_bootstrap_args(p)
     cli.add_mscr_args(p, train=False)
     return p
 
 
-def pearson(x, y):
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    return float(np.corrcoef(x, y)[0, 1]) if len(x) > 1 and x.std() > 0 and y.std() > 0 else float('nan')
+def add_bootstrap_args(p):
+    p.add_argument('--bootstrap', default='speakers', choices=M.RESAMPLE,
+                   help='95 %% confidence intervals of CCC and Pearson r: resample speakers (cluster bootstrap, '
+                        'default; utterances when the label file lacks speaker IDs) or utterances')
+    p.add_argument('--bootstrap-n', type=int, default=M.N_BOOT, help=f'bootstrap resamples (default {M.N_BOOT}; '
+                   f'fixed seed {M.SEED}, so the interval is reproducible)')
 
 
 def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device):
@@ -79,8 +87,13 @@ def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device):
                    axis=1)
     path = Path(args.out) / f'{emo}_{split}_predictions.csv'
     atomic_write_text(path, df.to_csv(index=False))
-    return {'Attr': emo, 'Split': split, 'N': len(names), 'CCC': ccc(pred, y), 'Pearson_r': pearson(pred, y),
-            'predictions': C.display_path(path)}
+    unit, note = M.bootstrap_unit(args.bootstrap, M.corpus_speakers(corpus, names))
+    r = M.evaluate(pred, y, M.corpus_speakers(corpus, names) if unit == 'speakers' else None, resample=unit,
+                   n_boot=args.bootstrap_n)
+    return {'Attr': emo, 'Split': split, 'N': len(names), 'CCC': r['ccc']['value'], 'CCC_lo': r['ccc']['ci'][0],
+            'CCC_hi': r['ccc']['ci'][1], 'Pearson_r': r['pearson_r']['value'], 'r_lo': r['pearson_r']['ci'][0],
+            'r_hi': r['pearson_r']['ci'][1], 'bootstrap': M.describe_bootstrap(r['bootstrap']) + (
+                f' ({note})' if note else ''), 'predictions': C.display_path(path)}
 
 
 def test_emo(args, emo, corpus, store, device, sets):
@@ -127,9 +140,13 @@ def main(argv=None):
     print(f'\nCCC on the raw de-normalised predictions, not clipped ({corpus.name})')
     for ck in ckpts:
         print(f'  {"/".join(ck.attributes)}: {ck.describe()}, SHA-256 {(ck.sha256 or "?")[:12]}')
-    print(f'{"Attr":5s} {"Split":11s} {"N":>6s} {"CCC":>8s} {"r":>8s}  feature norm')
+    print(f'{"Attr":5s} {"Split":11s} {"N":>6s} {"CCC [95 % CI]":>25s} {"r [95 % CI]":>25s}  feature norm')
     for r in rows:
-        print(f'{r["Attr"]:5s} {r["Split"]:11s} {r["N"]:6d} {r["CCC"]:8.4f} {r["Pearson_r"]:8.4f}  {r["feature_norm"]}')
+        ci = lambda v, lo, hi: f'{v:.4f} [{lo:.4f}, {hi:.4f}]'   # noqa: E731
+        print(f'{r["Attr"]:5s} {r["Split"]:11s} {r["N"]:6d} {ci(r["CCC"], r["CCC_lo"], r["CCC_hi"]):>25s} '
+              f'{ci(r["Pearson_r"], r["r_lo"], r["r_hi"]):>25s}  {r["feature_norm"]}')
+    for b in dict.fromkeys(r['bootstrap'] for r in rows):
+        print(b)
     metrics = Path(args.out) / 'metrics.csv'
     atomic_write_text(metrics, pd.DataFrame(rows).to_csv(index=False))
     print(f'predictions and metrics: {Path(args.out)}')
