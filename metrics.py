@@ -146,6 +146,14 @@ def _stat(value, samples, level):
 
 
 # ---------------------------------------------------------------- the report
+def add_bootstrap_args(p):
+    p.add_argument('--bootstrap', default='speakers', choices=RESAMPLE,
+                   help='95 %% confidence intervals of CCC and Pearson r: resample speakers (cluster bootstrap, '
+                        'default; utterances when the label file lacks speaker IDs) or utterances')
+    p.add_argument('--bootstrap-n', type=int, default=N_BOOT, help=f'bootstrap resamples (default {N_BOOT}; '
+                   f'fixed seed {SEED}, so the interval is reproducible)')
+
+
 def evaluate(pred, label, speakers=None, categories=None, resample='speakers', n_boot=N_BOOT, seed=SEED,
              level=LEVEL, auc_scores=None):
     """Metrics of predictions against labels with bootstrap intervals -> dict:
@@ -181,10 +189,16 @@ def evaluate(pred, label, speakers=None, categories=None, resample='speakers', n
             out['auc_arousal'] = {**_stat(value, boot, level),
                                   'high': list(HIGH_AROUSAL), 'low': list(LOW_AROUSAL),
                                   'n_high': int(pos[keep].sum()), 'n_low': int((~pos[keep]).sum())}
-        df = pd.DataFrame({'c': cat.fillna('(none)'), 'x': x, 'y': y})
-        out['category_means'] = {c: {'n': int(len(g)), 'label': float(g.y.mean()), 'pred': float(g.x.mean())}
-                                 for c, g in df.groupby('c', sort=True)}
+        out['category_means'] = category_means(x, y, cat)
     return out
+
+
+def category_means(pred, label, categories):
+    """{category: {n, label, pred}}: mean label and mean prediction per (canonical) category."""
+    cat = pd.Series([canonical_category(c) for c in categories], dtype=object).fillna('(none)')
+    df = pd.DataFrame({'c': cat.values, 'x': np.asarray(pred, np.float64), 'y': np.asarray(label, np.float64)})
+    return {c: {'n': int(len(g)), 'label': float(g.y.mean()), 'pred': float(g.x.mean())}
+            for c, g in df.groupby('c', sort=True)}
 
 
 def fmt_ci(stat, digits=3):
@@ -237,3 +251,35 @@ def bootstrap_unit(resample, speakers):
     if resample == 'speakers' and any(s is None for s in speakers):
         return 'utterances', 'some utterances have no speaker ID (SpkrID): utterances resampled instead'
     return resample, ''
+
+
+def markdown_tables(results, per_fold=None):
+    """Markdown of {emo: evaluate(...)}: one row per attribute (N, CCC and r with intervals, per-fold CCC when
+    `per_fold` {emo: [ccc, ...]} is given), the arousal AUC, and the per-category means."""
+    emos = list(results)
+    head = ['Attribute', 'N', 'speakers', 'CCC [95 % CI]', 'Pearson r [95 % CI]'] + (['CCC per fold'] if per_fold else [])
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for e in emos:
+        r = results[e]
+        row = [e, r['n'], r['n_speakers'] if r['n_speakers'] is not None else '–', fmt_ci(r['ccc']),
+               fmt_ci(r['pearson_r'])]
+        if per_fold:
+            row.append(', '.join(f'{v:.3f}' for v in per_fold.get(e, [])))
+        lines.append('| ' + ' | '.join(str(c) for c in row) + ' |')
+    b = results[emos[0]]['bootstrap']
+    lines += ['', describe_bootstrap(b) + (f"; {b['note']}" if b.get('note') else '') + '.']
+    auc_ = results.get('Act', {}).get('auc_arousal')
+    if auc_:
+        lines += ['', f"Arousal AUC (predicted Act, {', '.join(auc_['high'])} vs {', '.join(auc_['low'])}; "
+                      f"{auc_['n_high']} vs {auc_['n_low']} utterances): {fmt_ci(auc_)}"]
+    cats = sorted({c for e in emos for c in results[e].get('category_means', {})})
+    if cats:
+        head = ['Category', 'N'] + [f'{e} label / predicted' for e in emos]
+        lines += ['', 'Mean label and mean prediction per category:', '',
+                  '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+        for c in cats:
+            cm = [results[e]['category_means'].get(c) for e in emos]
+            n = next(m['n'] for m in cm if m)
+            lines.append('| ' + ' | '.join([c, str(n)] + [f"{m['label']:.2f} / {m['pred']:.2f}" if m else '–'
+                                                         for m in cm]) + ' |')
+    return '\n'.join(lines)

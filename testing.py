@@ -52,17 +52,9 @@ def build_parser():
     p.add_argument('-set', '--split_set', default=None, help='Train, Validation, Test or all (default Test)')
     p.add_argument('--out', default=str(cli.REPO / 'runs' / 'testing'),
                    help='output folder for predictions and metrics (default runs/testing)')
-    add_bootstrap_args(p)
+    M.add_bootstrap_args(p)
     cli.add_mscr_args(p, train=False)
     return p
-
-
-def add_bootstrap_args(p):
-    p.add_argument('--bootstrap', default='speakers', choices=M.RESAMPLE,
-                   help='95 %% confidence intervals of CCC and Pearson r: resample speakers (cluster bootstrap, '
-                        'default; utterances when the label file lacks speaker IDs) or utterances')
-    p.add_argument('--bootstrap-n', type=int, default=M.N_BOOT, help=f'bootstrap resamples (default {M.N_BOOT}; '
-                   f'fixed seed {M.SEED}, so the interval is reproducible)')
 
 
 def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device):

@@ -1,0 +1,125 @@
+"""crossval.py on real speech at smoke size: a three-speaker Emo-DB miniature with two speaker-disjoint folds
+(Labels/folds.csv), the released rankers' curves, pooled metrics with intervals, and resuming."""
+import json
+
+import pandas as pd
+import pytest
+
+from tests.conftest import DATASETS, SHARED
+
+EMODB = DATASETS / 'emodb'
+PUB = SHARED / 'pretrained' / 'Chunk-Level-Emotion-Retrieval'
+SPEAKERS = ['09', '10', '12']
+FOLDS = {'fold1': {'09': 'Test', '10': 'Validation', '12': 'Train'},
+         'fold2': {'10': 'Test', '12': 'Validation', '09': 'Train'}}
+PER_CLASS = 2          # utterances per speaker and category kept (anger, happiness, fear, boredom, sadness, neutral)
+
+pytestmark = pytest.mark.skipif(not (EMODB / 'wav').is_dir(), reason='../shared/datasets/emodb absent')
+
+
+@pytest.fixture(scope='module')
+def mini(tmp_path_factory):
+    """Emo-DB speakers 09, 10, 12 converted by prepare_emodb.py, cut to 2 utterances per category and speaker
+    (36), a folds.csv with two folds, and its LLD store."""
+    import extract_features
+    import prepare_emodb
+    tmp = tmp_path_factory.mktemp('crossval')
+    root, _ = prepare_emodb.prepare(EMODB, tmp / 'emodb3', test='09', dev='10', speakers=','.join(SPEAKERS),
+                                    progress=False)
+    lab_path = root / 'Labels' / 'labels_consensus.csv'
+    lab = pd.read_csv(lab_path, dtype={'SpkrID': str})
+    letter = lab.FileName.str[5]
+    lab = lab[letter.isin(list('WFALTN'))].groupby([lab.SpkrID.str.zfill(2), letter]).head(PER_CLASS)
+    lab.to_csv(lab_path, index=False)
+    spk = lab.FileName.str[:2]
+    folds = lab[['FileName', 'SpkrID']].assign(**{f: spk.map(parts) for f, parts in FOLDS.items()})
+    folds.to_csv(root / 'Labels' / 'folds.csv', index=False)
+    extract_features.main(['--corpus', str(root), '--out', str(tmp / 'lld'), '--workers', '1'])
+    return dict(tmp=tmp, root=root, lld=tmp / 'lld', labels=lab, spk=spk)
+
+
+def run_cv(mini, out, *extra):
+    import crossval
+    return crossval.main(['--corpus', mini['root'], '--features', mini['lld'], '-emo', 'Act', '-ep', 1, '-batch', 8,
+                          '--device', 'cpu', '--bootstrap-n', 200, '--out', out, *extra])
+
+
+@pytest.mark.skipif(not PUB.is_dir(), reason='../shared/pretrained (the released models) absent')
+def test_crossval_two_folds_released_curves(mini, one_torch_thread, capsys):
+    out = mini['tmp'] / 'cv_released'
+    rec = run_cv(mini, out, '--pretrained', PUB)
+    printed = capsys.readouterr().out
+    n = mini['spk'].value_counts()
+    assert f"[fold1 1/2] Act: training on {n['12']} utterances, validating on {n['10']}, testing on {n['09']} " \
+           f"(speakers 9)" in printed
+    # every utterance of the two Test parts is predicted once; the folds' Test speakers are the right ones
+    for f, parts in FOLDS.items():
+        test_spk = [s for s, p in parts.items() if p == 'Test']
+        pred = pd.read_csv(out / f / 'test' / 'Act_Test_predictions.csv')
+        want = mini['labels'].FileName[mini['spk'].isin(test_spk)]
+        assert sorted(pred.FileName) == sorted(want)
+        meta = json.loads(next((out / f / 'model').glob('*.meta.json')).read_text())
+        assert f in json.dumps(meta['corpus'])                  # the model record names its fold
+        assert (out / f / 'train_Act.log').read_text().startswith('$ python training.py')
+    pooled = rec['pooled']['Act']
+    assert pooled['n'] == n['09'] + n['10'] and pooled['n_speakers'] == 2
+    assert pooled['bootstrap']['resample'] == 'speakers' and pooled['bootstrap']['n_clusters'] == 2
+    lo, hi = pooled['ccc']['ci']
+    assert lo - 1e-12 <= pooled['ccc']['value'] <= hi + 1e-12
+    auc = pooled['auc_arousal']
+    test = mini['labels'][mini['spk'].isin(['09', '10'])].FileName.str[5]
+    assert auc['n_high'] == test.isin(list('WFA')).sum() and auc['n_low'] == test.isin(list('LT')).sum()
+    assert 0 <= auc['value'] <= 1
+    assert set(pooled['category_means']) == {'anger', 'happiness', 'fear', 'boredom', 'sadness', 'neutral'}
+    # the record's CCC is the one of the pooled predictions
+    from utils import ccc
+    df = pd.concat([pd.read_csv(out / f / 'test' / 'Act_Test_predictions.csv') for f in FOLDS])
+    assert pooled['ccc']['value'] == pytest.approx(ccc(df.Pred, df.Label), abs=1e-9)
+    saved = json.loads((out / 'crossval.json').read_text())
+    assert saved['pooled']['Act']['ccc'] == pooled['ccc'] and saved['settings']['curves'] == 'released'
+    md = (out / 'crossval.md').read_text()
+    assert 'resamples of the 2 speakers' in md and 'Arousal AUC' in md and '| boredom |' in md
+    # ranking sequences of the released rankers for every utterance
+    rs = json.loads((out / 'rankseq_released' / 'training_Act.json').read_text())
+    assert set(rs) == set(mini['labels'].FileName)
+
+
+def test_crossval_resumes_at_first_unfinished_fold(mini, one_torch_thread, capsys):
+    out = mini['tmp'] / 'cv_resume'
+    run_cv(mini, out, '--curves', 'constant')
+    ck = {f: next((out / f / 'model').glob('*.pth.tar')) for f in FOLDS}
+    mtime = {f: p.stat().st_mtime_ns for f, p in ck.items()}
+    first = json.loads((out / 'crossval.json').read_text())['pooled']['Act']['ccc']
+    # a run killed during fold 2: its marker (written last) is missing
+    (out / 'fold2' / '.done_Act.json').unlink()
+    capsys.readouterr()
+    rec = run_cv(mini, out, '--curves', 'constant')
+    printed = capsys.readouterr().out
+    assert '[fold1 1/2] Act: done earlier with these settings, skipped' in printed
+    assert '[fold2 2/2] Act: training on' in printed
+    assert ck['fold1'].stat().st_mtime_ns == mtime['fold1'] and ck['fold2'].stat().st_mtime_ns != mtime['fold2']
+    assert rec['pooled']['Act']['ccc']['value'] == pytest.approx(first['value'], abs=1e-4)   # same seed, same model
+    # other settings: the finished fold is redone
+    capsys.readouterr()
+    run_cv(mini, out, '--curves', 'constant', '--seed', 1, '--folds', 1)
+    printed = capsys.readouterr().out
+    assert 'skipped' not in printed and '[fold1 1/1] Act: training on' in printed
+    assert ck['fold1'].stat().st_mtime_ns != mtime['fold1']
+
+
+def test_crossval_refuses_bad_input(mini, tmp_path, capsys):
+    import shutil
+
+    import cli
+    import crossval
+    from errors import ToolkitError
+    with pytest.raises(ToolkitError, match='needs --pretrained'):
+        crossval.main(['--corpus', str(mini['root']), '--out', str(tmp_path)])
+    with pytest.raises(ToolkitError, match='fold3 not in .*folds.csv'):
+        crossval.main(['--corpus', str(mini['root']), '--folds', '1,3', '--curves', 'constant', '--out', str(tmp_path)])
+    nofolds = tmp_path / 'nofolds'
+    shutil.copytree(mini['root'] / 'Labels', nofolds / 'Labels')
+    (nofolds / 'Labels' / 'folds.csv').unlink()
+    with pytest.raises(SystemExit) as e:
+        cli.run_script(crossval.main, ['--corpus', str(nofolds), '--curves', 'constant', '--out', str(tmp_path)])
+    assert e.value.code == 2 and 'no folds file' in capsys.readouterr().err
