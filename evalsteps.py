@@ -98,25 +98,29 @@ def merge_rankseq(files, out):
     return merged
 
 
-def released_rankseq(corpus_root, features, pretrained, emos, out, common, folds=(None,)):
-    """Ranking sequences of every utterance from the authors' released rankers (-set all of the default split
-    and of each fold in `folds`, so that every utterance of every fold has one) -> folder with
-    training_<Emo>.json holding all utterances (training.py reads the Train names of any fold from it)."""
+def released_rankseq(corpus_root, features, pretrained, emos, out, common, folds=()):
+    """Ranking sequences from the authors' released rankers of every utterance of the default split (-set all)
+    and of any fold in `folds` whose utterances that left out -> folder with training_<Emo>.json holding them
+    all (training.py reads the Train names of any fold from it)."""
+    from corpus import Corpus
     out = Path(out)
     settings = {'what': 'released rankseq', 'corpus': str(Path(corpus_root).resolve()), 'pretrained':
-                str(Path(pretrained).resolve()), 'emos': emos, 'folds': [str(f) for f in folds],
-                'limit': common.get('limit')}
+                str(Path(pretrained).resolve()), 'emos': emos, 'folds': [str(f) for f in folds]}
     if is_done(out / '.done.json', settings):
         return out
     for emo in emos:
-        files = []
-        for fold in folds:
+        files, have = [], set()
+        for fold in [None, *folds]:
+            if fold is not None:
+                fc = Corpus(corpus_root, fold=fold)
+                if {n for split in ('Train', 'Validation', 'Test') for n in fc.files(split)} <= have:
+                    continue
             raw = out / 'raw' / (fold or 'default')
             argv = ['-emo', emo, '-set', 'all', '--pretrained', pretrained, '--corpus', corpus_root, '--features',
-                    features, '--out', raw, *step_args(common)] + (['--fold', fold] if fold else [])
+                    features, '--out', raw, *step_args(common, limit=False)] + (['--fold', fold] if fold else [])
             run_step('generate_ranking_seqence', argv, out / f'rankseq_{emo}.log')
             files += [raw / f'{s}_{emo}.json' for s in ('training', 'validation', 'testing')]
-        merge_rankseq(files, out / f'training_{emo}.json')
+            have = set(merge_rankseq(files, out / f'training_{emo}.json'))
     mark_done(out / '.done.json', settings)
     return out
 
@@ -131,10 +135,11 @@ def constant_rankseq(corpus, out, emos=EMOS):
     return out
 
 
-def step_args(common):
-    """--device/--workers/--limit/--seed flags shared by the step scripts from a dict."""
+def step_args(common, limit=True):
+    """--device/--workers(/--limit) flags shared by the step scripts, from a dict. Ranking sequences are made for
+    every utterance (limit=False), so that a --limit run finds the sequences of whichever subset it draws."""
     a = ['--device', common.get('device') or 'cpu', '--workers', common.get('workers', 0)]
-    return a + (['--limit', common['limit']] if common.get('limit') else [])
+    return a + (['--limit', common['limit']] if limit and common.get('limit') else [])
 
 
 # ---------------------------------------------------------------- pooled predictions -> metrics

@@ -6,36 +6,17 @@ import pandas as pd
 import pytest
 
 from tests.conftest import DATASETS, SHARED
+from tests.conftest import EMODB_MINI_FOLDS as FOLDS
 
 EMODB = DATASETS / 'emodb'
 PUB = SHARED / 'pretrained' / 'Chunk-Level-Emotion-Retrieval'
-SPEAKERS = ['09', '10', '12']
-FOLDS = {'fold1': {'09': 'Test', '10': 'Validation', '12': 'Train'},
-         'fold2': {'10': 'Test', '12': 'Validation', '09': 'Train'}}
-PER_CLASS = 2          # utterances per speaker and category kept (anger, happiness, fear, boredom, sadness, neutral)
 
 pytestmark = pytest.mark.skipif(not (EMODB / 'wav').is_dir(), reason='../shared/datasets/emodb absent')
 
 
-@pytest.fixture(scope='module')
-def mini(tmp_path_factory):
-    """Emo-DB speakers 09, 10, 12 converted by prepare_emodb.py, cut to 2 utterances per category and speaker
-    (36), a folds.csv with two folds, and its LLD store."""
-    import extract_features
-    import prepare_emodb
-    tmp = tmp_path_factory.mktemp('crossval')
-    root, _ = prepare_emodb.prepare(EMODB, tmp / 'emodb3', test='09', dev='10', speakers=','.join(SPEAKERS),
-                                    progress=False)
-    lab_path = root / 'Labels' / 'labels_consensus.csv'
-    lab = pd.read_csv(lab_path, dtype={'SpkrID': str})
-    letter = lab.FileName.str[5]
-    lab = lab[letter.isin(list('WFALTN'))].groupby([lab.SpkrID.str.zfill(2), letter]).head(PER_CLASS)
-    lab.to_csv(lab_path, index=False)
-    spk = lab.FileName.str[:2]
-    folds = lab[['FileName', 'SpkrID']].assign(**{f: spk.map(parts) for f, parts in FOLDS.items()})
-    folds.to_csv(root / 'Labels' / 'folds.csv', index=False)
-    extract_features.main(['--corpus', str(root), '--out', str(tmp / 'lld'), '--workers', '1'])
-    return dict(tmp=tmp, root=root, lld=tmp / 'lld', labels=lab, spk=spk)
+@pytest.fixture
+def mini(emodb_mini):
+    return emodb_mini
 
 
 def run_cv(mini, out, *extra):
@@ -45,8 +26,8 @@ def run_cv(mini, out, *extra):
 
 
 @pytest.mark.skipif(not PUB.is_dir(), reason='../shared/pretrained (the released models) absent')
-def test_crossval_two_folds_released_curves(mini, one_torch_thread, capsys):
-    out = mini['tmp'] / 'cv_released'
+def test_crossval_two_folds_released_curves(mini, one_torch_thread, tmp_path, capsys):
+    out = tmp_path / 'cv_released'
     rec = run_cv(mini, out, '--pretrained', PUB)
     printed = capsys.readouterr().out
     n = mini['spk'].value_counts()
@@ -84,8 +65,8 @@ def test_crossval_two_folds_released_curves(mini, one_torch_thread, capsys):
     assert set(rs) == set(mini['labels'].FileName)
 
 
-def test_crossval_resumes_at_first_unfinished_fold(mini, one_torch_thread, capsys):
-    out = mini['tmp'] / 'cv_resume'
+def test_crossval_resumes_at_first_unfinished_fold(mini, one_torch_thread, tmp_path, capsys):
+    out = tmp_path / 'cv_resume'
     run_cv(mini, out, '--curves', 'constant')
     ck = {f: next((out / f / 'model').glob('*.pth.tar')) for f in FOLDS}
     mtime = {f: p.stat().st_mtime_ns for f, p in ck.items()}
