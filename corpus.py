@@ -318,14 +318,16 @@ def emo_detail(worker, cls, secondary, a, v, d):
     return f"{worker}; {cls}; {', '.join(secondary)}; A:{a:.1f}; V:{v:.1f}; D:{d:.1f};"
 
 
-def write_labels(root, consensus_rows, detail_rows):
-    """labels_consensus.csv (FileName, EmoClass, EmoAct, EmoVal, EmoDom, SpkrID, Gender, Split_Set)
-    and v1.11-style labels_detailed.csv (FileName, EmoDetail), one row per rating."""
+def write_labels(root, consensus_rows, detail_rows, extra_cols=(), detail_extra_cols=()):
+    """labels_consensus.csv (FileName, EmoClass, EmoAct, EmoVal, EmoDom, SpkrID, Gender, Split_Set, then
+    `extra_cols`) and v1.11-style labels_detailed.csv (FileName, EmoDetail, then `detail_extra_cols`), one row
+    per rating."""
     lab = Path(root) / "Labels"
     lab.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(consensus_rows, columns=LABEL_COLS).to_csv(lab / "labels_consensus.csv", index=False,
-                                                             float_format="%.6g")
-    pd.DataFrame(detail_rows, columns=["FileName", "EmoDetail"]).to_csv(lab / "labels_detailed.csv", index=False)
+    pd.DataFrame(consensus_rows, columns=LABEL_COLS + list(extra_cols)).to_csv(
+        lab / "labels_consensus.csv", index=False, float_format="%.6g")
+    pd.DataFrame(detail_rows, columns=["FileName", "EmoDetail"] + list(detail_extra_cols)).to_csv(
+        lab / "labels_detailed.csv", index=False)
 
 
 def write_json(path, obj):

@@ -1,0 +1,378 @@
+"""prepare_corpus.py: every corpus from a generated miniature of its distributed layout (file names, line formats
+and CSV headers as the distributors document them; short generated WAVs), malformed variants, a folder that is
+not the corpus, the real Emo-DB and RAVDESS copies under ../shared, and a converted corpus through the pipeline."""
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import check_corpus  # noqa: E402
+import prepare_corpus  # noqa: E402
+from cli import run_script  # noqa: E402
+from corpora.common import CATEGORY_PAD, five_to_seven, pad_avd, rotation_folds  # noqa: E402
+from corpus import Corpus  # noqa: E402
+from tests.fixtures import synth_voice  # noqa: E402
+
+DATASETS = REPO.parent / 'shared' / 'datasets'
+EMODB, RAVDESS = DATASETS / 'emodb', DATASETS / 'ravdess'
+
+
+def wav(path, seconds=1.2, sr=16000, seed=0, arousal=4.0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, synth_voice(seconds, arousal, sr=sr, seed=seed), sr, subtype='PCM_16')
+
+
+def run(*argv):
+    try:
+        return run_script(prepare_corpus.main, [str(a) for a in argv])
+    except SystemExit as e:
+        return e.code
+
+
+def convert(name, src, out, *flags):
+    out = prepare_corpus.main([name, str(src), str(out), *map(str, flags)])
+    lab = pd.read_csv(out / 'Labels' / 'labels_consensus.csv', dtype={'SpkrID': str})
+    det = pd.read_csv(out / 'Labels' / 'labels_detailed.csv')
+    folds = pd.read_csv(out / 'Labels' / 'folds.csv', dtype=str, keep_default_na=False)
+    skipped = pd.read_csv(out / 'skipped.csv')
+    return out, lab, det, folds, skipped
+
+
+def assert_folds_disjoint(out, folds, n):
+    assert [c for c in folds.columns if c.startswith('fold')] == [f'fold{k}' for k in range(1, n + 1)]
+    for k in range(1, n + 1):
+        parts = folds.groupby(f'fold{k}')['SpkrID'].apply(set).to_dict()
+        assert {'Train', 'Validation', 'Test'} <= set(parts)
+        assert not (parts['Train'] & parts['Test']) and not (parts['Train'] & parts['Validation'])
+        assert not (parts['Validation'] & parts['Test'])
+    tested = [s for k in range(1, n + 1) for s in set(folds.SpkrID[folds[f'fold{k}'] == 'Test'])]
+    assert sorted(tested) == sorted(set(folds.SpkrID))            # every speaker tested exactly once
+    rep = check_corpus.check(out, progress=False)
+    assert not rep['fatal'] and len(rep['folds']) == n
+    c = Corpus(out)
+    assert c.fold_names() == [f'fold{k}' for k in range(1, n + 1)]
+    assert c.files('Test') == Corpus(out, fold=1).files('Test')      # Split_Set = fold 1
+
+
+def rating(det):
+    r = det['EmoDetail'].str.extract(r'^([^;]*);\s*([^;]*);.*A:([\d.]+); V:([\d.]+); D:([\d.]+);')
+    r.columns = ['Worker', 'Class', 'A', 'V', 'D']
+    r[['A', 'V', 'D']] = r[['A', 'V', 'D']].astype(float)
+    r['FileName'] = det['FileName']
+    return r
+
+
+def test_shared_tables():
+    assert five_to_seven(1) == 1 and five_to_seven(5) == 7 and five_to_seven(2.5) == 3.25
+    assert pad_avd('anger') == (round(4 + 3 * .59, 4), round(4 - 3 * .51, 4), round(4 + 3 * .25, 4))
+    assert pad_avd('anger', 0.5)[0] == round(4 + 1.5 * .59, 4) and pad_avd('neutral', 0.3) == (4, 4, 4)
+    import prepare_emodb
+    for name, _, _, pad in prepare_emodb.EMOTIONS.values():     # one table: Emo-DB reads the shared one
+        assert pad == CATEGORY_PAD[name]
+    f = rotation_folds([['a'], ['b'], ['c', 'd']])
+    assert f[0] == {'a': 'Test', 'b': 'Validation', 'c': 'Train', 'd': 'Train'}
+    assert f[2] == {'c': 'Test', 'd': 'Test', 'a': 'Validation', 'b': 'Train'}
+
+
+# ------------------------------------------------------------------------------------------------- IEMOCAP
+def make_iemocap(root, sessions=5):
+    """IEMOCAP_full_release miniature: per session one dialog, two turns (F and M speaker)."""
+    for n in range(1, sessions + 1):
+        s = root / f'Session{n}'
+        dialog = f'Ses0{n}F_impro01' if n % 2 else f'Ses0{n}M_script01_1'
+        turns = [(f'{dialog}_F000', 'neu', (2.5, 2.5, 2.5), 1.0), (f'{dialog}_M001', 'xxx' if n == 1 else 'ang',
+                                                                   (2.0, 3.5, 4.0), 3.0)]
+        ev = ['% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]', '']
+        tr = []
+        for i, (turn, code, (v, a, d), t0) in enumerate(turns):
+            ev += [f'[{t0:.4f} - {t0 + 1.2:.4f}]\t{turn}\t{code}\t[{v:.4f}, {a:.4f}, {d:.4f}]',
+                   'C-E2:\tNeutral;\t()', 'C-E3:\tAnger; Frustration;\t(annoyed)', 'C-F1:\tNeutral;\t(curious)',
+                   'A-E3:\tval 3; act 2; dom  2;\t()', 'A-E4:\tval 2; act 4; dom  3;\t(mildly aggravated)',
+                   f'A-{turn[-4]}1:\tval 3; act 2; dom 1;\t()', '']
+            tr.append(f'{turn} [{t0:08.4f}-{t0 + 1.2:08.4f}]: Excuse me, hello.')
+            wav(s / 'sentences' / 'wav' / dialog / f'{turn}.wav', seed=10 * n + i)
+            wd = s / 'sentences' / 'ForcedAlignment' / dialog / f'{turn}.wdseg'
+            wd.parent.mkdir(parents=True, exist_ok=True)
+            wd.write_text('\tSFrm  EFrm    SegAScr Word\n\t0     9      -281958 <s>\n\t10    39     -57658  EXCUSE(2)\n'
+                          '\t40    59     -77772  ME\n\t60    69     -1000   ++BREATH++\n\t70    99     -77772  HELLO\n'
+                          '\t100   119    -12345  </s>\n Total score: -429730\n')
+        (s / 'dialog' / 'EmoEvaluation').mkdir(parents=True)
+        (s / 'dialog' / 'EmoEvaluation' / f'{dialog}.txt').write_text('\n'.join(ev) + '\n')
+        (s / 'dialog' / 'transcriptions').mkdir(parents=True)
+        (s / 'dialog' / 'transcriptions' / f'{dialog}.txt').write_text('\n'.join(tr) + '\n')
+    return root
+
+
+def test_iemocap(tmp_path):
+    src = make_iemocap(tmp_path / 'IEMOCAP_full_release')
+    out, lab, det, folds, skipped = convert('iemocap', src, tmp_path / 'out')
+    assert len(lab) == 10 and set(lab.SpkrID) == {f'Ses0{n}{g}' for n in range(1, 6) for g in 'FM'}
+    row = lab.set_index('FileName').loc['Ses01F_impro01_F000.wav']
+    assert (row.EmoAct, row.EmoVal, row.EmoDom) == (3.25, 3.25, 3.25) and row.EmoClass == 'neu'
+    assert row.Category == 'neutral' and row.LabelSource == 'raters' and row.Mode == 'improvised'
+    assert lab.set_index('FileName').loc['Ses01F_impro01_M001.wav', 'EmoClass'] == 'xxx'      # kept as is
+    assert lab.set_index('FileName').loc['Ses02M_script01_1_F000.wav', 'Mode'] == 'scripted'
+    r = rating(det)
+    assert len(r) == 20 and set(r.Worker) == {'E3', 'E4'}          # self-evaluations (F1, M1) left out
+    e3 = r[(r.FileName == 'Ses01F_impro01_F000.wav') & (r.Worker == 'E3')].iloc[0]
+    assert (e3.A, e3.V, e3.D, e3.Class) == (2.5, 4.0, 2.5, 'Angry') and (det.LabelSource == 'raters').all()
+    votes = pd.read_csv(out / 'Labels' / 'category_votes.csv')
+    assert len(votes) == 30 and votes.SelfEvaluation.sum() == 10
+    c = Corpus(out)
+    assert c.transcript('Ses01F_impro01_F000.wav') == 'Excuse me, hello.'
+    words = c.words('Ses01F_impro01_F000.wav')
+    assert [w for *_, w in words] == ['excuse', 'me', 'hello']
+    assert np.allclose([words[0][0], words[0][1], words[2][1]], [0.10, 0.40, 1.00])
+    assert os.path.islink(out / 'Audios' / 'Ses01F_impro01_F000.wav')
+    assert_folds_disjoint(out, folds, 5)
+    f1 = folds.groupby('fold1').SpkrID.apply(set)
+    assert f1['Test'] == {'Ses01F', 'Ses01M'} and f1['Validation'] == {'Ses02F', 'Ses02M'}
+    assert skipped.empty or (skipped.Kind == 'note').all()
+    # --self-evaluations keeps them
+    _, _, det2, _, _ = convert('iemocap', src, tmp_path / 'out2', '--self-evaluations')
+    assert set(rating(det2).Worker) == {'E3', 'E4', 'self-F1', 'self-M1'}
+
+
+def test_iemocap_malformed(tmp_path, capsys):
+    src = make_iemocap(tmp_path / 'IEMOCAP_full_release', sessions=3)
+    ev = src / 'Session3' / 'dialog' / 'EmoEvaluation' / 'Ses03F_impro01.txt'
+    text = ev.read_text().replace('[3.0000 - 4.2000]\tSes03F_impro01_M001\tang\t[2.0000, 3.5000, 4.0000]',
+                                  '[3.0000 - 4.2000]\tSes03F_impro01_M001\tang\t[2.0000, 3.5')    # truncated
+    text = text.replace('A-E4:\tval 2; act 4; dom  3;\t(mildly aggravated)', 'A-E4:\tval 2; act ; dom  3;\t()', 1)
+    ev.write_text(text)
+    (src / 'Session2' / 'sentences' / 'wav' / 'Ses02M_script01_1' / 'Ses02M_script01_1_F000.wav').unlink()
+    out, lab, det, folds, skipped = convert('iemocap', src, tmp_path / 'out')
+    reasons = dict(zip(skipped.Item, skipped.Reason))
+    assert 'Ses03F_impro01_M001.wav' not in set(lab.FileName) and 'Ses02M_script01_1_F000.wav' not in set(lab.FileName)
+    assert any('truncated' in r and 'Ses03F_impro01.txt' in i for i, r in reasons.items())
+    assert 'audio file missing' in reasons['Ses02M_script01_1_F000']
+    assert 'without a value for act' in reasons['Ses03F_impro01_F000 rater E4']
+    assert len(lab) == 4 and 'skipped: Ses02M_script01_1_F000' in capsys.readouterr().out
+    # the turn keeps its other rater
+    assert set(rating(det).query("FileName == 'Ses03F_impro01_F000.wav'").Worker) == {'E3'}
+
+
+# ------------------------------------------------------------------------------------------------- MSP-IMPROV
+def make_msp_improv(root, sessions=3):
+    lines = []
+    for n in range(1, sessions + 1):
+        for g, t, code, cat, avd in (('F', 'S', 'A', 'A', (3.0, 2.0, 3.0)), ('M', 'R', 'H', 'X', (4.2, 4.4, 3.6))):
+            stem = f'MSP-IMPROV-S0{n}{code}-{g}0{n}-{t}-FM01'
+            wav(root / f'session{n}' / f'S0{n}{code}' / t / f'{stem}.wav', seed=n * 7 + len(lines))
+            a, v, d = avd
+            lines.append(f'UTD-IMPROV-{stem[11:]}.avi; {cat}; A:{a:.4f}; V:{v:.4f}; D:{d:.4f} ; N:3.6667;')
+            lines.append(f'rater-{n}a; Angry; Frustrated, Annoyed; A:3.0; V:2.0; D:3.0; N:4.0;')
+            lines.append(f'rater-{n}b; Neutral; ; A:2.0; V:3.0; D:4.0; N:3.0;')
+            lines.append('')
+    (root / 'Evaluation.txt').write_text('\n'.join(lines) + '\n')
+    return root
+
+
+def test_msp_improv(tmp_path):
+    src = make_msp_improv(tmp_path / 'MSP-IMPROV')
+    out, lab, det, folds, skipped = convert('msp-improv', src, tmp_path / 'out')
+    assert len(lab) == 6 and set(lab.SpkrID) == {'F01', 'M01', 'F02', 'M02', 'F03', 'M03'}
+    row = lab.set_index('FileName').loc['MSP-IMPROV-S01A-F01-S-FM01.wav']
+    assert (row.EmoAct, row.EmoVal, row.EmoDom) == (4.0, 2.5, 4.0) and row.EmoClass == 'A'
+    assert row.Category == 'anger' and row.ScenarioCode == 'S' and row.Scenario == 'other improvised'
+    assert row.Session == 1 and row.Gender == 'Female' and row.LabelSource == 'raters' and row.Naturalness == 3.6667
+    m = lab.set_index('FileName').loc['MSP-IMPROV-S01H-M01-R-FM01.wav']
+    assert m.EmoClass == 'X' and m.Category == 'no_agreement' and m.IntendedCategory == 'happiness'
+    assert m.Scenario == 'target read'
+    r = rating(det)
+    a = r[(r.FileName == 'MSP-IMPROV-S01A-F01-S-FM01.wav') & (r.Worker == 'rater-1a')].iloc[0]
+    assert (a.A, a.V, a.D, a.Class) == (4.0, 2.5, 4.0, 'Angry') and len(r) == 12
+    assert 'Frustrated, Annoyed' in det.EmoDetail[0]
+    assert_folds_disjoint(out, folds, 3)
+    assert not len(skipped)
+
+
+def test_msp_improv_malformed(tmp_path):
+    src = make_msp_improv(tmp_path / 'MSP-IMPROV')
+    ev = src / 'Evaluation.txt'
+    lines = ev.read_text().splitlines()
+    lines[1] = 'rater-1a; Angry; Frustrated; A:NaN; V:2.0; D:3.0; N:4.0;'       # a missing value
+    lines[2] = lines[2] + '\n' + lines[2]                                          # a repeated rater
+    lines[8] = lines[8][:40]                                                       # truncated consensus line
+    ev.write_text('\n'.join(lines) + '\n')
+    (src / 'session3' / 'S03H' / 'R' / 'MSP-IMPROV-S03H-M03-R-FM01.wav').unlink()
+    wav(src / 'session3' / 'S03H' / 'P' / 'MSP-IMPROV-S03H-M03-P-MF09.wav')     # audio without label line
+    out, lab, det, folds, skipped = convert('msp-improv', src, tmp_path / 'out')
+    why = dict(zip(skipped.Item, skipped.Reason))
+    assert 'without a value for A' in why['MSP-IMPROV-S01A-F01-S-FM01 rater rater-1a']
+    assert 'repeated rater' in why['MSP-IMPROV-S01A-F01-S-FM01 rater rater-1b']
+    assert any('truncated' in r for r in why.values())
+    assert 'audio file missing' in why['MSP-IMPROV-S03H-M03-R-FM01']
+    assert 'without a consensus line' in why['MSP-IMPROV-S03H-M03-P-MF09']
+    assert len(lab) == 4 and set(rating(det).query("FileName == 'MSP-IMPROV-S01A-F01-S-FM01.wav'").Worker) == \
+        {'rater-1b'}
+
+
+# ------------------------------------------------------------------------------------------------- CREMA-D
+RESP_COLS = ['localid', 'pos', 'ans', 'ttr', 'queryType', 'numTries', 'clipNum', 'questNum', 'subType', 'clipName',
+             'sessionNums', 'respEmo', 'respLevel', 'dispEmo', 'dispVal', 'dispLevel']
+
+
+def make_crema_d(root):
+    clips = ['1001_DFA_ANG_XX', '1002_IEO_HAP_HI', '1003_TIE_SAD_LO', '1004_WSI_NEU_XX', '1005_MTI_FEA_MD',
+             '1006_ITH_DIS_HI']
+    for i, c in enumerate(clips):
+        wav(root / 'AudioWAV' / f'{c}.wav', seed=i)
+    wav(root / 'AudioWAV' / '1001_XYZ.wav')                                         # not a CREMA-D name
+    rows = []
+    for k, (clip, emo, lvl) in enumerate([('1001_DFA_ANG_XX', 'A', 80), ('1001_DFA_ANG_XX', 'A', 40),
+                                          ('1001_DFA_ANG_XX', 'N', 50), ('1002_IEO_HAP_HI', 'H', 100),
+                                          ('1003_TIE_SAD_LO', 'S', ''), ('1004_WSI_NEU_XX', 'N', 60),
+                                          ('1005_MTI_FEA_MD', 'F', 50), ('1006_ITH_DIS_HI', 'D', 70)]):
+        rows.append([f'rater{k % 3}', k, f'{emo}_{lvl}', 1500, 1, 0, k, k, 4, clip, 7, emo, lvl, 'x', 50, 50])
+    rows.append(['rater9', 20, 'S_90', 1500, 2, 0, 1, 1, 4, '1002_IEO_HAP_HI', 7, 'S', 90, 'x', 50, 50])   # face only
+    rows.append(['rater9', 21, 'S_90', 1500, 3, 0, 1, 1, 4, '1002_IEO_HAP_HI', 7, 'S', 90, 'x', 50, 50])   # A-V
+    pd.DataFrame(rows, columns=RESP_COLS).to_csv(root / 'finishedResponses.csv', index=False)
+    (root / 'processedResults').mkdir()
+    pd.DataFrame({'A': [2, 0], 'D': [0, 0], 'F': [0, 0], 'H': [0, 3], 'N': [1, 0], 'S': [0, 0],
+                  'fileName': ['1001_DFA_ANG_XX', '1002_IEO_HAP_HI'], 'numResponses': [3, 3],
+                  'agreement': [0.667, 1.0], 'emoVote': ['A', 'H'], 'meanEmoResp': [60, 80]}).to_csv(
+        root / 'processedResults' / 'tabulatedVotes.csv', index=False)
+    pd.DataFrame({'ActorID': [1001, 1002, 1003, 1004, 1005, 1006], 'Age': [51, 21, 30, 42, 25, 33],
+                  'Sex': ['Male', 'Female', 'Male', 'Female', 'Male', 'Female'],
+                  'Race': ['Caucasian'] * 6, 'Ethnicity': ['Not Hispanic'] * 6}).to_csv(
+        root / 'VideoDemographics.csv', index=False)
+    return root
+
+
+def test_crema_d(tmp_path):
+    src = make_crema_d(tmp_path / 'CREMA-D')
+    out, lab, det, folds, skipped = convert('crema-d', src, tmp_path / 'out', '--audio', 'hardlink')
+    lab = lab.set_index('FileName')
+    assert len(lab) == 6 and (lab.LabelSource == 'derived').all()
+    a = lab.loc['1001_DFA_ANG_XX.wav']
+    want = np.mean([pad_avd('anger', .8), pad_avd('anger', .4), pad_avd('neutral', .5)], axis=0)
+    assert np.allclose((a.EmoAct, a.EmoVal, a.EmoDom), want, atol=1e-4)
+    assert a.DerivedFrom == 'listener categories' and a.Category == 'anger' and a.VoiceVote == 'anger'
+    assert a.TabulatedVote == 'A' and a.Gender == 'Male' and a.Age == 51
+    h = lab.loc['1002_IEO_HAP_HI.wav']                  # face-only and audio-visual responses left out
+    assert np.allclose((h.EmoAct, h.EmoVal, h.EmoDom), pad_avd('happiness', 1.0)) and h.VoiceRaters == 1
+    s = lab.loc['1003_TIE_SAD_LO.wav']                  # its only voice response lacks a level -> intended
+    assert s.DerivedFrom == 'intended category' and np.isclose(s.EmoAct, pad_avd('sadness', .5)[0])
+    r = rating(det)
+    assert len(r[r.FileName == '1001_DFA_ANG_XX.wav']) == 3 and (det.LabelSource == 'derived').all()
+    assert r[r.FileName == '1003_TIE_SAD_LO.wav'].Worker.tolist() == ['INTENDED']
+    assert Corpus(out).transcript('1002_IEO_HAP_HI.wav') == "It's eleven o'clock."
+    assert not os.path.islink(out / 'Audios' / '1002_IEO_HAP_HI.wav')
+    why = dict(zip(skipped.Item, skipped.Reason))
+    assert 'respLevel' in why['finishedResponses.csv row 6'] and 'AudioWAV/1001_XYZ.wav' in why
+    assert_folds_disjoint(out, folds, 5)
+    for k in range(1, 6):                               # sex balance: no fold tests two actors of one sex
+        test = folds[folds[f'fold{k}'] == 'Test'].SpkrID.unique()
+        assert len(test) <= 2 and len({int(t) % 2 for t in test}) == len(test)
+
+
+# ------------------------------------------------------------------------------------------------- RAVDESS
+def make_ravdess(root, actors=(1, 2, 3, 4)):
+    for a in actors:
+        for emo, inten in (('05', '02'), ('01', '01')):
+            wav(root / f'Actor_{a:02d}' / f'03-01-{emo}-{inten}-01-01-{a:02d}.wav', sr=48000, seed=a)
+    wav(root / 'Actor_01' / '03-02-03-01-01-01-01.wav', sr=48000)           # song
+    wav(root / 'Actor_01' / '01-01-03-01-01-01-01.wav', sr=48000)           # audio-video modality code
+    return root
+
+
+def test_ravdess(tmp_path):
+    src = make_ravdess(tmp_path / 'RAVDESS')
+    out, lab, det, folds, skipped = convert('ravdess', src, tmp_path / 'out')
+    assert len(lab) == 8 and set(lab.Gender[lab.SpkrID == '01']) == {'Male'}
+    ang = lab.set_index('FileName').loc['03-01-05-02-01-01-02.wav']
+    assert (ang.EmoAct, ang.EmoVal, ang.EmoDom) == pad_avd('anger', 1.0) and ang.Intensity == 'strong'
+    assert ang.LabelSource == 'derived' and ang.DerivedFrom == 'intended category' and ang.Category == 'anger'
+    assert rating(det).Worker.unique().tolist() == ['INTENDED'] and len(det) == 8
+    assert Corpus(out).transcript('03-01-05-02-01-01-02.wav') == 'Kids are talking by the door.'
+    why = dict(zip(skipped.Item, skipped.Reason))
+    assert '--song' in why['Actor_01/03-02-03-01-01-01-01.wav'] and 'modality 01' in why['Actor_01/01-01-03-01-01-01-01.wav']
+    assert_folds_disjoint(out, folds, 4)
+    out2, lab2, *_ = convert('ravdess', src, tmp_path / 'song', '--song')
+    assert len(lab2) == 9 and set(lab2.VocalChannel) == {'speech', 'song'}
+
+
+def test_folders_that_are_not_the_corpus_are_refused(tmp_path, capsys):
+    rav = make_ravdess(tmp_path / 'RAVDESS', actors=(1,))
+    for name, label, expect in (('iemocap', 'IEMOCAP', 'Session1'), ('msp-improv', 'MSP-IMPROV', 'Evaluation.txt'),
+                                ('crema-d', 'CREMA-D', 'AudioWAV'), ('emodb', 'Emo-DB', 'wav/SSTTTEV.wav')):
+        assert run(name, rav, tmp_path / name) == 2
+        err = capsys.readouterr().err
+        assert f'is not {label} as distributed' in err and expect in err
+        assert not (tmp_path / name).exists()
+    assert run('ravdess', tmp_path / 'nothing', tmp_path / 'x') == 2 and 'Actor_NN' in capsys.readouterr().err
+    assert run('ravdess', rav, tmp_path / 'x', '--self-evaluations') == 2
+    assert 'iemocap only' in capsys.readouterr().err
+
+
+def test_help_explains_every_flag(capsys):
+    with pytest.raises(SystemExit):
+        prepare_corpus.main(['--help'])
+    out = capsys.readouterr().out
+    for flag in ('--audio', '--speakers', '--force', '--max-list', '--self-evaluations', '--song', '--consensus',
+                 '--seed', 'skipped.csv', 'folds.csv'):
+        assert flag in out
+
+
+# ------------------------------------------------------------------------------------------------- real data
+@pytest.mark.skipif(not RAVDESS.is_dir(), reason='../shared/datasets/ravdess absent')
+def test_real_ravdess(tmp_path):
+    out, lab, det, folds, skipped = convert('ravdess', RAVDESS, tmp_path / 'ravdess')
+    assert len(lab) == 240 and lab.groupby('SpkrID').size().tolist() == [60] * 4 and skipped.empty
+    assert sf.info(str(out / 'Audios' / lab.FileName[0])).samplerate == 48000      # linked, not resampled
+    assert_folds_disjoint(out, folds, 4)
+    c = Corpus(out, fold=2)
+    assert {c.speaker(n) for n in c.files('Test')} == {'02'}
+    assert check_corpus.main([str(out), '--no-progress', '--max-list', '1']) == 0
+
+
+@pytest.mark.skipif(not (EMODB / 'wav').is_dir(), reason='../shared/datasets/emodb absent')
+def test_real_emodb_subset(tmp_path):
+    out, lab, det, folds, skipped = convert('emodb', EMODB, tmp_path / 'emodb', '--speakers', '03,09,11')
+    assert len(lab) > 140 and (lab.LabelSource == 'derived').all() and set(lab.Category) == {
+        'anger', 'boredom', 'disgust', 'fear', 'happiness', 'sadness', 'neutral'}
+    assert (det.LabelSource == 'simulated').all()
+    assert sf.info(str(out / 'Audios' / lab.FileName[0])).samplerate == 16000
+    f = folds.groupby('fold1').SpkrID.apply(set)
+    assert f['Test'] == {'3'} and f['Validation'] == {'9'} and f['Train'] == {'11'}
+    rep = check_corpus.check(out, progress=False)
+    assert not rep['fatal'] and len(rep['folds']) == 5
+    c = Corpus(out, fold=3)
+    assert {c.speaker(n) for n in c.files('Test')} == {'11'} and c.words(c.files('Test')[0])
+
+
+# ------------------------------------------------------------------------------------------------- pipeline
+@pytest.mark.skipif(not RAVDESS.is_dir(), reason='../shared/datasets/ravdess absent')
+def test_converted_corpus_runs_through_the_pipeline(tmp_path, capsys):
+    """A RAVDESS subset (3 files per actor) converted, then LLDs, NormTerm and preference labels of fold 2."""
+    src = tmp_path / 'src'
+    for a in sorted(RAVDESS.glob('Actor_0*')):
+        (src / a.name).mkdir(parents=True)
+        for f in sorted(a.glob('*.wav'))[::20]:
+            (src / a.name / f.name).symlink_to(f)
+    out, lab, *_ = convert('ravdess', src, tmp_path / 'rav')
+    import extract_features
+    import norm_para
+    sys.path.insert(0, str(REPO / 'chunk_emotion_rankers'))
+    import generate_preference_labels as gpl
+    feats = tmp_path / 'lld'
+    assert run_script(extract_features.main, ['--corpus', str(out), '--feature', 'lld', '--out', str(feats),
+                                              '--workers', '1']) == 0
+    assert run_script(norm_para.main, ['--corpus', str(out), '--features', str(feats), '--fold', '2',
+                                       '--out', str(tmp_path / 'NormTerm')]) == 0
+    printed = capsys.readouterr().out
+    assert 'splits of fold2' in printed and 'Train: 6 utterances' in printed
+    written = gpl.main(['--corpus', str(out), '--fold', '2', '-emo', 'Act', '-set', 'Train', '--ratio', '1',
+                        '--out', str(tmp_path / 'pref')])
+    pairs = pd.read_csv(written[0])
+    train = set(Corpus(out, fold=2).files('Train'))
+    assert len(pairs) and set(pairs.iloc[:, 0]) | set(pairs.iloc[:, 1]) <= train
+    assert (tmp_path / 'NormTerm' / 'feat_norm_means.mat').exists()
