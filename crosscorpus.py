@@ -195,7 +195,10 @@ def markdown(record):
            f"Seq2Seq -ep {s['epochs']} -batch {s['batch']}, curves {s['curves']}, test-side feature "
            f"normalisation **{s['feature_norm']}**" + (f', --limit {s["limit"]} (SMOKE SIZE)' if s['limit'] else '')
            + '.' + (f"\n\n{record['note']}" if record.get('note') else '')
-           + f"\n\n{M.describe_bootstrap(record['bootstrap'])} of the test corpus in each cell.\n"]
+           + f"\n\n{M.describe_bootstrap(record['bootstrap'])} of the test corpus in each cell.\n\nLabels: "
+           + '; '.join(f"{n}: {c['labels']}" for n, c in record['corpora'].items())
+           + ' (derived = A/V/D from the category table, not rated; CCC then measures how well the category\'s '
+             'point is recovered).\n']
     for emo, key, title in [(e, 'ccc', f'{e} CCC') for e in emos] + [(e, 'pearson_r', f'{e} Pearson r') for e in emos] \
             + ([('Act', 'auc_arousal', 'Arousal AUC (predicted Act; anger, happiness, fear vs boredom, sadness)')]
                if 'Act' in emos else []):
@@ -259,7 +262,7 @@ def main(argv=None):
                 'train': r, 'test': cname, 'test_set': 'Test split' if same else 'all utterances',
                 'n': res[emos[0]]['n'], 'feature_norm': first['feature_norm'],
                 'feature_norm_source': first['feature_norm_source'], 'label_norm': first['label_norm'],
-                'model_source': first['model_source'], 'metrics': res}
+                'model_source': first['model_source'], 'labels': S.label_source(c), 'metrics': res}
             msg = ', '.join(f"{e} CCC {M.fmt_ci(res[e]['ccc'])}" for e in emos)
             auc = res.get('Act', {}).get('auc_arousal')
             print(f'[{r} -> {cname}] {msg}' + (f', arousal AUC {M.fmt_ci(auc)}' if auc else ''), flush=True)
@@ -273,7 +276,8 @@ def main(argv=None):
               'settings': {'epochs': args.epochs, 'batch': args.batch_size, 'lr': args.lr, 'seed': args.seed,
                            'init_from': args.init_from, 'curves': args.curves, 'feature_norm': args.feature_norm,
                            'limit': args.limit},
-              'corpora': {n: {'root': str(c.root), 'utterances': len(c)} for n, c in {**test, **train}.items()},
+              'corpora': {n: {'root': str(c.root), 'utterances': len(c), 'labels': S.label_source(c)}
+                          for n, c in {**test, **train}.items()},
               'wall_seconds_this_run': round(time.time() - t0, 1),
               'command': 'python crosscorpus.py ' + ' '.join(sys.argv[1:] if argv is None else argv)}
     out = Path(args.out or work)

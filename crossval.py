@@ -206,7 +206,7 @@ def main(argv=None):
     res = S.pooled_metrics(corpus, pooled, args.bootstrap, args.bootstrap_n)
     per_fold = {e: [rows[f, e]['CCC'] for f in folds] for e in emos}
     cmd = 'python crossval.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
-    record = {'corpus': corpus.name, 'corpus_root': str(corpus.root), 'folds': folds,
+    record = {'corpus': corpus.name, 'corpus_root': str(corpus.root), 'folds': folds, 'labels': S.label_source(corpus),
               'protocol': 'train on the fold\'s Train part, keep the best Validation epoch, test on its Test part; '
                           'Test predictions of all folds pooled',
               'settings': settings, 'pooled': res,
@@ -219,7 +219,7 @@ def main(argv=None):
           f'Seq2Seq -ep {args.epochs} -batch {args.batch_size}, curves {args.curves}, '
           f'{"init " + args.init_from if args.init_from else "from scratch"}, feature norm '
           f'{rows[folds[0], emos[0]]["feature_norm"]}' + (f', --limit {args.limit} (SMOKE SIZE)' if args.limit else '')
-          + f'.\nCommand: `{cmd}`\n\nPooled Test predictions:\n\n' + M.markdown_tables(res, per_fold) + '\n')
+          + f'.\nLabels: {record["labels"]}.\nCommand: `{cmd}`\n\nPooled Test predictions:\n\n' + M.markdown_tables(res, per_fold) + '\n')
     atomic_write_text(out / 'crossval.md', md)
     print('\n' + md + f'\nwrote {out / "crossval.json"} and {out / "crossval.md"}')
     return record

@@ -143,6 +143,19 @@ def step_args(common, limit=True):
 
 
 # ---------------------------------------------------------------- pooled predictions -> metrics
+def label_source(corpus):
+    """Where the corpus's A/V/D labels come from, from the converters' LabelSource/DerivedFrom columns:
+    'raters', 'derived from intended category', ... ('consensus labels' when the corpus does not say)."""
+    lab = corpus.labels
+    if 'LabelSource' not in lab.columns:
+        return 'consensus labels'
+    out = []
+    for src, g in lab.groupby(lab['LabelSource'].fillna('?').astype(str)):
+        how = g['DerivedFrom'].dropna().astype(str).unique() if 'DerivedFrom' in g.columns else []
+        out.append(src + (f" from {', '.join(sorted(h for h in how if h))}" if src == 'derived' and len(how) else ''))
+    return '; '.join(out)
+
+
 def pooled_metrics(corpus, by_emo, resample, n_boot):
     """{emo: DataFrame with FileName, Label, Pred} (pooled test predictions) -> {emo: metrics.evaluate(...)}.
     Speakers and categories come from `corpus`; the arousal AUC is on the Act predictions only. An

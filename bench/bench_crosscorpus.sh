@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Cross-corpus table on the real corpora at hand (docs/protocols.md): Emo-DB <-> RAVDESS speech actors 01-04,
+# the authors' released MSP-Podcast v1.6 models as a row. Writes bench/results/crosscorpus.{json,md,png}.
+#
+#   bash bench/bench_crosscorpus.sh                  # SHARED=../shared by default; about 30-60 min on 2 busy cores
+#
+# REDUCED settings (a 2-core CPU): -ep 3 -batch 16 (published: -ep 30 -batch 128); one seed; test-side
+# feature normalisation 'speaker'. Both corpora have derived labels (A/V/D from the category table).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARED=${SHARED:-../shared}
+PUB=${PUB:-$SHARED/pretrained/Chunk-Level-Emotion-Retrieval}
+DATA=${DATA:-data/bench}
+EP=${EP:-3}
+BATCH=${BATCH:-16}
+[ -f "$DATA/emodb/Labels/folds.csv" ] || python prepare_corpus.py emodb "$SHARED/datasets/emodb" "$DATA/emodb" --force
+[ -f "$DATA/ravdess/Labels/folds.csv" ] || python prepare_corpus.py ravdess "$SHARED/datasets/ravdess" "$DATA/ravdess" --force
+python crosscorpus.py --train "$DATA/emodb,$DATA/ravdess" --test "$DATA/emodb,$DATA/ravdess" --pretrained "$PUB" \
+    -emo all -ep "$EP" -batch "$BATCH" --feature-norm speaker --device cpu \
+    --work runs/bench_crosscorpus --out bench/results --name crosscorpus \
+    --note "REDUCED settings: -ep $EP -batch $BATCH (published -ep 30 -batch 128), one seed, 2-core CPU. Emo-DB: the shared copy has every file cut to 2.0 s and peak-normalised. RAVDESS: speech of actors 01-04 only (240 files, 48 kHz). Both corpora have derived labels (A/V/D from the category table; RAVDESS scaled by intensity)."
