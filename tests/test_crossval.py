@@ -26,7 +26,7 @@ def run_cv(mini, out, *extra):
 
 
 @pytest.mark.skipif(not PUB.is_dir(), reason='../shared/pretrained (the released models) absent')
-def test_crossval_two_folds_released_curves(mini, one_torch_thread, tmp_path, capsys):
+def test_crossval_two_folds_released_curves_and_resume(mini, one_torch_thread, tmp_path, capsys):
     out = tmp_path / 'cv_released'
     rec = run_cv(mini, out, '--pretrained', PUB)
     printed = capsys.readouterr().out
@@ -64,28 +64,34 @@ def test_crossval_two_folds_released_curves(mini, one_torch_thread, tmp_path, ca
     rs = json.loads((out / 'rankseq_released' / 'training_Act.json').read_text())
     assert set(rs) == set(mini['labels'].FileName)
 
-
-def test_crossval_resumes_at_first_unfinished_fold(mini, one_torch_thread, tmp_path, capsys):
-    out = tmp_path / 'cv_resume'
-    run_cv(mini, out, '--curves', 'constant')
+    # resuming: a run killed during fold 2 (its marker, written last, is missing) redoes fold 2 only
     ck = {f: next((out / f / 'model').glob('*.pth.tar')) for f in FOLDS}
     mtime = {f: p.stat().st_mtime_ns for f, p in ck.items()}
-    first = json.loads((out / 'crossval.json').read_text())['pooled']['Act']['ccc']
-    # a run killed during fold 2: its marker (written last) is missing
     (out / 'fold2' / '.done_Act.json').unlink()
-    capsys.readouterr()
-    rec = run_cv(mini, out, '--curves', 'constant')
+    rec = run_cv(mini, out, '--pretrained', PUB)
     printed = capsys.readouterr().out
     assert '[fold1 1/2] Act: done earlier with these settings, skipped' in printed
-    assert '[fold2 2/2] Act: training on' in printed
+    assert '[fold2 2/2] Act: training on' in printed and 'ranking sequences' in printed
     assert ck['fold1'].stat().st_mtime_ns == mtime['fold1'] and ck['fold2'].stat().st_mtime_ns != mtime['fold2']
-    assert rec['pooled']['Act']['ccc']['value'] == pytest.approx(first['value'], abs=1e-4)   # same seed, same model
-    # other settings: the finished fold is redone
-    capsys.readouterr()
-    run_cv(mini, out, '--curves', 'constant', '--seed', 1, '--folds', 1)
+    assert rec['pooled']['Act']['ccc']['value'] == pytest.approx(pooled['ccc']['value'], abs=1e-4)  # same seed
+    # other settings redo a finished fold
+    run_cv(mini, out, '--pretrained', PUB, '--seed', 1, '--folds', 1)
     printed = capsys.readouterr().out
     assert 'skipped' not in printed and '[fold1 1/1] Act: training on' in printed
     assert ck['fold1'].stat().st_mtime_ns != mtime['fold1']
+
+
+def test_crossval_constant_curves_and_utterance_bootstrap(mini, one_torch_thread, tmp_path):
+    rec = run_cv(mini, tmp_path / 'cv', '--curves', 'constant', '--folds', 2, '--bootstrap', 'utterances')
+    pooled = rec['pooled']['Act']
+    assert rec['folds'] == ['fold2'] and pooled['n'] == (mini['spk'] == '10').sum()
+    assert pooled['bootstrap']['resample'] == 'utterances' and pooled['bootstrap']['n_clusters'] == pooled['n']
+    lo, hi = pooled['ccc']['ci']
+    assert lo < pooled['ccc']['value'] < hi           # utterances resampled: a real interval with one test speaker
+    seq = json.loads((tmp_path / 'cv' / 'rankseq_constant' / 'training_Act.json').read_text())
+    assert {tuple(v['ChunkRankSeq']) for v in seq.values()} == {(1,) * 22}
+
+
 
 
 def test_crossval_refuses_bad_input(mini, tmp_path, capsys):
