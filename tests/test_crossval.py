@@ -81,17 +81,42 @@ def test_crossval_two_folds_released_curves_and_resume(mini, one_torch_thread, t
     assert ck['fold1'].stat().st_mtime_ns != mtime['fold1']
 
 
-def test_crossval_constant_curves_and_utterance_bootstrap(mini, one_torch_thread, tmp_path):
-    rec = run_cv(mini, tmp_path / 'cv', '--curves', 'constant', '--folds', 2, '--bootstrap', 'utterances')
+@pytest.fixture(scope='module')
+def ravdess_mini(tmp_path_factory):
+    """RAVDESS actors 01-04 as distributed, converted by prepare_corpus.py (its four actor folds), cut to one
+    utterance per actor of anger, happiness, fear, sadness, calm and neutral (24), and its LLD store."""
+    if not (DATASETS / 'ravdess' / 'Actor_01').is_dir():
+        pytest.skip('../shared/datasets/ravdess absent')
+    import extract_features
+    import prepare_corpus
+    tmp = tmp_path_factory.mktemp('ravdess')
+    root = tmp / 'ravdess'
+    prepare_corpus.main(['ravdess', str(DATASETS / 'ravdess'), str(root)])
+    path = root / 'Labels' / 'labels_consensus.csv'
+    lab = pd.read_csv(path, dtype=str)
+    lab = lab[lab.Category.isin(['anger', 'happiness', 'fear', 'sadness', 'calm', 'neutral'])]
+    lab = lab.groupby(['SpkrID', 'Category']).head(1)
+    lab.to_csv(path, index=False)
+    extract_features.main(['--corpus', str(root), '--out', str(tmp / 'lld'), '--workers', '1'])
+    return dict(root=root, lld=tmp / 'lld', labels=lab)
+
+
+def test_crossval_converted_ravdess_constant_curves(ravdess_mini, one_torch_thread, tmp_path):
+    """Two of the converter's folds of real RAVDESS (48 kHz, derived labels), utterances resampled."""
+    rec = run_cv(ravdess_mini, tmp_path / 'cv', '--curves', 'constant', '--folds', '1,2', '--bootstrap',
+                 'utterances')
+    folds = pd.read_csv(ravdess_mini['root'] / 'Labels' / 'folds.csv', dtype=str).set_index('FileName')
+    lab = ravdess_mini['labels']
+    tested = lab.FileName[folds.loc[lab.FileName, ['fold1', 'fold2']].eq('Test').any(axis=1).values]
     pooled = rec['pooled']['Act']
-    assert rec['folds'] == ['fold2'] and pooled['n'] == (mini['spk'] == '10').sum()
-    assert pooled['bootstrap']['resample'] == 'utterances' and pooled['bootstrap']['n_clusters'] == pooled['n']
+    assert rec['folds'] == ['fold1', 'fold2'] and pooled['n'] == len(tested) == 12
+    assert pooled['bootstrap']['resample'] == 'utterances' and pooled['bootstrap']['n_clusters'] == 12
     lo, hi = pooled['ccc']['ci']
-    assert lo < pooled['ccc']['value'] < hi           # utterances resampled: a real interval with one test speaker
+    assert lo < pooled['ccc']['value'] < hi
+    assert pooled['auc_arousal']['n_high'] == 6 and pooled['auc_arousal']['n_low'] == 2     # calm, neutral left out
+    assert 'derived from intended category' in rec['labels']
     seq = json.loads((tmp_path / 'cv' / 'rankseq_constant' / 'training_Act.json').read_text())
     assert {tuple(v['ChunkRankSeq']) for v in seq.values()} == {(1,) * 22}
-
-
 
 
 def test_crossval_refuses_bad_input(mini, tmp_path, capsys):
