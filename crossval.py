@@ -164,6 +164,8 @@ def main(argv=None):
     if args.curves == 'released' and not args.pretrained:
         raise ToolkitError("--curves released needs --pretrained DIR (the authors' release, for its rankers); or "
                            "use --curves constant, or --curves fold on a corpus with per-rater labels")
+    if args.feature_norm == 'published' and not (args.pretrained or args.init_from):
+        raise ToolkitError("--feature-norm published needs --pretrained DIR or --init-from the release (its NormTerm)")
     if args.pretrained:
         from checkpoints import require_release
         require_release(args.pretrained)
