@@ -211,7 +211,7 @@ def fmt_ci(stat, digits=3):
 
 def describe_bootstrap(b):
     """'95 % CI: percentile bootstrap, 1000 resamples of the 10 speakers, seed 0'."""
-    unit = 'speakers' if b['resample'] == 'speakers' else 'utterances'
+    unit = ('speaker' if b['resample'] == 'speakers' else 'utterance') + ('s' if b['n_clusters'] != 1 else '')
     return (f"{round(b['level'] * 100)} % CI: percentile bootstrap, {b['n_boot']} resamples of the "
             f"{b['n_clusters']} {unit} (with replacement), seed {b['seed']}")
 

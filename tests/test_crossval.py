@@ -74,11 +74,19 @@ def test_crossval_two_folds_released_curves_and_resume(mini, one_torch_thread, t
     assert '[fold2 2/2] Act: training on' in printed and 'ranking sequences' in printed
     assert ck['fold1'].stat().st_mtime_ns == mtime['fold1'] and ck['fold2'].stat().st_mtime_ns != mtime['fold2']
     assert rec['pooled']['Act']['ccc']['value'] == pytest.approx(pooled['ccc']['value'], abs=1e-4)  # same seed
-    # other settings redo a finished fold
-    run_cv(mini, out, '--pretrained', PUB, '--seed', 1, '--folds', 1)
+    # other settings redo a finished fold: here target curves from a ranker trained on the fold's Train part
+    run_cv(mini, out, '--curves', 'fold', '--ranker-epochs', 1, '--ranker-batch', 32, '--ranker-pairs', 64, '--folds', 1)
     printed = capsys.readouterr().out
     assert 'skipped' not in printed and '[fold1 1/1] Act: training on' in printed
     assert ck['fold1'].stat().st_mtime_ns != mtime['fold1']
+    ranker = json.loads(next((out / 'fold1' / 'ranker').glob('*_ranker.meta.json')).read_text())
+    assert ranker['kind'] == 'ranker' and 'fold1' in json.dumps(ranker['corpus'])
+    for part, spk in (('training', '12'), ('validation', '10')):      # fold1: Train 12, Validation 10, Test 09
+        pairs = pd.read_csv(out / 'fold1' / 'preference_labels' / f'{part}_Act.csv')
+        assert len(pairs) and {n[:2] for n in pairs.Sentence1} | {n[:2] for n in pairs.Sentence2} == {spk}
+    assert not (out / 'fold1' / 'preference_labels' / 'testing_Act.csv').exists()
+    rs = json.loads((out / 'fold1' / 'rankseq' / 'training_Act.json').read_text())
+    assert set(rs) == set(mini['labels'].FileName)
 
 
 @pytest.fixture(scope='module')
