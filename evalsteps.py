@@ -104,11 +104,11 @@ def released_rankseq(corpus_root, features, pretrained, emos, out, common, folds
     all (training.py reads the Train names of any fold from it)."""
     from corpus import Corpus
     out = Path(out)
-    settings = {'what': 'released rankseq', 'corpus': str(Path(corpus_root).resolve()), 'pretrained':
-                str(Path(pretrained).resolve()), 'emos': emos, 'folds': [str(f) for f in folds]}
-    if is_done(out / '.done.json', settings):
-        return out
     for emo in emos:
+        settings = {'what': 'released rankseq', 'corpus': str(Path(corpus_root).resolve()), 'pretrained':
+                    str(Path(pretrained).resolve()), 'emo': emo, 'folds': [str(f) for f in folds]}
+        if is_done(out / f'.done_{emo}.json', settings):
+            continue
         files, have = [], set()
         for fold in [None, *folds]:
             if fold is not None:
@@ -121,7 +121,7 @@ def released_rankseq(corpus_root, features, pretrained, emos, out, common, folds
             run_step('generate_ranking_seqence', argv, out / f'rankseq_{emo}.log')
             files += [raw / f'{s}_{emo}.json' for s in ('training', 'validation', 'testing')]
             have = set(merge_rankseq(files, out / f'training_{emo}.json'))
-    mark_done(out / '.done.json', settings)
+        mark_done(out / f'.done_{emo}.json', settings)
     return out
 
 
