@@ -27,6 +27,7 @@ arousal AUC, the interval in each cell). Resumable per model and per cell (done 
 settings); --fresh redoes everything.
 """
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -279,7 +280,7 @@ def main(argv=None):
               'corpora': {n: {'root': str(c.root), 'utterances': len(c), 'labels': S.label_source(c)}
                           for n, c in {**test, **train}.items()},
               'wall_seconds_this_run': round(time.time() - t0, 1),
-              'command': 'python crosscorpus.py ' + ' '.join(sys.argv[1:] if argv is None else argv)}
+              'command': 'python crosscorpus.py ' + shlex.join(sys.argv[1:] if argv is None else argv)}
     out = Path(args.out or work)
     atomic_write_text(out / f'{args.name}.json', json.dumps(record, indent=1, default=str))
     md = markdown(record)

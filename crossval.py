@@ -26,6 +26,7 @@ redo the folds; --fresh redoes everything). Every step's output goes to a .log f
 the progress is printed.
 """
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -207,7 +208,7 @@ def main(argv=None):
                             for f in folds], ignore_index=True) for e in emos}
     res = S.pooled_metrics(corpus, pooled, args.bootstrap, args.bootstrap_n)
     per_fold = {e: [rows[f, e]['CCC'] for f in folds] for e in emos}
-    cmd = 'python crossval.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
+    cmd = 'python crossval.py ' + shlex.join(sys.argv[1:] if argv is None else argv)
     record = {'corpus': corpus.name, 'corpus_root': str(corpus.root), 'folds': folds, 'labels': S.label_source(corpus),
               'protocol': 'train on the fold\'s Train part, keep the best Validation epoch, test on its Test part; '
                           'Test predictions of all folds pooled',
