@@ -161,7 +161,7 @@ def heatmap(record, path):
                 st = cell and cell['metrics'].get(emo, {}).get(key)
                 if st and np.isfinite(st['value']):
                     val[i, j] = st['value']
-                    txt[i][j] = f"{st['value']:.2f}\n[{st['ci'][0]:.2f}, {st['ci'][1]:.2f}]"
+                    txt[i][j] = f"{st['value']:.2f}\n[{st['ci'][0]:.2f}, {st['ci'][1]:.2f}]{one_speaker(cell, emo)}"
         lo = 0.5 if key == 'auc_arousal' else 0.0
         im = ax.imshow(val, cmap='viridis', vmin=lo, vmax=1.0, aspect='auto')
         for i in range(len(rows)):
@@ -179,11 +179,19 @@ def heatmap(record, path):
     axes[0][0].set_ylabel('trained on', fontsize=8)
     b = record['bootstrap']
     fig.suptitle(f"train → test; feature norm {record['settings']['feature_norm']}; 95 % CI, {b['resample']} "
-                 f"resampled ({b['n_boot']} resamples)", fontsize=9)
+                 f"resampled ({b['n_boot']} resamples)" + ('; † one test speaker: the interval is the point'
+                                                            if any(one_speaker(c, emos[0]) for c in
+                                                                   record['cells'].values()) else ''), fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def one_speaker(cell, emo):
+    """' †' when a cell's speaker interval rests on a single test speaker."""
+    b = cell and cell['metrics'].get(emo, {}).get('bootstrap')
+    return ' †' if b and b['resample'] == 'speakers' and b['n_clusters'] == 1 else ''
 
 
 def markdown(record):
@@ -207,13 +215,16 @@ def markdown(record):
                 '|---|' + '---|' * len(cols)]
         for r in rows:
             out.append(f'| {r} | ' + ' | '.join(M.fmt_ci((cell(r, c) or {'metrics': {}})['metrics'].get(emo, {})
-                                                          .get(key)) for c in cols) + ' |')
+                                                          .get(key)) + one_speaker(cell(r, c), emo) for c in cols) + ' |')
     out += ['\nUtterances per cell (N) and test-side normalisation:\n',
             '| trained on ↓ / tested on → | ' + ' | '.join(cols) + ' |', '|---|' + '---|' * len(cols)]
     for r in rows:
         out.append(f'| {r} | ' + ' | '.join(
             f"{cell(r, c)['n']} ({cell(r, c)['test_set']}), {cell(r, c)['feature_norm']}" if cell(r, c) else '–'
             for c in cols) + ' |')
+    if any(one_speaker(cell(r, c), emos[0]) for r in rows for c in cols):
+        out.append('\n† one test speaker: resampling speakers has nothing to vary, so the interval is the point '
+                   'value (pass --bootstrap utterances for an utterance interval).')
     out.append(f"\nCommand: `{record['command']}`\n")
     return '\n'.join(out)
 
