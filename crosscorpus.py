@@ -127,7 +127,8 @@ def test_cell(args, row, ckpt, test, feats, emo, work, common, same):
     scope = args.feature_norm
     if row == RELEASED and scope == 'train':
         scope = 'published'            # the release was trained with its published statistics
-    settings = {'row': row, 'model': str(ckpt), 'test': str(test.root.resolve()), 'n': len(test), 'emo': emo,
+    settings = {'row': row, 'model': str(Path(args.pretrained).resolve()) if row == RELEASED else str(ckpt),
+                'test': str(test.root.resolve()), 'n': len(test), 'emo': emo,
                 'split': split, 'feature_norm': scope, 'limit': args.limit, 'bootstrap': args.bootstrap}
     marker = d / f'.done_{emo}.json'
     if args.fresh or not S.is_done(marker, settings):

@@ -92,7 +92,10 @@ def fold_list(corpus, spec):
                            f'writes it; see docs/protocols.md for its format)')
     if spec == 'all':
         return names
-    want = [f'fold{int(s.strip().lower().removeprefix("fold"))}' for s in spec.split(',') if s.strip()]
+    try:
+        want = [f'fold{int(s.strip().lower().removeprefix("fold"))}' for s in spec.split(',') if s.strip()]
+    except ValueError:
+        raise ToolkitError(f"--folds {spec}: give 'all' or fold numbers, e.g. 1,2") from None
     bad = [w for w in want if w not in names]
     if bad:
         raise ToolkitError(f'--folds {spec}: {", ".join(bad)} not in {corpus.folds_path} (it has {", ".join(names)})')
