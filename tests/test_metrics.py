@@ -119,3 +119,17 @@ def test_fast_on_10k_utterances():
     assert r['ccc']['ci'][0] < r['ccc']['value'] < r['ccc']['ci'][1]
     assert 'speakers' in M.describe_bootstrap(r['bootstrap']) and '1000 resamples of the 100' in \
         M.describe_bootstrap(r['bootstrap'])
+
+
+def test_categories_and_bootstrap_unit(tiny_corpus):
+    from corpus import Corpus
+    assert [M.canonical_category(c) for c in ['A', 'Angry', 'ang', 'H', 'exc', 'F', 'S', 'Bored', 'calm', 'xxx']] \
+        == ['anger', 'anger', 'anger', 'happiness', 'happiness', 'fear', 'sadness', 'boredom', 'calm', 'no agreement']
+    assert M.canonical_category(float('nan')) is None and M.canonical_category('Kummer') == 'kummer'
+    c = Corpus(tiny_corpus)
+    names = c.files()[:5]
+    # no Category column in this corpus: EmoClass letters, read through the same table
+    assert M.corpus_categories(c, names) == [M.canonical_category(x) for x in c.labels.EmoClass[:5]]
+    assert M.bootstrap_unit('speakers', M.corpus_speakers(c, names)) == ('speakers', '')
+    unit, note = M.bootstrap_unit('speakers', ['1', None])
+    assert unit == 'utterances' and 'no speaker ID' in note
