@@ -205,7 +205,9 @@ def markdown(record):
            f"Seq2Seq -ep {s['epochs']} -batch {s['batch']}, curves {s['curves']}, test-side feature "
            f"normalisation **{s['feature_norm']}**" + (f', --limit {s["limit"]} (SMOKE SIZE)' if s['limit'] else '')
            + '.' + (f"\n\n{record['note']}" if record.get('note') else '')
-           + f"\n\n{M.describe_bootstrap(record['bootstrap'])} of the test corpus in each cell.\n\nLabels: "
+           + f"\n\n95 % CI: percentile bootstrap, {record['bootstrap']['n_boot']} resamples of the test corpus's "
+             f"{record['bootstrap']['resample']} in each cell (with replacement; the number of speakers per cell is in "
+             f"the JSON), seed {record['bootstrap']['seed']}.\n\nLabels: "
            + '; '.join(f"{n}: {c['labels']}" for n, c in record['corpora'].items())
            + ' (derived = A/V/D from the category table, not rated; CCC then measures how well the category\'s '
              'point is recovered).\n']
