@@ -10,7 +10,10 @@ labels_detailed.csv (v1.6-v1.10) or EmoDetail strings (v1.11+), Transcripts/ and
 TextGrids. Tables are read lazily and parsed with vectorised pandas code (150k rows in well
 under a second); nothing here loops over rows in Python except the JSON format.
 
-Writing (make_demo_corpus.py, prepare_emodb.py, make_spliced_set.py): `staged_dir` builds a corpus in a
+Folds: `Corpus(root, fold=3)` takes the splits from Labels/folds.csv column fold3 (written by prepare_corpus.py)
+instead of Split_Set; `fold_names()` lists them.
+
+Writing (make_demo_corpus.py, corpora/, make_spliced_set.py): `staged_dir` builds a corpus in a
 hidden folder next to its final place and `publish_dir` moves it there when it is complete;
 `write_textgrid`, `write_labels` (consensus + v1.11 EmoDetail), `emo_detail`, `write_json` and
 `window_truth` (ChunkTruth) write the pieces.

@@ -35,7 +35,7 @@ from errors import ToolkitError
 from seq2seq import predict, seq2seq_datasets, seq2seq_step
 from utils import ccc, ddp_cleanup, ddp_setup, make_scaler, parse_emos, set_seed, unwrap
 
-RESUME_KEYS = ('batch', 'lr', 'seed', 'freeze', 'init_from', 'feature_norm', 'label_norm', 'limit', 'amp')
+RESUME_KEYS = ('batch', 'lr', 'seed', 'freeze', 'init_from', 'feature_norm', 'label_norm', 'limit', 'amp', 'fold')
 
 
 def build_parser():
@@ -64,7 +64,8 @@ def build_parser():
 def settings_of(args, lr):
     return {'epochs': args.epochs, 'batch': args.batch_size, 'lr': lr, 'seed': args.seed, 'freeze': args.freeze,
             'init_from': C.display_path(args.init_from) if args.init_from else None,
-            'feature_norm': args.feature_norm, 'label_norm': args.label_norm, 'limit': args.limit, 'amp': args.amp}
+            'feature_norm': args.feature_norm, 'label_norm': args.label_norm, 'limit': args.limit, 'amp': args.amp,
+            'fold': args.fold}
 
 
 def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
@@ -132,6 +133,7 @@ def main(argv=None):
     rank, world, device, is_main = ddp_setup(args.device)
     try:
         corpus = cli.open_corpus(args.corpus, args.fold)
+        args.fold = corpus.fold   # one spelling ('fold2') in the record and the resume check
         store = cli.open_store(args.features, corpus)
         return [train_seq2seq(args, emo, corpus, store, rank, world, device, is_main) for emo in emos]
     finally:

@@ -79,7 +79,7 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
     settings = {'epochs': args.epochs, 'batch': args.batch_size, 'lr': args.lr, 'seed': args.seed, 'freeze': args.freeze,
                 'init_from': C.display_path(args.init_from) if args.init_from else None,
                 'feature_norm': args.feature_norm, 'limit': args.limit, 'amp': args.amp,
-                'pairs_per_epoch': args.pairs_per_epoch}
+                'pairs_per_epoch': args.pairs_per_epoch, 'fold': args.fold}
     run = C.Run(ckpt, ['epoch', 'train_loss', 'val_loss', 'train_f1', 'val_f1', 'val_acc'], is_main,
                 args.resume, {k: v for k, v in settings.items() if k != 'epochs'})
     net, start, best, best_ep = run.start(model, opt, scaler, args.resume, world, device, emo, -1.0)
@@ -115,6 +115,7 @@ def main(argv=None):
     rank, world, device, is_main = ddp_setup(args.device)
     try:
         corpus = cli.open_corpus(args.corpus, args.fold)
+        args.fold = corpus.fold   # one spelling ('fold2') in the record and the resume check
         store = cli.open_store(args.features, corpus)
         return [train_one(args, emo, corpus, store, rank, world, device, is_main) for emo in parse_emos(args.emo_attr)]
     finally:

@@ -113,10 +113,10 @@ def read(src, report, speakers=None, **_):
         if sent not in SENTENCES or emo not in EMOTION or lvl not in LEVEL:
             report.skip(f'AudioWAV/{p.name}', f'unknown sentence/emotion/level code ({sent}, {emo}, {lvl})')
             continue
-        if speakers and actor not in speakers:
-            continue
         files[p.stem] = (p, actor, sent, emo, lvl)
     ratings = voice_ratings(src, files, report)
+    if speakers:   # --speakers: only these actors (their responses; the others' are not reported)
+        files = {k: v for k, v in files.items() if v[1] in speakers}
     by_clip = {}
     for clip, rater, cat, s in ratings:
         by_clip.setdefault(clip, []).append((rater, cat, s))

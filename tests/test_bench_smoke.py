@@ -114,6 +114,7 @@ def test_bench_scale(capsys, tmp_path):
 
 HELP = [('bench.bench_ranking', ['--out', '--naive-utts']), ('bench.bench_preference', ['--published-utts', '--plain-utts']),
         ('bench.bench_pipeline', ['--out']), ('bench.bench_norm', ['--base-utts']), ('bench.bench_scale', ['--out']),
+        ('bench.bench_convert', ['--repeats', '--ravdess', 'files/s']),
         ('make_demo_corpus', ['--']), ('prepare_emodb', ['4 + 3x', 'erkennung']), ('make_spliced_set', ['--']),
         ('evaluate_retrieval', ['--'])]
 
