@@ -20,10 +20,10 @@ per attribute with 95 % bootstrap intervals (speakers resampled by default, --bo
 (metrics.py).
 
 Outputs in --out (default runs/crossval/<corpus name>): fold<K>/ (model/, test/, logs of every step),
-crossval.json and crossval.md. A fold's attribute is done when its marker fold<K>/.done_<Emo>.json holds
-the current settings: a killed run started again resumes at the first unfinished fold (changed settings
-redo the folds; --fresh redoes everything). Every step's output goes to a .log file next to its results;
-the progress is printed.
+crossval.json and crossval.md (or --report DIR/--name NAME). A fold's attribute is done when its marker
+fold<K>/.done_<Emo>.json holds the current settings: a killed run started again resumes at the first
+unfinished fold (changed settings redo the folds; --fresh redoes everything). Every step's output goes to a
+.log file next to its results; the progress is printed.
 """
 import json
 import shlex
@@ -80,7 +80,9 @@ def build_parser():
     p.add_argument('--limit', type=int, default=None, help='smoke tests only: at most N utterances per split in '
                    'every step (the numbers are then meaningless)')
     M.add_bootstrap_args(p)
-    p.add_argument('--out', default=None, help='output folder (default runs/crossval/<corpus name>)')
+    p.add_argument('--out', default=None, help='output folder of the folds (default runs/crossval/<corpus name>)')
+    p.add_argument('--report', default=None, help='folder of <name>.json and <name>.md (default: --out)')
+    p.add_argument('--name', default='crossval', help='stem of the report files (default crossval)')
     p.add_argument('--fresh', action='store_true', help='ignore the done markers and redo every fold')
     return p
 
@@ -212,22 +214,26 @@ def main(argv=None):
     res = S.pooled_metrics(corpus, pooled, args.bootstrap, args.bootstrap_n)
     per_fold = {e: [rows[f, e]['CCC'] for f in folds] for e in emos}
     cmd = 'python crossval.py ' + shlex.join(sys.argv[1:] if argv is None else argv)
+    from checkpoints import display_path
+    shown = {**settings, 'corpus': display_path(settings['corpus']), 'init_from': display_path(settings['init_from']),
+             'pretrained': display_path(settings['pretrained'])}      # no machine paths in the record
     record = {'corpus': corpus.name, 'corpus_root': str(corpus.root), 'folds': folds, 'labels': S.label_source(corpus),
               'protocol': 'train on the fold\'s Train part, keep the best Validation epoch, test on its Test part; '
                           'Test predictions of all folds pooled',
-              'settings': settings, 'pooled': res,
+              'settings': shown, 'pooled': res,
               'per_fold': {f: {e: {k: rows[f, e][k] for k in ('N', 'CCC', 'CCC_lo', 'CCC_hi', 'Pearson_r',
                                                              'feature_norm', 'seconds_train')} for e in emos}
                            for f in folds},
               'wall_seconds_this_run': round(time.time() - t0, 1), 'command': cmd}
-    atomic_write_text(out / 'crossval.json', json.dumps(record, indent=1, default=str))
+    rep = Path(args.report or out)
+    atomic_write_text(rep / f'{args.name}.json', json.dumps(record, indent=1, default=str))
     md = (f'# Cross-validation on {corpus.name}\n\n{len(folds)} speaker-disjoint folds ({", ".join(folds)}); '
           f'Seq2Seq -ep {args.epochs} -batch {args.batch_size}, curves {args.curves}, '
           f'{"init " + args.init_from if args.init_from else "from scratch"}, feature norm '
           f'{rows[folds[0], emos[0]]["feature_norm"]}' + (f', --limit {args.limit} (SMOKE SIZE)' if args.limit else '')
           + f'.\nLabels: {record["labels"]}.\nCommand: `{cmd}`\n\nPooled Test predictions:\n\n' + M.markdown_tables(res, per_fold) + '\n')
-    atomic_write_text(out / 'crossval.md', md)
-    print('\n' + md + f'\nwrote {out / "crossval.json"} and {out / "crossval.md"}')
+    atomic_write_text(rep / f'{args.name}.md', md)
+    print('\n' + md + f'\nwrote {rep / args.name}.json and .md')
     return record
 
 
