@@ -80,6 +80,8 @@ def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device):
     path = Path(args.out) / f'{emo}_{split}_predictions.csv'
     atomic_write_text(path, df.to_csv(index=False))
     unit, note = M.bootstrap_unit(args.bootstrap, M.corpus_speakers(corpus, names))
+    if unit == 'speakers' and len(set(M.corpus_speakers(corpus, names))) == 1:
+        note = 'one speaker: the interval is the point value; --bootstrap utterances gives an utterance interval'
     r = M.evaluate(pred, y, M.corpus_speakers(corpus, names) if unit == 'speakers' else None, resample=unit,
                    n_boot=args.bootstrap_n)
     return {'Attr': emo, 'Split': split, 'N': len(names), 'CCC': r['ccc']['value'], 'CCC_lo': r['ccc']['ci'][0],
