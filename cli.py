@@ -247,7 +247,8 @@ def parse_model_args(p, argv=None):
 NOT_FOR_MSCR = {'epochs': '-ep', 'emo_attr': '-emo', 'features': '--features (use --audio-store)',
                 'norm': '--norm (MSCR computes its statistics from the Train split, see --mscr-norm)',
                 'feature_norm': '--feature-norm (use --mscr-norm)', 'label_norm': '--label-norm',
-                'rankseq': '--rankseq', 'init_from': '--init-from', 'freeze': '--freeze', 'pretrained': '--pretrained'}
+                'rankseq': '--rankseq', 'init_from': '--init-from', 'freeze': '--freeze', 'pretrained': '--pretrained',
+                'bootstrap': '--bootstrap', 'bootstrap_n': '--bootstrap-n'}
 NOT_FOR_MSCR_TRAINING = {'out': '--out (use --save-dir)'}
 
 

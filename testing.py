@@ -1,4 +1,5 @@
-"""Test Seq2Seq SER models: CCC and Pearson r per attribute and split, per-utterance CSVs.
+"""Test Seq2Seq SER models: CCC and Pearson r per attribute and split with 95 % bootstrap confidence intervals,
+per-utterance CSVs.
 
     python testing.py -ep 30 -batch 128 -emo Val
     python testing.py -emo all --pretrained ../Chunk-Level-Emotion-Retrieval --corpus ROOT -set all
@@ -17,8 +18,10 @@ Predictions are de-normalised with the model's label statistics; CCC is computed
 corpus has no Test split). Test is the published test set: Test1 where the release has Test1 and Test2 (both
 published codes score that one set); -set Test2 (any release split name) scores another. Every row names the
 release splits it scored (Release_splits).
+Intervals: percentile bootstrap with a fixed seed (metrics.py, docs/protocols.md); --bootstrap speakers (default)
+resamples whole speakers, the honest interval for unseen speakers; utterances treats utterances as independent.
 Output (--out, default runs/testing): <Emo>_<Split>_predictions.csv (FileName, Label, Pred, Chunk01..22:
-the 22-chunk curve) and metrics.csv (with the model source, checksum and normalisation); the table is printed.
+the 22-chunk curve) and metrics.csv (with the intervals, the model source, checksum and normalisation); the table is printed.
 """
 import sys
 from pathlib import Path
@@ -29,12 +32,13 @@ import torch
 
 import checkpoints as C
 import cli
+import metrics as M
 import mscr
 import norm as N
 from dataloader import PadCollate, UtteranceDataset, chunk_frames, limit_names
 from errors import ToolkitError
 from seq2seq import predict
-from utils import EMO_COL, atomic_write_text, ccc, get_device, parse_emos, set_seed
+from utils import EMO_COL, atomic_write_text, get_device, parse_emos, set_seed
 
 
 def build_parser():
@@ -52,13 +56,9 @@ def build_parser():
                         'release split names such as Test2 or Development, comma-separated (default Test)')
     p.add_argument('--out', default=str(cli.REPO / 'runs' / 'testing'),
                    help='output folder for predictions and metrics (default runs/testing)')
+    M.add_bootstrap_args(p)
     cli.add_mscr_args(p, train=False)
     return p
-
-
-def pearson(x, y):
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    return float(np.corrcoef(x, y)[0, 1]) if len(x) > 1 and x.std() > 0 and y.std() > 0 else float('nan')
 
 
 def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device):
@@ -83,9 +83,16 @@ def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device):
                    axis=1)
     path = Path(args.out) / f'{emo}_{split}_predictions.csv'
     atomic_write_text(path, df.to_csv(index=False))
+    unit, note = M.bootstrap_unit(args.bootstrap, M.corpus_speakers(corpus, names))
+    if unit == 'speakers' and len(set(M.corpus_speakers(corpus, names))) == 1:
+        note = 'one speaker: the interval is the point value; --bootstrap utterances gives an utterance interval'
+    r = M.evaluate(pred, y, M.corpus_speakers(corpus, names) if unit == 'speakers' else None, resample=unit,
+                   n_boot=args.bootstrap_n)
     return {'Attr': emo, 'Split': split, 'Release_splits': '+'.join(corpus.release_splits(names=names)),
-            'N': len(names), 'CCC': ccc(pred, y), 'Pearson_r': pearson(pred, y),
-            'predictions': C.display_path(path)}
+            'N': len(names), 'CCC': r['ccc']['value'], 'CCC_lo': r['ccc']['ci'][0],
+            'CCC_hi': r['ccc']['ci'][1], 'Pearson_r': r['pearson_r']['value'], 'r_lo': r['pearson_r']['ci'][0],
+            'r_hi': r['pearson_r']['ci'][1], 'bootstrap': M.describe_bootstrap(r['bootstrap']) + (
+                f' ({note})' if note else ''), 'predictions': C.display_path(path)}
 
 
 def test_emo(args, emo, corpus, store, device, sets):
@@ -134,9 +141,15 @@ def main(argv=None):
     print(f'\nCCC on the raw de-normalised predictions, not clipped ({corpus.name})')
     for ck in ckpts:
         print(f'  {"/".join(ck.attributes)}: {ck.describe()}, SHA-256 {(ck.sha256 or "?")[:12]}')
-    print(f'{"Attr":5s} {"Split":11s} {"release":11s} {"N":>6s} {"CCC":>8s} {"r":>8s}  feature norm')
+    print(f'{"Attr":5s} {"Split":11s} {"release":11s} {"N":>6s} {"CCC [95 % CI]":>25s} {"r [95 % CI]":>25s}  '
+          f'feature norm')
     for r in rows:
-        print(f'{r["Attr"]:5s} {r["Split"]:11s} {r["Release_splits"]:11s} {r["N"]:6d} {r["CCC"]:8.4f} {r["Pearson_r"]:8.4f}  {r["feature_norm"]}')
+        ci = lambda v, lo, hi: f'{v:.4f} [{lo:.4f}, {hi:.4f}]'   # noqa: E731
+        print(f'{r["Attr"]:5s} {r["Split"]:11s} {r["Release_splits"]:11s} {r["N"]:6d} '
+              f'{ci(r["CCC"], r["CCC_lo"], r["CCC_hi"]):>25s} {ci(r["Pearson_r"], r["r_lo"], r["r_hi"]):>25s}  '
+              f'{r["feature_norm"]}')
+    for b in dict.fromkeys(r['bootstrap'] for r in rows):
+        print(b)
     metrics = Path(args.out) / 'metrics.csv'
     atomic_write_text(metrics, pd.DataFrame(rows).to_csv(index=False))
     print(f'predictions and metrics: {Path(args.out)}')

@@ -28,6 +28,37 @@ def tiny_corpus(tmp_path_factory):
     return make_tiny_corpus(tmp_path_factory.mktemp('tiny') / 'corpus')
 
 
+EMODB_MINI_SPEAKERS = ['09', '10', '12']
+EMODB_MINI_FOLDS = {'fold1': {'09': 'Test', '10': 'Validation', '12': 'Train'},
+                    'fold2': {'10': 'Test', '12': 'Validation', '09': 'Train'}}
+
+
+@pytest.fixture(scope='session')
+def emodb_mini(tmp_path_factory):
+    """Emo-DB speakers 09, 10, 12 converted by prepare_emodb.py, cut to 2 utterances per category and speaker
+    (35: speaker 12 has one fear utterance), a Labels/folds.csv with two folds, and its LLD store. Skips without
+    ../shared. Do not modify it."""
+    if not (DATASETS / 'emodb' / 'wav').is_dir():
+        pytest.skip('../shared/datasets/emodb absent')
+    import pandas as pd
+
+    import extract_features
+    import prepare_emodb
+    tmp = tmp_path_factory.mktemp('crossval')
+    root, _ = prepare_emodb.prepare(DATASETS / 'emodb', tmp / 'emodb3', test='09', dev='10',
+                                    speakers=','.join(EMODB_MINI_SPEAKERS), progress=False)
+    lab_path = root / 'Labels' / 'labels_consensus.csv'
+    lab = pd.read_csv(lab_path, dtype={'SpkrID': str})
+    letter = lab.FileName.str[5]
+    lab = lab[letter.isin(list('WFALTN'))].groupby([lab.SpkrID.str.zfill(2), letter]).head(2)
+    lab.to_csv(lab_path, index=False)
+    spk = lab.FileName.str[:2]
+    folds = lab[['FileName', 'SpkrID']].assign(**{f: spk.map(parts) for f, parts in EMODB_MINI_FOLDS.items()})
+    folds.to_csv(root / 'Labels' / 'folds.csv', index=False)
+    extract_features.main(['--corpus', str(root), '--out', str(tmp / 'lld'), '--workers', '1'])
+    return dict(tmp=tmp, root=root, lld=tmp / 'lld', labels=lab, spk=spk)
+
+
 @pytest.fixture(scope='module')
 def one_torch_thread():
     """One torch thread for the module, restored afterwards: on a shared 2-core machine intra-op threads mostly

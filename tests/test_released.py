@@ -120,6 +120,9 @@ def test_testing_reproduces_readme_ccc(emodb_test):
     assert (met.N == 107).all()
     for emo, want in README_TEST_CCC.items():
         assert abs(met.loc[emo, 'CCC'] - want) <= 5e-4, (emo, met.loc[emo, 'CCC'])
+    # 95 % intervals from resampling the two test speakers (metrics.py), around the point values
+    assert (met.CCC_lo <= met.CCC).all() and (met.CCC_hi >= met.CCC).all() and (met.r_lo <= met.r_hi).all()
+    assert met.bootstrap.str.contains('1000 resamples of the 2 speakers').all()
 
 
 # ---------------------------------------------------------------- ranking sequences == the tournament

@@ -1,0 +1,178 @@
+"""Steps shared by the evaluation protocols (crossval.py, crosscorpus.py; docs/protocols.md): run a project
+script's main() with an argv (its output appended to a log file), done markers keyed on settings, the
+feature store of a corpus, ranking sequences (released rankers, rankers trained on a fold, or constant), and
+pooled predictions -> metrics with bootstrap intervals.
+
+Nothing here re-implements training or testing: every model is trained by training.py and tested by
+testing.py, exactly as a user would run them.
+"""
+import contextlib
+import hashlib
+import importlib
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import metrics as M
+from errors import ToolkitError
+from utils import EMOS, atomic_write_text
+
+REPO = Path(__file__).resolve().parent
+RANKER_DIR = REPO / 'chunk_emotion_rankers'
+K_CHUNKS = 22
+
+
+class StepError(ToolkitError):
+    """A step (a project script) failed; the message has its command line and log file."""
+
+
+def settings_key(settings):
+    """Short stable hash of a settings dict (what a done marker is keyed on)."""
+    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def is_done(marker, settings):
+    """True when `marker` exists and was written for exactly these settings."""
+    p = Path(marker)
+    if not p.is_file():
+        return False
+    try:
+        return json.loads(p.read_text()).get('key') == settings_key(settings)
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def mark_done(marker, settings, **extra):
+    atomic_write_text(marker, json.dumps({'key': settings_key(settings), 'settings': settings,
+                                          'finished': time.strftime('%Y-%m-%d %H:%M:%S'), **extra},
+                                         indent=1, default=str))
+
+
+def run_step(module, argv, log):
+    """`module.main(argv)` (a top-level script or one of chunk_emotion_rankers/) with stdout and stderr appended
+    to `log` -> (what main returned, seconds). A failure raises StepError naming the command and the log."""
+    if str(RANKER_DIR) not in sys.path:
+        sys.path.append(str(RANKER_DIR))
+    mod = importlib.import_module(module)
+    argv = [str(a) for a in argv]
+    cmd = f'python {Path(mod.__file__).relative_to(REPO)} ' + ' '.join(argv)
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open(log, 'a') as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        print(f'$ {cmd}', flush=True)
+        try:
+            out = mod.main(argv)
+        except SystemExit as e:
+            if e.code not in (None, 0):
+                raise StepError(f'{cmd}\n  exited with {e.code}; see {log}') from None
+            out = None
+        except Exception as e:
+            traceback.print_exc(file=f)
+            raise StepError(f'{cmd}\n  failed: {type(e).__name__}: {e}\n  log: {log}') from None
+    return out, time.perf_counter() - t0
+
+
+def ensure_features(corpus, features, log, workers=2):
+    """The LLD store of `corpus` (a Corpus): `features` or features/<corpus name>/lld; extracted with
+    extract_features.py when it is missing or incomplete (that script resumes) -> path."""
+    import cli
+    path = Path(features) if features else cli.default_features(corpus)
+    meta = path / 'meta.json'
+    if not (meta.exists() and json.loads(meta.read_text()).get('complete')):
+        print(f'  extracting LLDs of {corpus.name} -> {path} (log {log})', flush=True)
+        run_step('extract_features', ['--corpus', corpus.root, '--feature', 'lld', '--out', path, '--workers', workers,
+                                      '--device', 'cpu'], log)
+    return path
+
+
+def merge_rankseq(files, out):
+    """Several {FileName: {"ChunkRankSeq": [...]}} JSON files -> one (later files do not overwrite)."""
+    merged = {}
+    for p in files:
+        if Path(p).is_file():
+            for k, v in json.loads(Path(p).read_text()).items():
+                merged.setdefault(k, v)
+    atomic_write_text(out, json.dumps(merged))
+    return merged
+
+
+def released_rankseq(corpus_root, features, pretrained, emos, out, common, folds=()):
+    """Ranking sequences from the authors' released rankers of every utterance of the default split (-set all)
+    and of any fold in `folds` whose utterances that left out -> folder with training_<Emo>.json holding them
+    all (training.py reads the Train names of any fold from it)."""
+    from corpus import Corpus
+    out = Path(out)
+    for emo in emos:
+        settings = {'what': 'released rankseq', 'corpus': str(Path(corpus_root).resolve()), 'pretrained':
+                    str(Path(pretrained).resolve()), 'emo': emo, 'folds': [str(f) for f in folds]}
+        if is_done(out / f'.done_{emo}.json', settings):
+            continue
+        files, have = [], set()
+        for fold in [None, *folds]:
+            if fold is not None:
+                fc = Corpus(corpus_root, fold=fold)
+                if {n for split in ('Train', 'Validation', 'Test') for n in fc.files(split)} <= have:
+                    continue
+            raw = out / 'raw' / (fold or 'default')
+            argv = ['-emo', emo, '-set', 'all', '--pretrained', pretrained, '--corpus', corpus_root, '--features',
+                    features, '--out', raw, *step_args(common, limit=False)] + (['--fold', fold] if fold else [])
+            run_step('generate_ranking_seqence', argv, out / f'rankseq_{emo}.log')
+            files += [raw / f'{s}_{emo}.json' for s in ('training', 'validation', 'testing')]
+            have = set(merge_rankseq(files, out / f'training_{emo}.json'))
+        mark_done(out / f'.done_{emo}.json', settings)
+    return out
+
+
+def constant_rankseq(corpus, out, emos=EMOS):
+    """All ranks equal: the target curve is then constant at the utterance mean (the Seq2Seq model learns
+    from the utterance labels only)."""
+    out = Path(out)
+    seq = {n: {'ChunkRankSeq': [1] * K_CHUNKS} for n in corpus.labels['FileName']}
+    for e in emos:
+        atomic_write_text(out / f'training_{e}.json', json.dumps(seq))
+    return out
+
+
+def step_args(common, limit=True):
+    """--device/--workers(/--limit) flags shared by the step scripts, from a dict. Ranking sequences are made for
+    every utterance (limit=False), so that a --limit run finds the sequences of whichever subset it draws."""
+    a = ['--device', common.get('device') or 'cpu', '--workers', common.get('workers', 0)]
+    return a + (['--limit', common['limit']] if limit and common.get('limit') else [])
+
+
+# ---------------------------------------------------------------- pooled predictions -> metrics
+def label_source(corpus):
+    """Where the corpus's A/V/D labels come from, from the converters' LabelSource/DerivedFrom columns:
+    'raters', 'derived from intended category', ... ('consensus labels' when the corpus does not say)."""
+    lab = corpus.labels
+    if 'LabelSource' not in lab.columns:
+        return 'consensus labels'
+    out = []
+    for src, g in lab.groupby(lab['LabelSource'].fillna('?').astype(str)):
+        how = g['DerivedFrom'].dropna().astype(str).unique() if 'DerivedFrom' in g.columns else []
+        out.append(src + (f" from {', '.join(sorted(h for h in how if h))}" if src == 'derived' and len(how) else ''))
+    return '; '.join(out)
+
+
+def pooled_metrics(corpus, by_emo, resample, n_boot):
+    """{emo: DataFrame with FileName, Label, Pred} (pooled test predictions) -> {emo: metrics.evaluate(...)}.
+    Speakers and categories come from `corpus`; the arousal AUC is on the Act predictions only. An
+    utterance predicted twice is an error (the folds' Test parts must not overlap)."""
+    out = {}
+    for emo, df in by_emo.items():
+        dup = df.FileName.duplicated()
+        if dup.any():
+            raise ToolkitError(f'{emo}: {int(dup.sum())} utterance(s) are in the Test part of more than one fold '
+                               f'(e.g. {df.FileName[dup].iloc[0]}); the pooled metrics need disjoint Test parts')
+        spk = M.corpus_speakers(corpus, df.FileName)
+        unit, note = M.bootstrap_unit(resample, spk)
+        cats = M.corpus_categories(corpus, df.FileName)
+        r = M.evaluate(df.Pred.to_numpy(), df.Label.to_numpy(), spk if unit == 'speakers' else None,
+                       cats if emo == 'Act' else None, resample=unit, n_boot=n_boot)
+        if emo != 'Act':       # per-category means of every attribute, the AUC of arousal only
+            r['category_means'] = M.category_means(df.Pred, df.Label, cats)
+        r['bootstrap']['note'] = note
+        out[emo] = r
+    return out

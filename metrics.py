@@ -1,0 +1,285 @@
+"""Evaluation metrics with bootstrap confidence intervals (docs/protocols.md, docs/metrics.md).
+
+    from metrics import evaluate
+    r = evaluate(pred, label, speakers=spk, categories=cat)          # speakers resampled (cluster bootstrap)
+    r['ccc'] -> {'value': .71, 'ci': [.64, .77], ...}; r['pearson_r'], r['auc_arousal'], r['category_means']
+
+CCC (utils.ccc: population moments) and Pearson's r come with a 95 % percentile bootstrap interval.
+Resampling unit (`resample`): 'speakers' (default) draws the speakers with replacement and keeps every
+utterance of a drawn speaker (cluster bootstrap: utterances of one speaker are not independent, so this is
+the honest interval for a speaker-independent test); 'utterances' draws utterances with replacement (the
+usual, narrower interval; it assumes independent utterances). A speaker drawn twice counts twice. Both
+draws are vectorised: each resample is a vector of multiplicities, and the CCC/r of all resamples come
+from weighted sums (moments per speaker, then one matrix product), so 1000 resamples of 10k utterances
+take a few milliseconds. The seed is fixed (default 0): the same inputs give the same interval.
+
+Arousal AUC: the probability that an utterance of a high-arousal category (anger, happiness, fear) gets a
+higher predicted arousal than one of a low-arousal category (boredom, sadness); ties count 1/2
+(Mann-Whitney). Other categories are left out. This is the definition bench/bench_released.py uses on
+Emo-DB; category labels are read through `canonical_category` (MSP letters, Emo-DB letters via their
+names, RAVDESS/IEMOCAP/CREMA-D names), and the interval is bootstrapped the same way.
+"""
+import numpy as np
+import pandas as pd
+
+from errors import ToolkitError
+from utils import ccc
+
+RESAMPLE = ('speakers', 'utterances')
+N_BOOT, LEVEL, SEED = 1000, 0.95, 0
+BLOCK = 100          # resamples per block of the AUC bootstrap (bounds memory: BLOCK x n floats)
+HIGH_AROUSAL = ('anger', 'happiness', 'fear')
+LOW_AROUSAL = ('boredom', 'sadness')
+# spellings seen in corpus labels -> one category name (lower case). MSP-Podcast letters: A angry, H happy,
+# S sad, C contempt, U surprise, F fear, D disgust, N neutral, O other, X no agreement.
+_CATEGORY = {
+    'anger': ['a', 'ang', 'angry', 'anger', 'wut', 'frustrated', 'fru'],
+    'happiness': ['h', 'hap', 'happy', 'happiness', 'joy', 'freude', 'exc', 'excited'],
+    'fear': ['f', 'fea', 'fear', 'fearful', 'afraid', 'angst'],
+    'sadness': ['s', 'sad', 'sadness', 'trauer'],
+    'boredom': ['bored', 'boredom', 'langeweile'],
+    'disgust': ['d', 'dis', 'disgust', 'ekel'],
+    'neutral': ['n', 'neu', 'neutral'],
+    'calm': ['calm'],
+    'surprise': ['u', 'sur', 'surprise', 'surprised'],
+    'contempt': ['c', 'contempt'],
+    'other': ['o', 'oth', 'other'],
+    'no agreement': ['x', 'xxx'],
+}
+_CANON = {s: name for name, spellings in _CATEGORY.items() for s in spellings}
+
+
+def canonical_category(c):
+    """'A' / 'Angry' / 'ang' -> 'anger'; unknown spellings are returned lower-cased; NaN -> None."""
+    if c is None or (isinstance(c, float) and np.isnan(c)):
+        return None
+    s = str(c).strip().lower()
+    return _CANON.get(s, s) if s else None
+
+
+def pearson(x, y):
+    x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    return float(np.corrcoef(x, y)[0, 1]) if len(x) > 1 and x.std() > 0 and y.std() > 0 else float('nan')
+
+
+def auc(scores, positive):
+    """Area under the ROC curve of `scores` for the boolean `positive` (Mann-Whitney U, ties 1/2); NaN
+    when one class is empty."""
+    return float(_weighted_auc(np.asarray(scores, np.float64), np.asarray(positive, bool),
+                               np.ones((1, len(scores))))[0])
+
+
+# ---------------------------------------------------------------- bootstrap weights
+def _groups(n, speakers, resample):
+    """Cluster index of every utterance: speakers (codes 0..S-1) or one cluster per utterance."""
+    if resample not in RESAMPLE:
+        raise ToolkitError(f'unknown bootstrap resampling {resample!r}; use {" or ".join(RESAMPLE)}')
+    if resample == 'utterances':
+        return np.arange(n), n
+    if speakers is None:
+        raise ToolkitError("speaker bootstrap needs the speaker of every utterance (the label file's SpkrID); "
+                           "use --bootstrap utterances for a corpus without speaker IDs")
+    spk = pd.Series(np.asarray(speakers, dtype=object))
+    if spk.isna().any() or (spk.astype(str).str.strip().isin(['', 'nan', 'Unknown', 'unknown'])).any():
+        raise ToolkitError(f'speaker bootstrap: {int(spk.isna().sum() or 1)} utterance(s) have no speaker ID; '
+                           f'use --bootstrap utterances')
+    codes, uniq = pd.factorize(spk.astype(str))
+    return codes, len(uniq)
+
+
+def cluster_counts(n_clusters, n_boot=N_BOOT, seed=SEED):
+    """(n_boot, n_clusters) multiplicities: each row draws n_clusters clusters with replacement."""
+    rng = np.random.default_rng(seed)
+    idx = np.int64 if n_boot * n_clusters >= 2 ** 31 else np.int32
+    draws = rng.integers(0, n_clusters, size=(n_boot, n_clusters), dtype=idx)
+    draws += (np.arange(n_boot, dtype=idx) * n_clusters)[:, None]          # row offsets: one bincount for all
+    return np.bincount(draws.ravel(), minlength=n_boot * n_clusters).reshape(n_boot, n_clusters).astype(np.float64)
+
+
+def _moments(x, y, groups, counts):
+    """CCC and Pearson r of every resample (a row of cluster multiplicities `counts` (B, S)) -> two (B,)
+    arrays, from the clusters' sums (count, x, y, x^2, y^2, xy) and one matrix product."""
+    sums = np.stack([np.bincount(groups, v, minlength=counts.shape[1])
+                     for v in (np.ones_like(x), x, y, x * x, y * y, x * y)], 1)
+    n, sx, sy, sxx, syy, sxy = (counts @ sums).T
+    mx, my = sx / n, sy / n
+    vx = sxx / n - mx ** 2
+    vy = syy / n - my ** 2
+    cxy = sxy / n - mx * my
+    vx, vy = np.maximum(vx, 0), np.maximum(vy, 0)
+    den = vx + vy + (mx - my) ** 2
+    with np.errstate(invalid='ignore', divide='ignore'):
+        c = np.where(den > 0, 2 * cxy / den, 0.0)
+        r = np.where((vx > 0) & (vy > 0), cxy / np.sqrt(vx * vy), np.nan)
+    return c, r
+
+
+def _weighted_auc(s, pos, w):
+    """AUC for every row of the utterance weights w (B, n): sum over (positive, negative) pairs of
+    w_i w_j ([s_i > s_j] + [s_i = s_j] / 2) / (W_pos W_neg)."""
+    order = np.argsort(s, kind='mergesort')
+    s, pos, w = s[order], pos[order], w[:, order]
+    wn = np.where(pos, 0.0, w)                 # negative weights in score order
+    wp = np.where(pos, w, 0.0)
+    cum = np.concatenate([np.zeros((w.shape[0], 1)), np.cumsum(wn, 1)], 1)    # cum[:, i] = neg weight before i
+    start = np.searchsorted(s, s, 'left')      # first index of each score's tie group
+    end = np.searchsorted(s, s, 'right')
+    below = cum[:, start]                      # negatives with a strictly lower score
+    tied = cum[:, end] - cum[:, start]         # negatives with the same score
+    num = (wp * (below + 0.5 * tied)).sum(1)
+    den = wp.sum(1) * wn.sum(1)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def _interval(samples, level):
+    v = samples[np.isfinite(samples)]
+    if len(v) == 0:
+        return [float('nan'), float('nan')]
+    a = (1 - level) / 2
+    return [float(np.quantile(v, a)), float(np.quantile(v, 1 - a))]
+
+
+def _stat(value, samples, level):
+    return {'value': float(value), 'ci': _interval(samples, level), 'se': float(np.nanstd(samples, ddof=1))
+            if np.isfinite(samples).sum() > 1 else float('nan')}
+
+
+# ---------------------------------------------------------------- the report
+def add_bootstrap_args(p):
+    p.add_argument('--bootstrap', default='speakers', choices=RESAMPLE,
+                   help='95 %% confidence intervals of CCC and Pearson r: resample speakers (cluster bootstrap, '
+                        'default; utterances when the label file lacks speaker IDs) or utterances')
+    p.add_argument('--bootstrap-n', type=int, default=N_BOOT, help=f'bootstrap resamples (default {N_BOOT}; '
+                   f'fixed seed {SEED}, so the interval is reproducible)')
+
+
+def evaluate(pred, label, speakers=None, categories=None, resample='speakers', n_boot=N_BOOT, seed=SEED,
+             level=LEVEL, auc_scores=None):
+    """Metrics of predictions against labels with bootstrap intervals -> dict:
+    n, n_speakers, bootstrap {resample, n_boot, seed, level, n_clusters}, ccc, pearson_r (each
+    {value, ci: [lo, hi], se}), auc_arousal (the same, or None without categories of both groups; the
+    scores are `auc_scores` if given, else `pred`), category_means {category: {n, label, pred}}.
+    The same resamples serve every statistic."""
+    x = np.asarray(pred, np.float64).ravel()
+    y = np.asarray(label, np.float64).ravel()
+    if len(x) != len(y) or len(x) == 0:
+        raise ToolkitError(f'evaluate: {len(x)} predictions for {len(y)} labels')
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ToolkitError('evaluate: predictions or labels hold NaN/inf; drop those utterances first')
+    groups, n_clusters = _groups(len(x), speakers, resample)
+    counts = cluster_counts(n_clusters, n_boot, seed)
+    cb, rb = _moments(x - y.mean(), y - y.mean(), groups, counts)     # centred: no cancellation in the sums
+    out = {'n': len(x), 'n_speakers': None if speakers is None else int(pd.Series(speakers).nunique()),
+           'bootstrap': {'resample': resample, 'n_boot': n_boot, 'seed': seed, 'level': level,
+                         'n_clusters': n_clusters, 'method': 'percentile'},
+           'ccc': _stat(ccc(x, y), cb, level), 'pearson_r': _stat(pearson(x, y), rb, level),
+           'auc_arousal': None, 'category_means': {}}
+    if categories is not None:
+        cat = pd.Series([canonical_category(c) for c in categories], dtype=object)
+        if len(cat) != len(x):
+            raise ToolkitError(f'evaluate: {len(cat)} categories for {len(x)} predictions')
+        s = x if auc_scores is None else np.asarray(auc_scores, np.float64).ravel()
+        keep = cat.isin(HIGH_AROUSAL + LOW_AROUSAL).to_numpy()
+        pos = cat.isin(HIGH_AROUSAL).to_numpy()
+        if pos[keep].any() and (~pos[keep]).any():
+            value = _weighted_auc(s[keep], pos[keep], np.ones((1, keep.sum())))[0]
+            boot = np.concatenate([_weighted_auc(s[keep], pos[keep], counts[b:b + BLOCK][:, groups[keep]])
+                                   for b in range(0, n_boot, BLOCK)])
+            out['auc_arousal'] = {**_stat(value, boot, level),
+                                  'high': list(HIGH_AROUSAL), 'low': list(LOW_AROUSAL),
+                                  'n_high': int(pos[keep].sum()), 'n_low': int((~pos[keep]).sum())}
+        out['category_means'] = category_means(x, y, cat)
+    return out
+
+
+def category_means(pred, label, categories):
+    """{category: {n, label, pred}}: mean label and mean prediction per (canonical) category."""
+    cat = pd.Series([canonical_category(c) for c in categories], dtype=object).fillna('(none)')
+    df = pd.DataFrame({'c': cat.values, 'x': np.asarray(pred, np.float64), 'y': np.asarray(label, np.float64)})
+    return {c: {'n': int(len(g)), 'label': float(g.y.mean()), 'pred': float(g.x.mean())}
+            for c, g in df.groupby('c', sort=True)}
+
+
+def fmt_ci(stat, digits=3):
+    """'0.712 [0.640, 0.771]' (or '–' for None/NaN)."""
+    if not stat or not np.isfinite(stat['value']):
+        return '–'
+    lo, hi = stat['ci']
+    return f"{stat['value']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def describe_bootstrap(b):
+    """'95 % CI: percentile bootstrap, 1000 resamples of the 10 speakers, seed 0'."""
+    unit = ('speaker' if b['resample'] == 'speakers' else 'utterance') + ('s' if b['n_clusters'] != 1 else '')
+    return (f"{round(b['level'] * 100)} % CI: percentile bootstrap, {b['n_boot']} resamples of the "
+            f"{b['n_clusters']} {unit} (with replacement), seed {b['seed']}")
+
+
+# ---------------------------------------------------------------- reading speakers and categories of a corpus
+CATEGORY_COLS = ('Category', 'Emotion', 'EmoCategory')
+
+
+def corpus_categories(corpus, names):
+    """Category of each utterance in `names` (canonical names, None where unknown): a full-name column of the
+    consensus table (Category, Emotion, EmoCategory) or of a Labels/*_info.csv table with FileName (e.g.
+    prepare_emodb.py's emodb_info.csv, which keeps 'boredom' that the MSP letter 'O' loses), else EmoClass."""
+    lab = corpus.labels.set_index('FileName')
+    col = next((c for c in CATEGORY_COLS if c in lab.columns and lab[c].notna().any()), None)
+    src = lab[col] if col else None
+    if src is None and corpus.labels_dir is not None:
+        for p in sorted(corpus.labels_dir.glob('*_info.csv')):
+            info = pd.read_csv(p, dtype=str)
+            c = next((c for c in CATEGORY_COLS if c in info.columns), None)
+            if c and 'FileName' in info.columns:
+                src = info.assign(FileName=info.FileName.where(info.FileName.str.lower().str.endswith('.wav'),
+                                                               info.FileName + '.wav')).set_index('FileName')[c]
+                break
+    if src is None:
+        src = lab['EmoClass']
+    src = src[~src.index.duplicated()]
+    return [canonical_category(c) for c in src.reindex(list(names)).tolist()]
+
+
+def corpus_speakers(corpus, names):
+    """Speaker ID of each utterance (None where the label file has none)."""
+    return [corpus.speaker(n) for n in names]
+
+
+def bootstrap_unit(resample, speakers):
+    """The resampling actually used: 'speakers' needs every speaker ID, else 'utterances' (with a note)."""
+    if resample == 'speakers' and any(s is None for s in speakers):
+        return 'utterances', 'some utterances have no speaker ID (SpkrID): utterances resampled instead'
+    return resample, ''
+
+
+def markdown_tables(results, per_fold=None):
+    """Markdown of {emo: evaluate(...)}: one row per attribute (N, CCC and r with intervals, per-fold CCC when
+    `per_fold` {emo: [ccc, ...]} is given), the arousal AUC, and the per-category means."""
+    emos = list(results)
+    head = ['Attribute', 'N', 'speakers', 'CCC [95 % CI]', 'Pearson r [95 % CI]'] + (['CCC per fold'] if per_fold else [])
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for e in emos:
+        r = results[e]
+        row = [e, r['n'], r['n_speakers'] if r['n_speakers'] is not None else '–', fmt_ci(r['ccc']),
+               fmt_ci(r['pearson_r'])]
+        if per_fold:
+            row.append(', '.join(f'{v:.3f}' for v in per_fold.get(e, [])))
+        lines.append('| ' + ' | '.join(str(c) for c in row) + ' |')
+    b = results[emos[0]]['bootstrap']
+    lines += ['', describe_bootstrap(b) + (f"; {b['note']}" if b.get('note') else '') + '.']
+    auc_ = results.get('Act', {}).get('auc_arousal')
+    if auc_:
+        lines += ['', f"Arousal AUC (predicted Act, {', '.join(auc_['high'])} vs {', '.join(auc_['low'])}; "
+                      f"{auc_['n_high']} vs {auc_['n_low']} utterances): {fmt_ci(auc_)}"]
+    cats = sorted({c for e in emos for c in results[e].get('category_means', {})})
+    if cats:
+        head = ['Category', 'N'] + [f'{e} label / predicted' for e in emos]
+        lines += ['', 'Mean label and mean prediction per category:', '',
+                  '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+        for c in cats:
+            cm = [results[e]['category_means'].get(c) for e in emos]
+            n = next(m['n'] for m in cm if m)
+            lines.append('| ' + ' | '.join([c, str(n)] + [f"{m['label']:.2f} / {m['pred']:.2f}" if m else '–'
+                                                         for m in cm]) + ' |')
+    return '\n'.join(lines)
