@@ -24,8 +24,9 @@ per file (column n_clipped); --no-clip gives the raw model outputs. Any format s
 sample rate; channels are mixed to mono (a silent channel is left out), resampled to 16 kHz. Clips
 shorter than 1 s are zero-padded to 62 frames, so their 22 chunks are identical and the curve is flat.
 
-Input checks (column `warning`, summary at the end; see audio.py): no speech found, clipped audio, very
-low level, a silent channel, a file shorter than its header claims.
+Input checks (column `warning`, summary at the end; see audio.py and docs/pretrained.md): no speech found,
+clipped audio, very low level (active speech level), band-limited audio, a silent channel, a file shorter than
+its header claims.
 
 Long files: a file up to --max-seconds (20) is one window, as in the published code. A longer file is
 cut into windows of --window seconds (10) that overlap by at least --overlap seconds (5), spread evenly
