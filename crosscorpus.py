@@ -105,7 +105,8 @@ def train_row(args, corpus, feats, rankseq, emo, work, common):
         print(f'  model {corpus.name} {emo}: done earlier with these settings', flush=True)
         return Path(json.loads(marker.read_text())['checkpoint'])
     argv = ['-emo', emo, '-ep', args.epochs, '-batch', args.batch_size, '--corpus', corpus.root, '--features', feats,
-            '--rankseq', rankseq, '--out', d, '--seed', args.seed, *S.step_args(common)]
+            '--rankseq', rankseq, '--out', d, '--seed', args.seed, '--overwrite', *S.step_args(common)]
+    # --overwrite: a model without a done marker (an interrupted or stale run) is retrained from scratch
     argv += ['--lr', args.lr] if args.lr else []
     argv += ['--init-from', args.init_from] if args.init_from else []
     argv += ['--feature-norm', args.feature_norm]

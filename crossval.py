@@ -133,7 +133,8 @@ def fold_rankseq(args, corpus, feats, fold, emo, d, common):
                + (['--limit', args.limit] if args.limit else []), d / f'preference_{emo}.log')
     S.run_step('training_ranker', ['-emo', emo, '-ep', args.ranker_epochs, '-batch', args.ranker_batch, '--pairs',
                                    pairs, '--pairs-per-epoch', args.ranker_pairs, '--out', rk, '--features', feats,
-                                   '--seed', args.seed, *fl, *S.step_args(common)], d / f'ranker_{emo}.log')
+                                   '--seed', args.seed, '--overwrite', *fl, *S.step_args(common)],
+               d / f'ranker_{emo}.log')
     ck = rk / f'LSTM_epoch{args.ranker_epochs}_batch{args.ranker_batch}_{emo}_ranker.pth.tar'
     S.run_step('generate_ranking_seqence', ['-emo', emo, '-set', 'all', '--checkpoint', ck, '-ep', args.ranker_epochs,
                                             '-batch', args.ranker_batch, '--features', feats, '--out', rs / 'raw', *fl,
@@ -150,7 +151,8 @@ def run_fold(args, corpus, feats, rankseq, fold, emo, out, common):
     model = d / 'model'
     data = ['--corpus', corpus.root, '--fold', fold, '--features', feats]
     train = ['-emo', emo, '-ep', args.epochs, '-batch', args.batch_size, '--rankseq', rs, '--out', model,
-             '--seed', args.seed, *data, *norm_args(args), *S.step_args(common)]
+             '--seed', args.seed, '--overwrite', *data, *norm_args(args), *S.step_args(common)]
+    # --overwrite: a fold without a done marker (interrupted, or other settings) is retrained from scratch
     train += ['--lr', args.lr] if args.lr else []
     train += ['--init-from', args.init_from] if args.init_from else []
     (ckpt,), t_train = S.run_step('training', train, d / f'train_{emo}.log')

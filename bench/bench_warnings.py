@@ -45,8 +45,8 @@ MEASURES = ['level_dbfs', 'rms_dbfs', 'activity', 'clip_share', 'high_band_db', 
 def corpus_files(name, root):
     root = Path(root)
     if name == 'demo':
-        import corpus
-        root = corpus.ensure_demo_corpus(root)
+        import demo_corpus
+        root = demo_corpus.ensure_demo_corpus(root)
         return sorted((Path(root) / 'Audios').rglob('*.wav'))
     if name == 'emodb':
         return sorted((root / 'wav').glob('*.wav'))

@@ -49,7 +49,7 @@ def test_norm_para_cli(tiny_corpus, tmp_path, capsys):
     arrs = _store(tmp_path / 'lld', c.files()[:-1])  # the last utterance is "missing" from the store
     norm_para.main(['--corpus', str(tiny_corpus), '--features', str(tmp_path / 'lld'), '--out', str(tmp_path / 'NT')])
     out = capsys.readouterr().out
-    assert f'Train: {len([n for n in train if n in arrs])} utterances' in out
+    assert f'Train (release Train): {len([n for n in train if n in arrs])} utterances' in out
     cat = np.concatenate([arrs[n] for n in train if n in arrs]).astype(np.float64)
     for kind, ref in (('means', cat.mean(0)), ('stds', np.maximum(cat.std(0), 1e-8))):
         m = scipy.io.loadmat(tmp_path / 'NT' / f'feat_norm_{kind}.mat')['normal_para']

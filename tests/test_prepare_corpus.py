@@ -369,7 +369,7 @@ def test_converted_corpus_runs_through_the_pipeline(tmp_path, capsys):
     assert run_script(norm_para.main, ['--corpus', str(out), '--features', str(feats), '--fold', '2',
                                        '--out', str(tmp_path / 'NormTerm')]) == 0
     printed = capsys.readouterr().out
-    assert 'splits of fold2' in printed and 'Train: 6 utterances' in printed
+    assert 'splits of fold2' in printed and 'Train (release Train): 6 utterances' in printed
     written = gpl.main(['--corpus', str(out), '--fold', '2', '-emo', 'Act', '-set', 'Train,Validation', '--ratio',
                         '1', '--out', str(tmp_path / 'pref')])
     pairs = pd.read_csv(written[0])
