@@ -10,7 +10,8 @@
 #                                            #   (NormTerm/, chunk_emotion_rankers/, trained_*_model/) and their
 #                                            #   summary bench/results/demo.json
 #   PARALLEL=1 EMO=all ...                   # the three attributes' steps 4-7 as three parallel processes
-#                                            #   (each trains on one CPU thread from its own seed: same bytes)
+#                                            #   (each trains on one CPU thread from its own seed: same bytes;
+#                                            #   about 8.4 GB of memory per attribute: docs/reproducibility.md)
 #
 # Without SHIP=1 nothing tracked is written: every output goes to $OUT (default runs/demo) and the later
 # steps read the models from there. Training runs on one CPU thread (--threads, docs/reproducibility.md), so
