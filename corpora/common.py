@@ -245,3 +245,13 @@ def check_columns(df, path, need):
 
 __all__ = ['CATEGORY_PAD', 'MSP_CLASS', 'AUDIO_MODES', 'LABEL_COLS', 'LayoutError', 'Report', 'Utt', 'pad_avd',
            'five_to_seven', 'link_audio', 'rotation_folds', 'sex_balanced_groups', 'write_corpus', 'check_columns']
+
+
+def convert(name, read, info, extra, readme, src, out, report=None, **kw):
+    """What every converter's convert() does: read(src, report, **kw) -> (utts, raters, folds[, votes]), then
+    write_corpus -> (Path, Report)."""
+    report = report or Report()
+    utts, raters, folds, *votes = read(src, report, **kw)
+    out = write_corpus(out, name, utts, raters, folds, report, info, kw.get('audio', 'symlink'),
+                       kw.get('force', False), extra, votes=votes[0] if votes else None, readme=readme)
+    return out, report

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from corpora import common
-from corpora.common import MSP_CLASS, LayoutError, Report, Utt, pad_avd, rotation_folds, sex_balanced_groups
+from corpora.common import MSP_CLASS, LayoutError, Utt, pad_avd, rotation_folds, sex_balanced_groups
 
 NAME = 'crema-d'
 FILE_RE = re.compile(r'^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$')
@@ -176,8 +176,4 @@ README = __doc__
 
 
 def convert(src, out, report=None, **kw):
-    report = report or Report()
-    utts, raters, folds = read(src, report, **kw)
-    out = common.write_corpus(out, NAME, utts, raters, folds, report, INFO, kw.get('audio', 'symlink'),
-                              kw.get('force', False), EXTRA, readme=README)
-    return out, report
+    return common.convert(NAME, read, INFO, EXTRA, README, src, out, report, **kw)

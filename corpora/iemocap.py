@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from corpora import common
-from corpora.common import MSP_CLASS, LayoutError, Report, Utt, five_to_seven, rotation_folds
+from corpora.common import MSP_CLASS, LayoutError, Utt, five_to_seven, rotation_folds
 
 NAME = 'iemocap'
 CODES = {'neu': 'neutral', 'fru': 'frustration', 'ang': 'anger', 'sad': 'sadness', 'hap': 'happiness',
@@ -201,9 +201,5 @@ README = __doc__
 
 
 def convert(src, out, report=None, **kw):
-    report = report or Report()
-    utts, raters, folds, votes = read(src, report, **kw)
-    out = common.write_corpus(out, NAME, utts, raters, folds, report,
-                              {**INFO, 'self_evaluations': bool(kw.get('self_evaluations'))},
-                              kw.get('audio', 'symlink'), kw.get('force', False), EXTRA, votes=votes, readme=README)
-    return out, report
+    return common.convert(NAME, read, {**INFO, 'self_evaluations': bool(kw.get('self_evaluations'))}, EXTRA,
+                          README, src, out, report, **kw)

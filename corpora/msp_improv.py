@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from corpora import common
-from corpora.common import MSP_CLASS, LayoutError, Report, Utt, five_to_seven, rotation_folds
+from corpora.common import MSP_CLASS, LayoutError, Utt, five_to_seven, rotation_folds
 
 NAME = 'msp-improv'
 CODES = {'A': 'anger', 'H': 'happiness', 'S': 'sadness', 'N': 'neutral', 'O': 'other', 'X': 'no_agreement'}
@@ -143,8 +143,4 @@ README = __doc__
 
 
 def convert(src, out, report=None, **kw):
-    report = report or Report()
-    utts, raters, folds = read(src, report, **kw)
-    out = common.write_corpus(out, NAME, utts, raters, folds, report, INFO, kw.get('audio', 'symlink'),
-                              kw.get('force', False), EXTRA, readme=README)
-    return out, report
+    return common.convert(NAME, read, INFO, EXTRA, README, src, out, report, **kw)

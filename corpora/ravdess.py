@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from corpora import common
-from corpora.common import MSP_CLASS, LayoutError, Report, Utt, pad_avd, rotation_folds
+from corpora.common import MSP_CLASS, LayoutError, Utt, pad_avd, rotation_folds
 
 NAME = 'ravdess'
 FILE_RE = re.compile(r'^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$')
@@ -113,8 +113,4 @@ README = __doc__
 
 
 def convert(src, out, report=None, **kw):
-    report = report or Report()
-    utts, raters, folds = read(src, report, **kw)
-    out = common.write_corpus(out, NAME, utts, raters, folds, report, INFO, kw.get('audio', 'symlink'),
-                              kw.get('force', False), EXTRA, readme=README)
-    return out, report
+    return common.convert(NAME, read, INFO, EXTRA, README, src, out, report, **kw)
