@@ -147,10 +147,11 @@ def _stat(value, samples, level):
 
 # ---------------------------------------------------------------- the report
 def add_bootstrap_args(p):
+    from cli import positive_int  # range-checked type of the command line; the metrics need no cli
     p.add_argument('--bootstrap', default='speakers', choices=RESAMPLE,
                    help='95 %% confidence intervals of CCC and Pearson r: resample speakers (cluster bootstrap, '
                         'default; utterances when the label file lacks speaker IDs) or utterances')
-    p.add_argument('--bootstrap-n', type=int, default=N_BOOT, help=f'bootstrap resamples (default {N_BOOT}; '
+    p.add_argument('--bootstrap-n', type=positive_int, default=N_BOOT, help=f'bootstrap resamples (default {N_BOOT}; '
                    f'fixed seed {SEED}, so the interval is reproducible)')
 
 
