@@ -50,6 +50,7 @@ from utils import (
     atomic_write_text,
     load_norm,
     read_norm_record,
+    sha256_file,
     unwrap,
 )
 
@@ -104,14 +105,6 @@ def sibling(path, suffix):
     path = Path(path)
     base = path.name[:-len('.pth.tar')] if path.name.endswith('.pth.tar') else path.stem
     return path.with_name(base + suffix)
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sha256_folder(path, names):

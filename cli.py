@@ -119,12 +119,17 @@ def split_file(split):
 
 
 # ================================================================ common flags (data, device, normalisation)
-def add_run_args(p, epochs, batch, what='training epochs', batch_help='utterances per step', emo_required=True):
-    """-ep / -batch (alias --batch) / -emo, the published spellings."""
+def add_run_args(p, epochs, batch, what='training epochs', batch_help='utterances per step', emo_required=True,
+                 emo_default=None):
+    """-ep / -batch (alias --batch) / -emo, the published spellings; emo_default makes -emo optional."""
     p.add_argument('-ep', '--epochs', type=positive_int, default=epochs, help=f'{what} (published: {epochs})')
     p.add_argument('-batch', '--batch', '--batch_size', dest='batch_size', type=positive_int, default=batch,
                    help=f'{batch_help} (published: {batch})')
-    p.add_argument('-emo', '--emo_attr', required=emo_required, default=None, help='Act, Dom, Val or all')
+    if emo_default:
+        p.add_argument('-emo', '--emo_attr', default=emo_default,
+                       help=f'Act, Dom, Val, a comma list or all (default {emo_default})')
+    else:
+        p.add_argument('-emo', '--emo_attr', required=emo_required, default=None, help='Act, Dom, Val or all')
 
 
 def add_data_args(p):

@@ -54,12 +54,7 @@ def build_parser():
                    help="root of the authors' release (checked by SHA-256): the row 'released' and the rankers of "
                         "--curves released")
     p.add_argument('--no-released', action='store_true', help="leave out the row 'released'")
-    p.add_argument('-emo', '--emo_attr', default='all', help='Act, Dom, Val, a comma list or all (default all)')
-    p.add_argument('-ep', '--epochs', type=cli.positive_int, default=30, help='training epochs (published: 30)')
-    p.add_argument('-batch', '--batch', dest='batch_size', type=cli.positive_int, default=128,
-                   help='utterances per training step (published: 128)')
-    p.add_argument('--lr', type=cli.positive_float, default=None, help='Adam learning rate (training.py default 1e-3)')
-    p.add_argument('--seed', type=cli.seed_int, default=0, help='random seed of every training run')
+    S.add_train_args(p, 'training epochs')
     p.add_argument('--init-from', default=None, help="start every trained model from these weights (a Seq2Seq "
                    "checkpoint or the authors' release root)")
     p.add_argument('--curves', default='released', choices=['released', 'constant'],
@@ -68,11 +63,7 @@ def build_parser():
     p.add_argument('--feature-norm', default='train', choices=cli.NORM_SCOPES,
                    help="feature normalisation on the test side (and in training): train (default), published, "
                         "speaker or corpus; see above")
-    p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 (default: CUDA when available)')
-    p.add_argument('--workers', type=cli.nonneg_int, default=0, help='DataLoader worker processes of every step')
-    p.add_argument('--limit', type=cli.positive_int, default=None, help='smoke tests only: at most N utterances per split in '
-                   'every step (the numbers are then meaningless)')
-    M.add_bootstrap_args(p)
+    S.add_step_args(p)
     p.add_argument('--work', default=str(cli.REPO / 'runs' / 'crosscorpus'),
                    help='folder of the models, predictions and logs (default runs/crosscorpus)')
     p.add_argument('--out', default=None, help='folder of <name>.json/.md/.png (default: --work)')

@@ -48,12 +48,7 @@ def build_parser():
     p.add_argument('--corpus', required=True, help='corpus root with Labels/folds.csv (prepare_corpus.py output)')
     p.add_argument('--folds', default='all', help="folds to run: 'all' (default) or a comma list of numbers, e.g. "
                    "1,2 (the pooled metrics then cover only their Test parts)")
-    p.add_argument('-emo', '--emo_attr', default='all', help='Act, Dom, Val, a comma list or all (default all)')
-    p.add_argument('-ep', '--epochs', type=cli.positive_int, default=30, help='training epochs per fold (published: 30)')
-    p.add_argument('-batch', '--batch', dest='batch_size', type=cli.positive_int, default=128,
-                   help='utterances per training step (published: 128)')
-    p.add_argument('--lr', type=cli.positive_float, default=None, help='Adam learning rate (training.py default 1e-3)')
-    p.add_argument('--seed', type=cli.seed_int, default=0, help='random seed of every training run')
+    S.add_train_args(p, 'training epochs per fold')
     p.add_argument('--init-from', default=None, help="start every fold's model from these weights: a Seq2Seq "
                    "checkpoint, or the authors' release root (then its NormTerm is the default normalisation)")
     p.add_argument('--pretrained', default=None, metavar='DIR',
@@ -75,11 +70,7 @@ def build_parser():
                    help="label normalisation of training (training.py's default)")
     p.add_argument('--features', default=None, help='LLD feature store of the corpus (default features/<corpus '
                    'name>/lld; extracted when missing), shared by all folds')
-    p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 (default: CUDA when available)')
-    p.add_argument('--workers', type=cli.nonneg_int, default=0, help='DataLoader worker processes of every step')
-    p.add_argument('--limit', type=cli.positive_int, default=None, help='smoke tests only: at most N utterances per split in '
-                   'every step (the numbers are then meaningless)')
-    M.add_bootstrap_args(p)
+    S.add_step_args(p)
     p.add_argument('--out', default=None, help='output folder of the folds (default runs/crossval/<corpus name>)')
     p.add_argument('--report', default=None, help='folder of <name>.json and <name>.md (default: --out)')
     p.add_argument('--name', default='crossval', help='stem of the report files (default crossval)')

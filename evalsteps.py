@@ -15,6 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
+import cli
 import metrics as M
 from errors import ToolkitError
 from utils import EMOS, atomic_write_text
@@ -176,3 +177,19 @@ def pooled_metrics(corpus, by_emo, resample, n_boot):
         r['bootstrap']['note'] = note
         out[emo] = r
     return out
+
+
+def add_train_args(p, what):
+    """-emo/-ep/-batch/--lr/--seed of the training runs crossval.py and crosscorpus.py start."""
+    cli.add_run_args(p, 30, 128, what, 'utterances per training step', emo_default='all')
+    p.add_argument('--lr', type=cli.positive_float, default=None, help='Adam learning rate (training.py default 1e-3)')
+    p.add_argument('--seed', type=cli.seed_int, default=0, help='random seed of every training run')
+
+
+def add_step_args(p):
+    """--device/--workers/--limit of every step, and the bootstrap of the reported intervals."""
+    p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 (default: CUDA when available)')
+    p.add_argument('--workers', type=cli.nonneg_int, default=0, help='DataLoader worker processes of every step')
+    p.add_argument('--limit', type=cli.positive_int, default=None, help='smoke tests only: at most N utterances per '
+                   'split in every step (the numbers are then meaningless)')
+    M.add_bootstrap_args(p)

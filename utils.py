@@ -210,7 +210,7 @@ def load_norm(norm_dir, need=("feat", "Act", "Dom", "Val")):
 NORM_RECORD = "normterm.json"     # the record norm_para.py writes beside the .mat files the published code reads
 
 
-def _sha256_file(path):
+def sha256_file(path):
     import hashlib
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -221,7 +221,7 @@ def _sha256_file(path):
 
 def write_norm_record(out_dir, record):
     """NormTerm/normterm.json: `record` (what produced the statistics) + the SHA-256 of every .mat file."""
-    files = {p.name: _sha256_file(p) for p in sorted(Path(out_dir).glob("*_norm_*.mat"))}
+    files = {p.name: sha256_file(p) for p in sorted(Path(out_dir).glob("*_norm_*.mat"))}
     atomic_write_text(Path(out_dir) / NORM_RECORD, json.dumps({**record, "files": files}, indent=1) + "\n")
 
 
@@ -240,7 +240,7 @@ def read_norm_record(norm_dir):
         raise ToolkitError(f"{p}: not a NormTerm record of this toolkit (kind, features and files expected); write "
                            f"the folder again with norm_para.py")
     changed = [n for n, sha in rec["files"].items() if not (Path(norm_dir) / n).is_file()
-               or _sha256_file(Path(norm_dir) / n) != sha]
+               or sha256_file(Path(norm_dir) / n) != sha]
     if changed:
         raise ToolkitError(f"{norm_dir}: {changed} differ from what its record {NORM_RECORD} describes (changed or "
                            f"replaced after norm_para.py wrote them); write the folder again with norm_para.py")
