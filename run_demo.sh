@@ -9,6 +9,8 @@
 #   SHIP=1 EMO=all MSCR=1 bash run_demo.sh   # rebuild the demo artefacts shipped in the repository, in place
 #                                            #   (NormTerm/, chunk_emotion_rankers/, trained_*_model/) and their
 #                                            #   summary bench/results/demo.json
+#   THREADS=2 bash run_demo.sh               # train and run the models on 2 CPU threads instead of 1: faster on a
+#                                            #   machine with 2+ free cores, same weight bytes (docs/reproducibility.md)
 #   PARALLEL=1 EMO=all ...                   # the three attributes' steps 4-7 as three parallel processes
 #                                            #   (each trains on one CPU thread from its own seed: same bytes;
 #                                            #   about 8.4 GB of memory per attribute: docs/reproducibility.md)
@@ -28,6 +30,8 @@ MSCR=${MSCR:-0}
 MSCR_ITERS=${MSCR_ITERS:-150}
 SHIP=${SHIP:-0}
 PARALLEL=${PARALLEL:-0}
+THREADS=${THREADS:-1}
+TH=(--threads "$THREADS")
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 if [ "$SHIP" = 1 ]; then
   OUT=.
@@ -57,13 +61,13 @@ python norm_para.py --out "$NORM"
 attribute() {   # steps 4-7 for one attribute (or "all")
   local E=$1
   python chunk_emotion_rankers/generate_preference_labels.py -emo "$E" --out "$PREF"
-  python chunk_emotion_rankers/training_ranker.py -ep 20 -batch 128 -emo "$E" --pairs-per-epoch "$PAIRS" \
+  python chunk_emotion_rankers/training_ranker.py "${TH[@]}" -ep 20 -batch 128 -emo "$E" --pairs-per-epoch "$PAIRS" \
       --norm "$NORM" --pairs "$PREF" --out "$RK" --overwrite
-  python chunk_emotion_rankers/testing_ranker.py -ep 20 -batch 128 -emo "$E" --max-pairs 2000 --pairs "$PREF" \
+  python chunk_emotion_rankers/testing_ranker.py "${TH[@]}" -ep 20 -batch 128 -emo "$E" --max-pairs 2000 --pairs "$PREF" \
       --checkpoint "$RK"
-  python chunk_emotion_rankers/generate_ranking_seqence.py -ep 20 -batch 128 -emo "$E" -set all \
+  python chunk_emotion_rankers/generate_ranking_seqence.py "${TH[@]}" -ep 20 -batch 128 -emo "$E" -set all \
       --checkpoint "$RK" --out "$RS"
-  python training.py -ep 30 -batch 128 -emo "$E" --norm "$NORM" --rankseq "$RS" --out "$S2S" --overwrite
+  python training.py "${TH[@]}" -ep 30 -batch 128 -emo "$E" --norm "$NORM" --rankseq "$RS" --out "$S2S" --overwrite
 }
 step "4-7/9 preference labels, rankers (20 epochs x $PAIRS pairs), ranking sequences -> $RS, Seq2Seq (30 epochs) -> $S2S"
 if [ "$PARALLEL" = 1 ] && [ "$EMO" = all ]; then
@@ -75,7 +79,7 @@ else
 fi
 
 step "8/9 test CCC (Test split) -> $RES"
-python testing.py -ep 30 -batch 128 -emo "$EMO" --checkpoint "$S2S" --out "$RES"
+python testing.py "${TH[@]}" -ep 30 -batch 128 -emo "$EMO" --checkpoint "$S2S" --out "$RES"
 RETR=""
 if [ -f "$RS/testing_Act.json" ]; then
   python evaluate_retrieval.py --corpus data/demo_corpus --split Test --rankseq "$RS/testing_Act.json" \
@@ -93,14 +97,14 @@ if [ "$MSCR" = 1 ]; then
   step "MSCR: text token features (offline MiniLM), audio-text model with and without multi-scale crops"
   python extract_features.py --feature text
   for SC in 0.2,0.4,0.6,0.8,1.0 1.0; do
-    python training.py --model mscr --audio-feature lld --iters "$MSCR_ITERS" --val-every 50 \
+    python training.py "${TH[@]}" --model mscr --audio-feature lld --iters "$MSCR_ITERS" --val-every 50 \
         -batch 64 --hidden 64 --scales "$SC" --save-dir "$MS" --overwrite
-    python testing.py --model mscr --audio-feature lld --iters "$MSCR_ITERS" -batch 64 --save-dir "$MS" \
+    python testing.py "${TH[@]}" --model mscr --audio-feature lld --iters "$MSCR_ITERS" -batch 64 --save-dir "$MS" \
         --scales "$SC" --sweep --missing-mode frames,chunks,tokens,modality --out "$RES/mscr"
   done
 fi
 step "end"
 python bench/demo_summary.py --times "$TIMES" --metrics "$RES/metrics.csv" --rankers "$RK" --retrieval "$RETR" \
-    --out "$SUMMARY" --settings "EMO=$EMO PAIRS=$PAIRS MSCR=$MSCR MSCR_ITERS=$MSCR_ITERS SHIP=$SHIP PARALLEL=$PARALLEL OMP_NUM_THREADS=$OMP_NUM_THREADS"
+    --out "$SUMMARY" --settings "EMO=$EMO PAIRS=$PAIRS MSCR=$MSCR MSCR_ITERS=$MSCR_ITERS SHIP=$SHIP PARALLEL=$PARALLEL THREADS=$THREADS OMP_NUM_THREADS=$OMP_NUM_THREADS"
 rm -f "$TIMES"
 printf '\nDone. Results: %s (summary), %s/metrics.csv, %s/predict/, %s/*.loss.png\n' "$SUMMARY" "$RES" "$OUT" "$S2S"
