@@ -9,8 +9,10 @@
 #   SHIP=1 EMO=all MSCR=1 bash run_demo.sh   # rebuild the demo artefacts shipped in the repository, in place
 #                                            #   (NormTerm/, chunk_emotion_rankers/, trained_*_model/) and their
 #                                            #   summary bench/results/demo.json
-#   THREADS=2 bash run_demo.sh               # train and run the models on 2 CPU threads instead of 1: faster on a
-#                                            #   machine with 2+ free cores, same weight bytes (docs/reproducibility.md)
+#   THREADS=2 bash run_demo.sh               # train and run the LSTM models (rankers, Seq2Seq) on 2 CPU threads
+#                                            #   instead of 1: faster on a machine with 2+ free cores, same weight
+#                                            #   bytes; the MSCR steps stay on 1 thread, as their weights depend on
+#                                            #   the thread count (bench/results/threads.json, docs/reproducibility.md)
 #   PARALLEL=1 EMO=all ...                   # the three attributes' steps 4-7 as three parallel processes
 #                                            #   (each trains on one CPU thread from its own seed: same bytes;
 #                                            #   about 8.4 GB of memory per attribute: docs/reproducibility.md)
@@ -97,9 +99,9 @@ if [ "$MSCR" = 1 ]; then
   step "MSCR: text token features (offline MiniLM), audio-text model with and without multi-scale crops"
   python extract_features.py --feature text
   for SC in 0.2,0.4,0.6,0.8,1.0 1.0; do
-    python training.py "${TH[@]}" --model mscr --audio-feature lld --iters "$MSCR_ITERS" --val-every 50 \
+    python training.py --threads 1 --model mscr --audio-feature lld --iters "$MSCR_ITERS" --val-every 50 \
         -batch 64 --hidden 64 --scales "$SC" --save-dir "$MS" --overwrite
-    python testing.py "${TH[@]}" --model mscr --audio-feature lld --iters "$MSCR_ITERS" -batch 64 --save-dir "$MS" \
+    python testing.py --threads 1 --model mscr --audio-feature lld --iters "$MSCR_ITERS" -batch 64 --save-dir "$MS" \
         --scales "$SC" --sweep --missing-mode frames,chunks,tokens,modality --out "$RES/mscr"
   done
 fi
