@@ -14,64 +14,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-CHILD = r'''
-import hashlib, sys
-import numpy as np
-import torch
-import utils
-from dataloader import mscr_collate
-from model import LSTMnet
-from mscr import build_model, mscr_step
-from ranker import pair_logits
-from seq2seq import seq2seq_step
-
-THREADS = int(sys.argv[1])
-torch.set_num_threads(int(sys.argv[2]))    # what the caller's environment set (a notebook, a launcher)
-CPU = torch.device('cpu')
-
-
-def lstm(out_dim):
-    utils.set_seed(0, THREADS)
-    g = torch.Generator().manual_seed(1)
-    net = LSTMnet(130, 130, out_dim)
-    opt, scaler = torch.optim.Adam(net.parameters(), 1e-3), utils.make_scaler(CPU, 'off')
-    for _ in range(3):
-        x, lengths = torch.randn(2, 130, 130, generator=g), torch.tensor([130, 100])   # -> 22 chunks of 62 frames
-        if out_dim == 2:      # ranker: one pair, chunk k of utterance 1 against chunk k of utterance 2
-            d = pair_logits(net, x, lengths, 62, CPU)
-            loss = torch.nn.functional.cross_entropy(d.flatten(0, 1), torch.ones(22, dtype=torch.long))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        else:
-            seq2seq_step(net, opt, scaler, x, lengths, torch.randn(2, 22, generator=g), torch.randn(2, generator=g),
-                         62, CPU, 'off')
-    return net
-
-
-def mscr():
-    utils.set_seed(0, THREADS)
-    net = build_model(dict(audio_dim=16, text_dim=24, hidden=32, heads=4, self_layers=1, co_layers=1, dropout=0.1,
-                           max_len=64))
-    opt, scaler = torch.optim.Adam(net.parameters(), 1e-3), utils.make_scaler(CPU, 'off')
-    rng = np.random.default_rng(0)
-    for _ in range(3):
-        items = []
-        for i in range(4):
-            T, N = int(rng.integers(60, 200)), int(rng.integers(3, 9))
-            cuts = np.linspace(0, T, N + 1).astype(int)
-            items.append(dict(a=rng.normal(size=(T, 16)).astype(np.float32),
-                              t=rng.normal(size=(N, 24)).astype(np.float32),
-                              spans=[(int(a), int(b - a)) for a, b in zip(cuts[:-1], cuts[1:])],
-                              y=rng.normal(size=3).astype(np.float32), idx=i))
-        mscr_step(net, opt, scaler, mscr_collate(items), CPU, (0.2, 0.4, 0.6, 0.8, 1.0))
-    return net
-
-
-for net in (lstm(2), lstm(1), mscr()):
-    print(hashlib.sha256(b''.join(p.detach().numpy().tobytes() for p in net.state_dict().values())).hexdigest())
-print(torch.get_num_threads())
-'''
+from bench.bench_threads import PROBE  # noqa: E402  (the probe that bench_threads.py runs per setting)
 
 
 def train(omp_threads, threads_arg=1):
@@ -80,10 +23,10 @@ def train(omp_threads, threads_arg=1):
     after set_seed(0, threads_arg)."""
     env = {**os.environ, 'OMP_NUM_THREADS': str(omp_threads), 'MKL_NUM_THREADS': str(omp_threads),
            'PYTHONPATH': str(REPO)}
-    p = subprocess.run([sys.executable, '-c', CHILD, str(threads_arg), str(omp_threads)], cwd=REPO, env=env, capture_output=True,
+    p = subprocess.run([sys.executable, '-c', PROBE, str(threads_arg), str(omp_threads), '0'], cwd=REPO, env=env, capture_output=True,
                        text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    *digests, n = p.stdout.split()
+    *digests, n, _ = p.stdout.split()
     return digests, int(n)
 
 
