@@ -39,13 +39,13 @@ if [ "$SHIP" = 1 ]; then
   OUT=.
   NORM=NormTerm PREF=chunk_emotion_rankers/preference_labels RK=chunk_emotion_rankers/trained_ranker_model
   RS=chunk_emotion_rankers/EmoChunkRankSeq S2S=trained_seq2seq_model MS=trained_mscr_model RES=runs/testing
-  SUMMARY=bench/results/demo.json
+  SUMMARY=bench/results/demo.json AUX=runs/ship   # the retrieval check and the prediction plot: untracked
 else
   OUT=${OUT:-runs/demo}
   NORM=$OUT/NormTerm PREF=$OUT/preference_labels RK=$OUT/trained_ranker_model RS=$OUT/EmoChunkRankSeq
-  S2S=$OUT/trained_seq2seq_model MS=$OUT/trained_mscr_model RES=$OUT/testing SUMMARY=$OUT/demo.json
+  S2S=$OUT/trained_seq2seq_model MS=$OUT/trained_mscr_model RES=$OUT/testing SUMMARY=$OUT/demo.json AUX=$OUT
 fi
-mkdir -p "$OUT" "$RES"
+mkdir -p "$OUT" "$RES" "$AUX"
 TIMES=$(mktemp)
 T0=$SECONDS
 step() { printf '\n=== %s\n' "$*"; printf '%s\t%s\n' "$((SECONDS - T0))" "$*" >> "$TIMES"; }
@@ -74,8 +74,8 @@ attribute() {   # steps 4-7 for one attribute (or "all")
 step "4-7/9 preference labels, rankers (20 epochs x $PAIRS pairs), ranking sequences -> $RS, Seq2Seq (30 epochs) -> $S2S"
 if [ "$PARALLEL" = 1 ] && [ "$EMO" = all ]; then
   pids=()
-  for E in Act Dom Val; do attribute "$E" > "$OUT/demo_$E.log" 2>&1 & pids+=($!); done
-  for p in "${pids[@]}"; do wait "$p" || { echo "an attribute failed: see $OUT/demo_*.log"; exit 1; }; done
+  for E in Act Dom Val; do attribute "$E" > "$AUX/demo_$E.log" 2>&1 & pids+=($!); done
+  for p in "${pids[@]}"; do wait "$p" || { echo "an attribute failed: see $AUX/demo_*.log"; exit 1; }; done
 else
   attribute "$EMO"
 fi
@@ -85,15 +85,15 @@ python testing.py "${TH[@]}" -ep 30 -batch 128 -emo "$EMO" --checkpoint "$S2S" -
 RETR=""
 if [ -f "$RS/testing_Act.json" ]; then
   python evaluate_retrieval.py --corpus data/demo_corpus --split Test --rankseq "$RS/testing_Act.json" \
-      --baseline loudness random --out "$OUT/retrieval.json" 2>/dev/null && RETR="$OUT/retrieval.json"
+      --baseline loudness random --out "$AUX/retrieval.json" 2>/dev/null && RETR="$AUX/retrieval.json"
 else
   echo "(retrieval check needs the Act ranker: EMO=Act or EMO=all)"
 fi
 
-step "9/9 predict one recording with the demo models -> $OUT/predict/"
+step "9/9 predict one recording with the demo models -> $AUX/predict/"
 WAVS=(data/demo_corpus/Audios/*.wav)   # a glob, not ls | head: under pipefail that can die of SIGPIPE
 WAV=${WAVS[0]}
-python predict.py "$WAV" --emo "$EMO" --checkpoint "$S2S" --out "$OUT/predict/demo.csv" --plot "$OUT/predict"
+python predict.py "$WAV" --emo "$EMO" --checkpoint "$S2S" --out "$AUX/predict/demo.csv" --plot "$AUX/predict"
 
 if [ "$MSCR" = 1 ]; then
   step "MSCR: text token features (offline MiniLM), audio-text model with and without multi-scale crops"
@@ -109,4 +109,4 @@ step "end"
 python bench/demo_summary.py --times "$TIMES" --metrics "$RES/metrics.csv" --rankers "$RK" --retrieval "$RETR" \
     --out "$SUMMARY" --settings "EMO=$EMO PAIRS=$PAIRS MSCR=$MSCR MSCR_ITERS=$MSCR_ITERS SHIP=$SHIP PARALLEL=$PARALLEL THREADS=$THREADS OMP_NUM_THREADS=$OMP_NUM_THREADS"
 rm -f "$TIMES"
-printf '\nDone. Results: %s (summary), %s/metrics.csv, %s/predict/, %s/*.loss.png\n' "$SUMMARY" "$RES" "$OUT" "$S2S"
+printf '\nDone. Results: %s (summary), %s/metrics.csv, %s/predict/, %s/*.loss.png\n' "$SUMMARY" "$RES" "$AUX" "$S2S"
