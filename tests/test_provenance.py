@@ -143,6 +143,7 @@ def test_values_outside_the_scale_are_clipped_and_counted(wavs, tmp_path):
     meta_path = C.sibling(d / ACT.name, '.meta.json')
     rec = json.loads(meta_path.read_text())
     rec['label_norm']['stats']['Act'] = [4.0, 40.0]                    # outputs spread far beyond 1-7
+    rec['record_sha256'] = C.record_checksum(rec)   # as if a training run had written it (an edit is refused)
     meta_path.write_text(json.dumps(rec))
     rc = run(predict.main, wavs / 'voice.wav', wavs / 'noise.wav', '--checkpoint', d, '-emo', 'Act',
              '--out', tmp_path / 'c.csv')
