@@ -149,6 +149,18 @@ def audio_seconds(path, report, item):
 
 
 # ------------------------------------------------------------------------------------------- folds
+def session_folds(utts, report):
+    """Leave-one-session-out folds (IEMOCAP, MSP-IMPROV): the speakers of each `Session`, rotated; none (and a
+    note in the report) with fewer than 3 sessions."""
+    groups = {}
+    for u in utts:
+        groups.setdefault(u.extra['Session'], set()).add(u.speaker)
+    folds = rotation_folds([sorted(groups[s]) for s in sorted(groups)]) if len(groups) >= 3 else []
+    if utts and not folds:
+        report.note('folds', f'{len(groups)} session(s): too few for leave-one-session-out folds (need 3)')
+    return folds
+
+
 def rotation_folds(groups):
     """Disjoint speaker groups [[spk, ...], ...] (K >= 3) -> [{spk: 'Train'|'Validation'|'Test'}] with K folds:
     fold k tests group k, validates on group k+1 (cyclic, so inside what would otherwise be training) and trains

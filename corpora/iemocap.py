@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from corpora import common
-from corpora.common import MSP_CLASS, LayoutError, Utt, five_to_seven, rotation_folds
+from corpora.common import MSP_CLASS, LayoutError, Utt, five_to_seven, session_folds
 
 NAME = 'iemocap'
 CODES = {'neu': 'neutral', 'fru': 'frustration', 'ang': 'anger', 'sad': 'sadness', 'hap': 'happiness',
@@ -182,12 +182,7 @@ def read(src, report, self_evaluations=False, speakers=None, **_):
                                        'Mode': 'improvised' if m.group(2) == 'impro' else 'scripted',
                                        'Start': t['start'], 'End': t['end']},
                                 transcript=text.get(turn), words=words))
-    groups = {}
-    for u in utts:
-        groups.setdefault(u.extra['Session'], set()).add(u.speaker)
-    folds = rotation_folds([sorted(groups[s]) for s in sorted(groups)]) if len(groups) >= 3 else []
-    if utts and not folds:
-        report.note('folds', f'{len(groups)} session(s): too few for leave-one-session-out folds (need 3)')
+    folds = session_folds(utts, report)
     votes = pd.DataFrame(votes, columns=['FileName', 'Rater', 'Categories', 'Comment', 'SelfEvaluation'])
     return utts, raters, folds, votes
 

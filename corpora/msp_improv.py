@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from corpora import common
-from corpora.common import MSP_CLASS, LayoutError, Utt, five_to_seven, rotation_folds
+from corpora.common import MSP_CLASS, LayoutError, Utt, five_to_seven, session_folds
 
 NAME = 'msp-improv'
 CODES = {'A': 'anger', 'H': 'happiness', 'S': 'sadness', 'N': 'neutral', 'O': 'other', 'X': 'no_agreement'}
@@ -125,12 +125,7 @@ def read(src, report, speakers=None, **_):
                                'Naturalness': v.get('N') if v.get('N') is not None else ''}))
     for stem in sorted(set(audio) - set(labels)):
         report.skip(stem, 'audio file without a consensus line in Evaluation.txt')
-    groups = {}
-    for u in utts:
-        groups.setdefault(u.extra['Session'], set()).add(u.speaker)
-    folds = rotation_folds([sorted(groups[s]) for s in sorted(groups)]) if len(groups) >= 3 else []
-    if utts and not folds:
-        report.note('folds', f'{len(groups)} session(s): too few for leave-one-session-out folds (need 3)')
+    folds = session_folds(utts, report)
     return utts, raters, folds
 
 
