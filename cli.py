@@ -132,15 +132,17 @@ def add_run_args(p, epochs, batch, what='training epochs', batch_help='utterance
         p.add_argument('-emo', '--emo_attr', required=emo_required, default=None, help='Act, Dom, Val or all')
 
 
-def add_data_args(p):
+def add_data_args(p, amp='fp16'):
+    """amp: the --amp default (training: fp16; evaluation scripts: off, so a GPU test gives the CPU's numbers)."""
     p.add_argument('--corpus', default=None, help='corpus root in MSP-Podcast layout (default: the demo corpus '
                    'data/demo_corpus, built on first use)')
     p.add_argument('--features', default=None, help='LLD feature store folder (default features/<corpus name>/lld; '
                    'build it with extract_features.py)')
     add_fold_arg(p)
     p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 (default: CUDA when available)')
-    p.add_argument('--amp', default='fp16', choices=['fp16', 'bf16', 'off'],
-                   help='mixed precision on CUDA (ignored on CPU); fp16 uses a gradient scaler')
+    p.add_argument('--amp', default=amp, choices=['fp16', 'bf16', 'off'],
+                   help='mixed precision: fp16 on CUDA only (ignored on CPU), with a gradient scaler; bf16 on '
+                   'CUDA and CPU (the LSTMs stay float32); off = float32 (default %(default)s)')
     p.add_argument('--seed', type=seed_int, default=0, help='random seed (sampling, init, dropout)')
     p.add_argument('--workers', type=nonneg_int, default=2, help='DataLoader worker processes (0 = load in the main process)')
     p.add_argument('--threads', type=nonneg_int, default=TRAIN_THREADS, help='CPU threads for the model (default '
@@ -189,7 +191,7 @@ def ranker_eval_parser(doc, per_pass):
     p = parser(doc)
     add_run_args(p, 20, 128, 'epochs in the ranker checkpoint name', f'batch in the checkpoint name; also {per_pass} '
                  f'per forward pass')
-    add_data_args(p)
+    add_data_args(p, amp='off')
     add_norm_args(p, train=False)
     add_model_args(p, 'ranker')
     return p

@@ -2,7 +2,7 @@
 import torch
 import torch.nn as nn
 
-from utils import chunk_starts
+from utils import chunk_starts, lstm_forward
 
 
 class LSTMnet(nn.Module):
@@ -20,8 +20,8 @@ class LSTMnet(nn.Module):
         self.fc2 = nn.Linear(hidden, out_dim)
 
     def forward(self, x):
-        """x: (N, m, D) chunks -> (N, out_dim)."""
-        h, _ = self.lstm(x)
+        """x: (N, m, D) chunks -> (N, out_dim). The LSTM's precision under --amp: utils.lstm_forward."""
+        h, _ = lstm_forward(self.lstm, x)
         return self.fc2(torch.relu(self.fc1(h[:, -1])))
 
     def chunk_scores(self, x):

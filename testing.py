@@ -47,7 +47,7 @@ def build_parser():
                    help='seq2seq: method 1 (default); mscr: method 2 (audio-text, mscr.py)')
     cli.add_run_args(p, 30, 128, 'epochs in the checkpoint name', 'batch in the checkpoint name; also utterances '
                      'per forward pass', emo_required=False)
-    cli.add_data_args(p)
+    cli.add_data_args(p, amp='off')
     cli.add_norm_args(p, train=False)
     cli.add_model_args(p, 'Seq2Seq model')
     p.set_defaults(workers=0)

@@ -269,14 +269,30 @@ def get_device(name=None):
 
 
 def amp_context(device, amp):
-    """Mixed precision on CUDA ('fp16' / 'bf16'); nothing on CPU or with 'off'."""
-    if device.type != "cuda" or amp == "off":
+    """The --amp precision of a forward pass (docs/reproducibility.md, "Precision"): 'fp16' is autocast to
+    float16 on CUDA only (ignored on the CPU), with the GradScaler of make_scaler; 'bf16' is autocast to
+    bfloat16 on CUDA and on the CPU, no scaler (bfloat16 has float32's range); 'off' is float32. Under bf16
+    the LSTMs run outside autocast in float32 (lstm_forward)."""
+    if device.type not in ("cuda", "cpu") or amp == "off" or (amp == "fp16" and device.type != "cuda"):
         return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def make_scaler(device, amp):
+    """GradScaler, enabled exactly when float16 autocast runs (CUDA, --amp fp16)."""
     return torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and amp == "fp16")
+
+
+def lstm_forward(lstm, x):
+    """nn.LSTM `lstm` on x under the --amp policy. Under float16 autocast (CUDA, --amp fp16) cuDNN's half
+    kernels run, with the GradScaler. Under bfloat16 autocast the LSTM runs outside autocast in float32:
+    CUDA autocast runs cuDNN's RNN in float16 whatever dtype it was given (a silent fp16 without a scaler,
+    where gradients of 1e-5..1e-6 underflow), and oneDNN's bf16 LSTM needs AVX512-BF16 on the CPU."""
+    dev = x.device.type
+    if dev in ("cuda", "cpu") and torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == torch.bfloat16:
+        with torch.autocast(dev, enabled=False):
+            return lstm(x.float())
+    return lstm(x)
 
 
 TRAIN_THREADS = 1   # CPU intra-op threads of training and model runs (--threads; docs/reproducibility.md)

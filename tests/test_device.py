@@ -1,6 +1,7 @@
 """CPU stand-ins for the GPU path (bench/gpu_check.sh runs the real thing on a GPU):
 
-- the Seq2Seq, ranker and MSCR training steps under CPU autocast (bf16) give finite losses and gradients;
+- the dtype each --amp setting gives the LSTM and the head; the Seq2Seq, ranker and MSCR training steps under
+  --amp bf16 on the CPU give finite losses and gradients;
 - no tensor is created on a fixed device: model, loss, chunking and pooling run on the `meta` device
   (a tensor made on the CPU inside them would meet a meta tensor and raise), and no core module spells
   `.cuda()` / `device='cuda'` / `torch.device('cuda')`;
@@ -11,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from model import LSTMnet, TransformerENC_CoAtten, multiscale_crop, pyramid_pool  # noqa: E402
-from utils import ccc_loss, dynamic_chunk_split  # noqa: E402
+from utils import amp_context, ccc_loss, dynamic_chunk_split, lstm_forward, make_scaler  # noqa: E402
 
 M, K = 62, 22          # frames per one-second chunk at the 16 ms hop, chunks per utterance
 
@@ -54,17 +54,47 @@ def step_and_check(model, loss, out):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-# ============================================================================ autocast (bf16) on CPU
+# ============================================================================ --amp on CPU
+CPU = torch.device('cpu')
+
+
 def bf16_forward(model, x):
-    """The model's forward as CUDA autocast runs it: bf16 copies of the fp32 weights (the LSTM's too: cuDNN
-    runs it in half precision), bf16 matmuls, gradients back to the fp32 weights. On the CPU, oneDNN's bf16
-    LSTM needs AVX512-BF16 ("could not create a primitive descriptor" without it), so the native kernels run
-    (mkldnn off); CPU autocast alone would keep the LSTM in fp32."""
-    params = {k: v.to(torch.bfloat16) for k, v in model.named_parameters()}
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', 'TF32 acceleration on top of oneDNN')   # torch's notice on the flag
-        with torch.backends.mkldnn.flags(enabled=False), torch.autocast('cpu', dtype=torch.bfloat16):
-            return torch.func.functional_call(model, params, (x.to(torch.bfloat16),))
+    """The model's forward under --amp bf16 (utils.amp_context): autocast to bfloat16, the LSTM outside it."""
+    with amp_context(CPU, 'bf16'):
+        return model(x)
+
+
+@pytest.mark.parametrize('amp, lstm_dtype, head_dtype', [('off', torch.float32, torch.float32),
+                                                         ('fp16', torch.float32, torch.float32),   # CUDA only
+                                                         ('bf16', torch.float32, torch.bfloat16)])
+def test_dtype_reaching_the_lstm_under_each_amp(amp, lstm_dtype, head_dtype):
+    """Forward hooks read what the LSTM and the head compute in: under bf16 the LSTM stays float32 (never the
+    silent float16 that CUDA autocast gives cuDNN's RNN), the linear layers run in bfloat16; fp16 is CUDA
+    only; the loss and the gradients of the float32 weights are float32 and finite."""
+    torch.manual_seed(0)
+    model = LSTMnet(out_dim=1).train()
+    seen = {}
+    model.lstm.register_forward_hook(lambda mod, inp, out: seen.update(lstm_in=inp[0].dtype, lstm_out=out[0].dtype))
+    model.fc2.register_forward_hook(lambda mod, inp, out: seen.update(head=out.dtype))
+    x, lengths = padded_batch(B=2)
+    with amp_context(CPU, amp):
+        pred = model(dynamic_chunk_split(x, lengths, M, K).flatten(0, 1))
+    assert seen == dict(lstm_in=lstm_dtype, lstm_out=lstm_dtype, head=head_dtype)
+    loss = ccc_loss(pred.float(), torch.randn(2 * K))
+    loss.backward()
+    assert loss.dtype == torch.float32 and model.lstm.weight_hh_l0.grad.dtype == torch.float32
+    assert torch.isfinite(model.lstm.weight_hh_l0.grad).all() and model.lstm.weight_hh_l0.grad.abs().sum() > 0
+    assert make_scaler(CPU, amp).is_enabled() is False      # a scaler only for CUDA float16
+
+
+def test_lstm_under_raw_bf16_autocast_is_kept_in_float32():
+    """The guard is the LSTM's own: a caller's bare torch.autocast(bfloat16) gets the float32 LSTM too (on
+    this CPU oneDNN's bf16 LSTM would fail without AVX512-BF16; on CUDA it would run in float16)."""
+    model = LSTMnet(out_dim=2)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        h, _ = lstm_forward(model.lstm, torch.randn(3, M, 130))
+        out = model(torch.randn(3, M, 130))
+    assert h.dtype == torch.float32 and out.dtype == torch.bfloat16
 
 
 def test_seq2seq_step_under_cpu_bf16_autocast():
@@ -107,7 +137,7 @@ def test_mscr_step_under_cpu_bf16_autocast():
     t_pad = torch.zeros(4, 7, dtype=torch.bool)
     t_pad[2, 4:] = True
     y = torch.randn(4, 3)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
+    with amp_context(CPU, 'bf16'):
         pooled = pyramid_pool(x, start + off, crop)
         pred = model(pooled, crop == 0, text, t_pad)
     loss = sum(ccc_loss(pred[:, k].float(), y[:, k]) for k in range(3)) / 3
