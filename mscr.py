@@ -50,6 +50,7 @@ from utils import (
     ccc_loss,
     ddp_cleanup,
     ddp_setup,
+    gather_batch,
     get_device,
     make_scaler,
     normalize_feats,
@@ -106,11 +107,12 @@ def mtl_loss(pred, y):
 
 
 def mscr_step(model, opt, scaler, batch, device, scales, amp='off'):
-    """One training iteration (forward with crops, MTL CCC loss, backward, Adam step) -> the loss."""
+    """One training iteration (forward with crops, MTL CCC loss, backward, Adam step) -> the loss. The CCCs
+    are over the global batch (under DDP every rank's predictions and labels, utils.gather_batch)."""
     model.train()
     with amp_context(device, amp):
         pred = forward_batch(model, batch, device, scales)
-    loss = mtl_loss(pred.float(), batch['y'].to(device))
+    loss = mtl_loss(*gather_batch(pred.float(), batch['y'].to(device)))
     if not torch.isfinite(loss):
         raise ToolkitError(f'the training loss is {loss.item()}; lower --lr or use --amp off')
     opt.zero_grad(set_to_none=True)

@@ -16,7 +16,7 @@ from checkpoints import display_path, sha256_file
 from dataloader import K_CHUNKS, UtteranceDataset, gather_eval, limit_names, to_chunks
 from errors import ToolkitError
 from ranker import load_rank_sequences
-from utils import EMO_COL, amp_context, ccc_loss, generate_chunk_EmoSeq
+from utils import EMO_COL, amp_context, ccc_loss, gather_batch, generate_chunk_EmoSeq
 
 
 def train_names(args, emo, corpus, store, rank):
@@ -76,10 +76,11 @@ def predict(model, loader, m, device, amp, world=1, desc='', show=True):
 
 
 def seq2seq_step(net, opt, scaler, x, lengths, curve, mu, m, device, amp):
-    """One optimiser step: loss = 0.5 (1 - CCC(utterance means, mu)) + 0.5 (1 - CCC(chunks, curves))."""
+    """One optimiser step: loss = 0.5 (1 - CCC(utterance means, mu)) + 0.5 (1 - CCC(chunks, curves)), the
+    CCCs over the global batch (under DDP every rank's predictions and targets, utils.gather_batch)."""
     with amp_context(device, amp):
         pred = chunk_predictions(net, x, lengths, m, device)
-    curve, mu = curve.to(device), mu.to(device)
+    pred, curve, mu = gather_batch(pred.float(), curve.to(device), mu.to(device))
     loss = 0.5 * ccc_loss(pred.float().mean(1), mu) + 0.5 * ccc_loss(pred.float(), curve)
     opt.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()

@@ -353,6 +353,34 @@ def ddp_cleanup():
     dist.destroy_process_group()
 
 
+def gather_batch(*tensors):
+    """The global batch under DDP: each tensor concatenated over the ranks along dim 0 (in rank order), with
+    gradients flowing back to every rank's own rows (torch.distributed.nn.functional.all_gather; shards of
+    different sizes are padded for the exchange and trimmed). A loss over the whole batch, such as the CCC,
+    computed on the result is the loss of the global batch on every rank, and DDP's averaging of the ranks'
+    gradients then gives the gradients of one process on that batch: each rank's own rows receive the sum of
+    the N identical losses' gradients (all_gather's backward), and DDP divides by N. -> a tuple; the tensors
+    as they are in one process."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensors
+    import warnings
+
+    from torch.distributed.nn.functional import all_gather
+    n = torch.tensor([tensors[0].shape[0]], device=tensors[0].device)
+    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, n)
+    sizes = [int(k) for k in sizes]
+    out = []
+    for t in tensors:
+        pad = max(sizes) - t.shape[0]
+        with warnings.catch_warnings():   # torch 2.13 deprecates it for a private API; public, autograd-aware
+            warnings.simplefilter('ignore', FutureWarning)
+            parts = all_gather(torch.cat([t, t.new_zeros((pad, *t.shape[1:]))]) if pad else t.contiguous())
+        out.append(torch.cat([p[:k] for p, k in zip(parts, sizes)]))
+    return tuple(out)
+
+
 def unwrap(model):
     """The plain module under a DistributedDataParallel wrapper."""
     return model.module if hasattr(model, "module") else model
