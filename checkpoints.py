@@ -30,7 +30,6 @@ Without any model flag the demo models shipped in the repository are used, and a
 import hashlib
 import io
 import json
-import random
 import re
 import subprocess
 import sys
@@ -735,13 +734,16 @@ class Run:
         if self.is_main:
             return save_model(model, self.ckpt, record)
 
-    def save_state(self, model, opt, scaler, epoch, best, best_epoch):
+    def save_state(self, model, opt, scaler, epoch, best, best_epoch, rng=None):
+        """The resume state; every rank calls it (the ranks' random states are gathered: utils.rank_rng_states),
+        or passes `rng`, the list that call returned, when only the main process gets here."""
+        from utils import rank_rng_states
+        if rng is None:
+            rng = rank_rng_states(next(unwrap(model).parameters()).device)
         if self.is_main:
-            rng = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state(),
-                   'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
             atomic_torch_save({'model': unwrap(model).state_dict(), 'optimizer': opt.state_dict(),
                                'scaler': scaler.state_dict(), 'epoch': epoch, 'best': best,
-                               'best_epoch': best_epoch, 'rng': rng, 'settings': self.settings}, self.state_path)
+                               'best_epoch': best_epoch, 'rng_by_rank': rng, 'settings': self.settings}, self.state_path)
 
     def start(self, model, opt, scaler, resume, world, device, what, best):
         """-> (model for the steps (DDP-wrapped when world > 1), first epoch, best, best epoch); with `resume`
@@ -749,7 +751,8 @@ class Run:
         start, best_ep = 0, -1
         if resume:
             start, best, best_ep = self.load_state(model, opt, scaler)
-            print(f'{what}: resuming at epoch {start} (best {best:.4f} at epoch {best_ep})')
+            if self.is_main:
+                print(f'{what}: resuming at epoch {start} (best {best:.4f} at epoch {best_ep})')
         net = model
         if world > 1:
             net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda'
@@ -757,16 +760,31 @@ class Run:
         return net, start, best, best_ep
 
     def load_state(self, model, opt, scaler):
-        """-> (next epoch, best, best_epoch); restores weights, optimizer, scaler and RNG states."""
+        """-> (next epoch, best, best_epoch); restores weights, optimizer, scaler and this rank's random states.
+        A run saved by N processes resumes on M: rank r takes the state rank r saved; ranks the interrupted run
+        did not have keep their seeded start (the run then differs from the uninterrupted one, as the data
+        shards and gradient sums do: docs/reproducibility.md)."""
+        import torch.distributed as dist
+
+        from utils import set_rng_state
         s = torch.load(self.state_path, map_location='cpu', weights_only=False)
         unwrap(model).load_state_dict(s['model'])
         opt.load_state_dict(s['optimizer'])
         scaler.load_state_dict(s['scaler'])
-        random.setstate(s['rng']['python'])
-        np.random.set_state(s['rng']['numpy'])
-        torch.set_rng_state(s['rng']['torch'])
-        if s['rng']['cuda'] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(s['rng']['cuda'])
+        ddp = dist.is_available() and dist.is_initialized()
+        rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
+        states = s.get('rng_by_rank')
+        if states is None:       # written before the states were per rank: rank 0's, the CUDA ones of every device
+            old = s['rng']
+            cuda = old.get('cuda') or []
+            dev = torch.cuda.current_device() if torch.cuda.is_available() else None
+            states = [{**old, 'cuda': cuda[dev] if dev is not None and dev < len(cuda) else None}]
+        if rank < len(states):
+            set_rng_state(states[rank])
+        if len(states) != world and self.is_main:
+            print(f'note: {self.state_path.name} was saved by {len(states)} process(es) and resumes on {world}: the '
+                  f'random streams of ranks 0..{min(world, len(states)) - 1} continue, the run is not bit-identical to '
+                  f'an uninterrupted one', file=sys.stderr)
         return s['epoch'] + 1, s['best'], s['best_epoch']
 
     def log(self, **row):

@@ -55,6 +55,7 @@ from utils import (
     make_scaler,
     normalize_feats,
     plot_curves,
+    rank_rng_states,
     set_seed,
     unwrap,
 )
@@ -341,8 +342,9 @@ def run_meta(s, cfg):
                 data={'train': s.train.report, 'validation': s.val.report})
 
 
-def validate(s, train_loss, t0):
-    """Validation scores; keep the best model; log; write the resume state (main process)."""
+def validate(s, train_loss, t0, rng):
+    """Validation scores; keep the best model; log; write the resume state (main process) with `rng`, every
+    rank's random states (utils.rank_rng_states, gathered by all ranks before)."""
     if not s.is_main:
         return
     v = scores(*predict(unwrap(s.model), s.val_loader, s.device, s.amp), s.norm)
@@ -358,7 +360,7 @@ def validate(s, train_loss, t0):
             plot_curves(s.run.log_path, s.run.png_path, x='iteration', title=s.run.ckpt.name)
         except Exception as e:   # a plotting problem must never stop training
             print(f'note: loss plot not written ({e})', file=sys.stderr)
-        s.run.save_state(s.model, s.opt, s.scaler, s.it, s.best, s.best_it)
+        s.run.save_state(s.model, s.opt, s.scaler, s.it, s.best, s.best_it, rng)
     tqdm.write(f'iter {s.it}: train {train_loss:.4f}  val {v["loss"]:.4f}  CCC '
                + '  '.join(f'{e} {v[e]:.3f}' for e in EMOS) + ('  *best' if improved else ''))
     if s.it == s.args.iters:   # the last model too, for best-vs-last comparisons
@@ -398,7 +400,7 @@ def _train_loop(s, args, rank, world, device, is_main):
         s.it += 1
         bar.update(1)
         if s.it % args.val_every == 0 or s.it == args.iters:
-            validate(s, float(np.mean(losses)), t0)
+            validate(s, float(np.mean(losses)), t0, rank_rng_states(device))
             losses = []
             if world > 1:
                 torch.distributed.barrier()

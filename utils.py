@@ -381,6 +381,32 @@ def gather_batch(*tensors):
     return tuple(out)
 
 
+def rng_state(device):
+    """This process's random generators: Python, NumPy, torch's CPU one and the CUDA one of `device` only."""
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def set_rng_state(state):
+    """Restore rng_state() in this process (the CUDA state, if any, into the current CUDA device)."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def rank_rng_states(device):
+    """[rng_state of rank 0, of rank 1, ...]: every rank calls it (a collective under DDP)."""
+    import torch.distributed as dist
+    state = rng_state(device)
+    if not (dist.is_available() and dist.is_initialized()):
+        return [state]
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, state)
+    return parts
+
+
 def unwrap(model):
     """The plain module under a DistributedDataParallel wrapper."""
     return model.module if hasattr(model, "module") else model

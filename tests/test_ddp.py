@@ -3,7 +3,8 @@
 - the CCC losses of Seq2Seq and MSCR are the CCC of the global batch: N ranks x B/N give the loss and the
   gradients of one process x B (utils.gather_batch), also for shards of unequal size (MSCR's [rank::world]);
   the per-rank CCC the toolkit used before is shown to differ, so the comparison can fail;
-- the ranker's loss (mean cross-entropy over pairs, equal shards) needs no gather and matches as well.
+- the ranker's loss (mean cross-entropy over pairs, equal shards) needs no gather and matches as well;
+- a resume state saved by N ranks resumes on M (each rank its own random streams; checkpoints.Run).
 """
 import socket
 import sys
@@ -142,3 +143,98 @@ def test_ddp_losses_and_gradients_equal_one_process_on_the_global_batch(world, t
     # the per-rank CCC (what DDP averaged before the gather) is another number, by far more than the
     # tolerance of the equality above: that check can fail
     assert abs(many['seq2seq_shard_loss'] - one['seq2seq_loss']) > 10 * 1e-5 * abs(one['seq2seq_loss'])
+
+
+# ---------------------------------------------------------------- resume on another number of processes
+def draws():
+    import random
+    return [random.random(), float(np.random.rand()), float(torch.rand(1))]
+
+
+def resume_worker(rank, world, port, ckpt, mode, path):
+    """mode 'save': each rank seeds seed + rank, saves the resume state (checkpoints.Run), and writes the draws
+    its generators give next; 'load': each rank seeds seed + rank, resumes and writes its next draws."""
+    import checkpoints as C
+    from model import LSTMnet
+    from utils import make_scaler, set_seed
+    torch.set_num_threads(1)
+    if world > 1:
+        init(rank, world, port)
+    try:
+        set_seed(7 + rank, 1)
+        model = LSTMnet(D, 8, 1)
+        opt, scaler = torch.optim.Adam(model.parameters()), make_scaler(torch.device('cpu'), 'off')
+        run = C.Run(ckpt, ['epoch'], rank == 0, mode == 'load', {'batch': 8})
+        try:
+            if mode == 'save':
+                torch.rand(5)                              # the ranks' streams have moved on, differently
+                run.save_state(model, opt, scaler, 3, 0.5, 2)
+            else:
+                assert run.load_state(model, opt, scaler) == (4, 0.5, 2)
+        finally:
+            run.close()
+        res = [None] * world
+        if world > 1:
+            torch.distributed.all_gather_object(res, draws())
+        else:
+            res = [draws()]
+        if rank == 0:
+            torch.save(res, path)
+    finally:
+        if world > 1:
+            torch.distributed.destroy_process_group()
+
+
+def run_resume(world, ckpt, mode, tmp_path):
+    path = tmp_path / f'{mode}{world}.pt'
+    if world == 1:
+        resume_worker(0, 1, None, ckpt, mode, path)
+    else:
+        torch.multiprocessing.start_processes(resume_worker, args=(world, free_port(), ckpt, mode, path),
+                                              nprocs=world, join=True, start_method='fork')
+    return torch.load(path, weights_only=False)
+
+
+@pytest.mark.parametrize('saved, resumed', [(2, 1), (1, 2), (2, 2)])
+def test_resume_on_another_number_of_processes(saved, resumed, tmp_path):
+    """Saved by N ranks, resumed on M: no crash; each rank the interrupted run had continues its own random
+    streams (rank 1's are not rank 0's); a rank it did not have keeps its seeded start."""
+    ckpt = tmp_path / 'm.pth.tar'
+    after_save = run_resume(saved, ckpt, 'save', tmp_path)
+    state = torch.load(ckpt.with_name('m.resume.pt'), weights_only=False)
+    assert len(state['rng_by_rank']) == saved
+    got = run_resume(resumed, ckpt, 'load', tmp_path)
+    for r in range(resumed):
+        if r < saved:
+            assert got[r] == pytest.approx(after_save[r], abs=0), r
+        else:
+            from model import LSTMnet
+            from utils import set_seed
+            set_seed(7 + r, 1)
+            LSTMnet(D, 8, 1)                              # as the worker: the weights' draws, then the test's
+            assert got[r] == pytest.approx(draws(), abs=0)
+    if saved == 2:
+        assert after_save[0] != after_save[1]
+
+
+def test_resume_state_of_the_earlier_format_loads(tmp_path):
+    """A .resume.pt of the earlier layout (rank 0's states, the CUDA ones of every device) resumes."""
+    import random
+
+    import checkpoints as C
+    from model import LSTMnet
+    from utils import make_scaler
+    model = LSTMnet(D, 8, 1)
+    opt, scaler = torch.optim.Adam(model.parameters()), make_scaler(torch.device('cpu'), 'off')
+    torch.manual_seed(3)
+    rng = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state(), 'cuda': []}
+    expect = draws()
+    ckpt = tmp_path / 'm.pth.tar'
+    torch.save({'model': model.state_dict(), 'optimizer': opt.state_dict(), 'scaler': scaler.state_dict(),
+                'epoch': 1, 'best': 0.3, 'best_epoch': 1, 'rng': rng}, ckpt.with_name('m.resume.pt'))
+    run = C.Run(ckpt, ['epoch'], True, True)
+    try:
+        assert run.load_state(model, opt, scaler) == (2, 0.3, 1)
+    finally:
+        run.close()
+    assert draws() == expect
