@@ -726,7 +726,7 @@ class Run:
                                   + '; '.join(diff) + '); resume with the same values, or start a new run '
                                   'without --resume (another --checkpoint/--out)')
         unknown = [k for k in self.settings if k not in old]
-        if unknown:
+        if unknown and self.is_main:
             print(f'note: --resume {self.state_path.name}: the interrupted run did not record {unknown} (an earlier '
                   f'toolkit version); those settings are not compared', file=sys.stderr)
 

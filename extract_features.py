@@ -196,15 +196,16 @@ def run_lld(args, corpus, todo, pr):
 def _w2v_batch(ext, ok, pr):
     try:
         return ext([x for _, x in ok])
-    except Exception:  # find the culprit one by one (e.g. out of memory on one huge file)
-        feats = []
-        for n, x in ok:
-            try:
-                feats.append(ext([x])[0])
-            except Exception as e:
-                feats.append(None)
-                pr.fail(n, f'{type(e).__name__}: {str(e)[:200]}', tick=False)
-        return feats
+    except Exception:  # find the culprit one by one (e.g. out of memory on one huge file) ...
+        pass           # ... after the handler: inside it the traceback keeps the failed batch's tensors alive
+    feats = []
+    for n, x in ok:
+        try:
+            feats.append(ext([x])[0])
+        except Exception as e:
+            feats.append(None)
+            pr.fail(n, f'{type(e).__name__}: {str(e)[:200]}', tick=False)
+    return feats
 
 
 def run_wav2vec2(args, corpus, todo, ext, pr):

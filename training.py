@@ -35,7 +35,7 @@ from dataloader import K_CHUNKS, PadCollate, chunk_frames, make_loader
 from errors import ToolkitError
 from outputs import check_outputs
 from seq2seq import predict, seq2seq_datasets, seq2seq_step
-from utils import ccc, ddp_cleanup, ddp_setup, make_scaler, parse_emos, set_seed, unwrap
+from utils import ccc, ddp_cleanup, ddp_setup, make_scaler, parse_emos, seed_rank, set_seed, unwrap
 
 RESUME_KEYS = ('batch', 'lr', 'seed', 'freeze', 'init_from', 'feature_norm', 'label_norm', 'limit', 'amp', 'fold', 'emo',
                'norm_sha256', 'rankseq_sha256', 'corpus', 'features', 'checkpoint')
@@ -93,6 +93,7 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
     lnorm = labels[emo]
     train, valid, bad = seq2seq_datasets(args, emo, corpus, store, fnorm, lnorm)
     model.to(device)
+    seed_rank(args.seed, rank)      # per-rank dropout masks under DDP
     per_rank = max(1, args.batch_size // world)
     collate = PadCollate(m)
     tr_loader, tr_sampler = make_loader(train, per_rank, collate, True, args.workers, device, rank, world, args.seed,

@@ -316,21 +316,55 @@ def set_seed(seed, threads=TRAIN_THREADS):
     torch.backends.cudnn.benchmark = False
 
 
+DDP_TIMEOUT_MIN = 120   # how long a collective waits (NCCL's default, 10 minutes, is shorter than a long validation)
+
+
 def ddp_setup(device_arg=None):
-    """Initialise torch.distributed when launched by torchrun; returns (rank, world, device, is_main)."""
+    """Initialise torch.distributed when launched by torchrun; returns (rank, world, device, is_main).
+
+    Device of each process: --device cpu runs on the CPU over gloo; --device cuda or cuda:N runs on GPU
+    N + LOCAL_RANK over NCCL (a clear error when CUDA is missing or that GPU does not exist: never a silent
+    CPU run); no --device picks CUDA when available, else the CPU. DDP_BACKEND=gloo in the environment runs
+    the collectives over gloo instead, and the processes then share the GPUs (GPU (N + LOCAL_RANK) mod the
+    GPU count): NCCL refuses two processes on one GPU, gloo takes them (bench/gpu_check.sh runs 2 processes
+    on 1 GPU so). Collectives wait up to DDP_TIMEOUT_MIN minutes: MSCR validates on rank 0 while the other
+    ranks wait at a barrier. Ranks > 0 write nothing to stdout, so progress and notes appear once (errors
+    still reach stderr from every rank)."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return 0, 1, get_device(device_arg), True
+    import datetime
+
     import torch.distributed as dist
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", 0))
-    if torch.cuda.is_available() and device_arg != "cpu":
-        torch.cuda.set_device(local)
-        device, backend = torch.device("cuda", local), "nccl"
-    else:
-        device, backend = torch.device("cpu"), "gloo"
+    gloo = os.environ.get("DDP_BACKEND", "").lower() == "gloo"
+    device = get_device(device_arg)
+    if device.type == "cuda":
+        n_gpu, index = torch.cuda.device_count(), (device.index or 0) + local
+        if gloo:
+            index %= n_gpu
+        elif index >= n_gpu:
+            raise ToolkitError(f"--device {device_arg or 'cuda'} under torchrun: local rank {local} would use GPU {index}, "
+                               f"but this machine has {n_gpu}; start at most {max(n_gpu - (device.index or 0), 0)} "
+                               f"processes (--nproc_per_node), or set DDP_BACKEND=gloo to share GPUs")
+        torch.cuda.set_device(index)
+        device = torch.device("cuda", index)
+    elif device.type != "cpu":
+        raise ToolkitError(f"--device {device_arg}: torchrun runs on cpu or cuda")
     if not dist.is_initialized():
-        dist.init_process_group(backend)
+        dist.init_process_group("nccl" if device.type == "cuda" and not gloo else "gloo",
+                                timeout=datetime.timedelta(minutes=DDP_TIMEOUT_MIN))
+    if rank != 0:
+        sys.stdout = open(os.devnull, "w")
     return rank, world, device, rank == 0
+
+
+def seed_rank(seed, rank):
+    """Per-rank random streams for dropout under DDP: rank r > 0 reseeds torch with seed + r once its model is
+    built (DDP copies rank 0's weights anyway); rank 0 keeps the stream a single process has. Without it
+    every rank would draw the same dropout masks."""
+    if rank > 0:
+        torch.manual_seed(seed + rank)
 
 
 def ddp_cleanup():
@@ -347,6 +381,9 @@ def ddp_cleanup():
     import torch.distributed as dist
     if not (dist.is_available() and dist.is_initialized()):
         return
+    if sys.stdout is not sys.__stdout__ and getattr(sys.stdout, "name", None) == os.devnull:
+        sys.stdout.close()          # a rank > 0's silenced stdout (ddp_setup)
+        sys.stdout = sys.__stdout__
     if sys.exc_info()[0] is None:
         dist.barrier()
     gc.collect()

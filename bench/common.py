@@ -72,7 +72,7 @@ def pick_device(name):
 def sync(device):
     import torch
     if str(device).startswith('cuda'):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)     # the device under test, not the current one (--device cuda:1)
 
 
 @contextmanager

@@ -31,7 +31,7 @@ import norm as N  # noqa: E402
 from dataloader import K_CHUNKS, EpochSubsetSampler, PadCollate, PairDataset, chunk_frames  # noqa: E402
 from outputs import check_outputs  # noqa: E402
 from ranker import load_pairs, macro_f1, run_epoch  # noqa: E402
-from utils import ddp_cleanup, ddp_setup, make_scaler, parse_emos, set_seed  # noqa: E402
+from utils import ddp_cleanup, ddp_setup, make_scaler, parse_emos, seed_rank, set_seed  # noqa: E402
 
 
 def get_args(argv=None):
@@ -81,6 +81,7 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
     tr_loader, va_loader = mk(data['Train'], tr_sampler), mk(data['Validation'], va_sampler)
 
     model.to(device)
+    seed_rank(args.seed, rank)      # per-rank dropout masks under DDP
     params = [p_ for p_ in model.parameters() if p_.requires_grad]
     opt = torch.optim.Adam(params, lr=args.lr)
     scaler = make_scaler(device, args.amp)

@@ -238,3 +238,18 @@ def test_resume_state_of_the_earlier_format_loads(tmp_path):
     finally:
         run.close()
     assert draws() == expect
+
+
+def test_torchrun_asking_for_cuda_without_cuda_is_an_error(monkeypatch):
+    """--device cuda under torchrun on a machine without CUDA stops with a message, never a silent CPU run."""
+    from errors import ToolkitError
+    from utils import ddp_setup
+    if torch.cuda.is_available():
+        pytest.skip('this machine has CUDA')
+    monkeypatch.setenv('RANK', '0')
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    for dev in ('cuda', 'cuda:1'):
+        with pytest.raises(ToolkitError, match='CUDA is not available'):
+            ddp_setup(dev)
+    assert not torch.distributed.is_initialized()
