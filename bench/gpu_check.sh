@@ -50,8 +50,9 @@ release=.gpu_carry/pretrained/Chunk-Level-Emotion-Retrieval
 if [[ -n "${GPU_CHECK_REHEARSAL:-}" ]]; then
   # CPU rehearsal: this Python cannot import the CPython 3.12 wheels just unpacked; the same versions are
   # installed here. Modules installed here that the device lacks are blocked (stubs first on the path).
+  # Every script runs as its own process, as on the device.
   export PYTHONPATH="$GPU_CHECK_REHEARSAL"
-  exec python bench/gpu_check.py --dry-run --rehearsal --pretrained "$release" "$@"
+  exec python bench/gpu_check.py --dry-run --rehearsal --subprocess --pretrained "$release" "$@"
 fi
 export PYTHONPATH="$site"
 exec python bench/gpu_check.py --pretrained "$release" --out "${OUT:-bench/results}" "$@"
