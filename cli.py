@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 
 import checkpoints
+import identity
 import interrupts
 import norm
 from corpus import DEFAULT_CORPUS, Corpus
 from dataloader import chunk_frames
 from demo_corpus import ensure_demo_corpus
 from errors import ToolkitError
-from feature_store import FeatureStore, StoreError, default_features
+from feature_store import FeatureStore, StoreError
 from preference import SPLIT_FILE
 from utils import TRAIN_THREADS, get_device, set_seed
 
@@ -206,17 +207,37 @@ def open_eval_inputs(args):
 
 
 def open_corpus(root, fold=None):
-    """The corpus at `root` (the demo corpus when None), its splits from folds.csv fold `fold` when given."""
+    """The corpus at `root` (the demo corpus when None), its splits from folds.csv fold `fold` when given (checked
+    by check_fold)."""
     c = Corpus(ensure_demo_corpus(root or DEFAULT_CORPUS), fold=fold)
     if c.fold:
+        check_fold(c)
         print(f'{c.name}: splits of {c.fold} ({c.folds_path}): ' +
               ', '.join(f'{s} {len(c.files(s))}' for s in SPLITS))
     return c
 
 
+def check_fold(c):
+    """The fatal fold checks of check_corpus.py on a corpus opened with a fold, on the speakers of its labels file
+    (a speaker column of folds.csv is not trusted): a speaker in two parts stops with the fold and the speakers
+    named."""
+    where = {}
+    for part in SPLITS:
+        for n in c.files(part):
+            s = c.speaker(n)
+            if s is not None:
+                where.setdefault(s, set()).add(part)
+    shared = {s: sorted(p, key=SPLITS.index) for s, p in where.items() if len(p) > 1}
+    if shared:
+        ex = '; '.join(f'speaker {s} in {" and ".join(p)}' for s, p in sorted(shared.items())[:5])
+        raise ToolkitError(f'{c.folds_path}: {c.fold} is not speaker-disjoint by the speakers of {c.consensus_path} '
+                           f'({ex}{" ..." if len(shared) > 5 else ""}); rebuild the folds (prepare_corpus.py) or '
+                           f'check them with check_corpus.py')
+
+
 def open_store(path, corpus, frame_level=True):
     """The corpus's FeatureStore, or a clear message with the extract_features.py command to run."""
-    path = Path(path) if path else default_features(corpus)
+    path = Path(path) if path else identity.default_store(corpus)
     cmd = f'python extract_features.py --corpus {corpus.root} --feature lld --out {path}'
     if not (path / 'meta.json').exists():
         raise StoreError(f'no feature store at {path}; extract the LLDs first:\n  {cmd}')
@@ -224,6 +245,7 @@ def open_store(path, corpus, frame_level=True):
         store = FeatureStore(path)
     except StoreError as e:
         raise StoreError(f'{e}\n  {cmd}') from None
+    identity.check_store(store, corpus)       # extracted from the audio this corpus holds (identity.py)
     if frame_level and store.hop is None:
         raise StoreError(f'{path} holds {store.meta.get("feature")} features without a frame hop; method 1 needs '
                          f'frame-level LLDs:\n  {cmd}')

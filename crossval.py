@@ -89,6 +89,9 @@ def fold_list(corpus, spec):
         want = [f'fold{int(s.strip().lower().removeprefix("fold"))}' for s in spec.split(',') if s.strip()]
     except ValueError:
         raise ToolkitError(f"--folds {spec}: give 'all' or fold numbers, e.g. 1,2") from None
+    if not want:
+        raise ToolkitError(f"--folds {spec!r}: no fold number in it; give 'all' or fold numbers, e.g. 1,2")
+    want = list(dict.fromkeys(want))        # a fold named twice runs once (each utterance is tested once)
     bad = [w for w in want if w not in names]
     if bad:
         raise ToolkitError(f'--folds {spec}: {", ".join(bad)} not in {corpus.folds_path} (it has {", ".join(names)})')
@@ -96,13 +99,22 @@ def fold_list(corpus, spec):
 
 
 def settings_of(args, corpus, emos):
-    return {'corpus': str(corpus.root.resolve()), 'n_utterances': len(corpus), 'emos': emos, 'epochs': args.epochs,
-            'batch': args.batch_size, 'lr': args.lr, 'seed': args.seed,
-            'init_from': str(Path(args.init_from).resolve()) if args.init_from else None, 'curves': args.curves,
-            'pretrained': str(Path(args.pretrained).resolve()) if args.pretrained else None,
-            'feature_norm': args.feature_norm, 'label_norm': args.label_norm, 'limit': args.limit,
+    """The flags that change a fold's result (no paths: the data inputs enter the done markers by content)."""
+    return {'n_utterances': len(corpus), 'emos': emos, 'epochs': args.epochs,
+            'batch': args.batch_size, 'lr': args.lr, 'seed': args.seed, 'curves': args.curves,
+            'init_from': S.path_fp(args.init_from), 'pretrained': 'release v1.6 (SHA-256 checked)' if args.pretrained
+            else None, 'feature_norm': args.feature_norm, 'label_norm': args.label_norm, 'limit': args.limit,
+            'bootstrap': args.bootstrap, 'bootstrap_n': args.bootstrap_n,
             'ranker': {'epochs': args.ranker_epochs, 'batch': args.ranker_batch, 'pairs': args.ranker_pairs}
             if args.curves == 'fold' else None}
+
+
+def check_folds(corpus, folds):
+    """The fold checks of check_corpus.py on the speakers of the labels file: a fold whose parts share a speaker,
+    or that lacks Train or Test utterances, is not run."""
+    for fold in folds:
+        fc = Corpus(corpus.root, fold=fold, echo=False)
+        cli.check_fold(fc)
 
 
 def norm_args(args):
@@ -171,10 +183,12 @@ def main(argv=None):
     out = Path(args.out or cli.REPO / 'runs' / 'crossval' / corpus.name)
     common = {'device': args.device, 'workers': args.workers, 'limit': args.limit}
     settings = settings_of(args, corpus, emos)
+    check_folds(corpus, folds)
     print(f'crossval: {corpus.name} ({len(corpus)} utterances), {len(folds)} folds ({", ".join(folds)}), '
           f'{"/".join(emos)}, -ep {args.epochs} -batch {args.batch_size}, curves {args.curves}, '
           f'{"init " + args.init_from if args.init_from else "from scratch"} -> {out}', flush=True)
     feats = S.ensure_features(corpus, args.features, out / 'extract_features.log')
+    inputs = S.inputs_of(corpus, feats)      # a fold is redone when the labels, folds, audio or features change
     rankseq = None
     if args.curves == 'released':
         print('ranking sequences of the released rankers ...', flush=True)
@@ -188,7 +202,7 @@ def main(argv=None):
         test_spk = sorted({str(fc.speaker(n)) for n in fc.files('Test')})
         for emo in emos:
             marker = out / fold / f'.done_{emo}.json'
-            key = {**settings, 'fold': fold, 'emo': emo}
+            key = {**settings, 'inputs': inputs, 'fold': fold, 'emo': emo}
             tag = f'[{fold} {i + 1}/{len(folds)}] {emo}'
             if not args.fresh and S.is_done(marker, key):
                 rows[fold, emo] = json.loads(marker.read_text())['result']
@@ -208,8 +222,9 @@ def main(argv=None):
     per_fold = {e: [rows[f, e]['CCC'] for f in folds] for e in emos}
     cmd = 'python crossval.py ' + shlex.join(sys.argv[1:] if argv is None else argv)
     from checkpoints import display_path
-    shown = {**settings, 'corpus': display_path(settings['corpus']), 'init_from': display_path(settings['init_from']),
-             'pretrained': display_path(settings['pretrained'])}      # no machine paths in the record
+    shown = {**settings, 'corpus': display_path(corpus.root), 'features': display_path(feats),
+             'init_from': display_path(args.init_from), 'pretrained': display_path(args.pretrained),
+             'init_from_sha256': settings['init_from'], 'inputs': inputs}      # no machine paths in the record
     record = {'corpus': corpus.name, 'corpus_root': str(corpus.root), 'folds': folds, 'labels': S.label_source(corpus),
               'protocol': 'train on the fold\'s Train part, keep the best Validation epoch, test on its Test part; '
                           'Test predictions of all folds pooled',

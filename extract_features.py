@@ -30,6 +30,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 import features as F
+import identity
 import interrupts
 from audio import load_audio
 from cli import open_corpus, positive_float, positive_int, run_script
@@ -284,7 +285,9 @@ def extract(args):
         writer.close(complete=False)
         raise
     pr.bar.close()
-    writer.close(complete=True, skipped=len(pr.bad))
+    writer.flush()      # sources.csv: the identity of what the store holds (identity.py), before it is complete
+    src = identity.write_sources(out, identity.source_fps(corpus, list(writer.index), args.feature))
+    writer.close(complete=True, skipped=len(pr.bad), sources_sha256=src)
     _report(out, pr.bad, len(todo), pr.n_done, time.time() - t0, pr.audio_s, what, len(writer))
     print(f'feature store: {out} ({len(writer)} utterances)')
     return out
