@@ -182,6 +182,13 @@ def add_model_args(p, what='model', pretrained=True):
         p.add_argument('--pretrained', default=None, metavar='DIR',
                        help="the root of a clone of the authors' repository (its v1.6 models and NormTerm, "
                             "checked by SHA-256)")
+    add_unfinished_arg(p)
+
+
+def add_unfinished_arg(p):
+    p.add_argument('--allow-unfinished', action='store_true',
+                   help='use a model whose training run did not finish (its record says finished: false; refused '
+                        'without this flag); every output row then says UNFINISHED')
 
 
 def ranker_eval_parser(doc, per_pass):
@@ -257,6 +264,7 @@ def open_model(args, kind, emo, corpus, store, device):
     name, checked against -emo and the features, and the feature normalisation to evaluate it with."""
     ck = checkpoints.resolve(kind, emo, args.pretrained, args.checkpoint, args.norm, args.epochs, args.batch_size)
     ck.check(kind, emo, store.meta.get('preset'), store.hop, store.dim)
+    ck.require_finished(getattr(args, 'allow_unfinished', False))
     fnorm = norm.eval_norm(ck, args.feature_norm, store, corpus, args.norm)
     return checkpoints.load_model(ck, device), ck, fnorm
 

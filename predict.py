@@ -58,7 +58,7 @@ from tqdm import tqdm
 import checkpoints as C
 import interrupts
 import norm as N
-from cli import nonneg_float, parser, positive_float, positive_int, run_script
+from cli import add_unfinished_arg, nonneg_float, parser, positive_float, positive_int, run_script
 from errors import ToolkitError
 from inference import MSCREngine, Seq2SeqEngine
 from outputs import check_outputs, files_under
@@ -192,8 +192,8 @@ def to_jsonable(r):
     return out
 
 
-def write_outputs(rows, args, engine):
-    prov = engine.provenance()
+def write_outputs(rows, args, engine, partial=''):
+    prov = {**engine.provenance(), **({'partial': partial} if partial else {})}
     table = [row_for_csv(r, engine.emos, engine.rankers, curves=isinstance(engine, Seq2SeqEngine)) for r in rows]
     table = [{**t, **prov} for t in table]
     if not table:
@@ -205,7 +205,8 @@ def write_outputs(rows, args, engine):
     w.writerows(table)
     atomic_write_text(args.out, buf.getvalue())
     if args.json:
-        atomic_write_text(args.json, json.dumps({'meta': engine.meta(), 'results': [to_jsonable(r) for r in rows]},
+        meta = {**engine.meta(), **({'partial': partial} if partial else {})}
+        atomic_write_text(args.json, json.dumps({'meta': meta, 'results': [to_jsonable(r) for r in rows]},
                                                 indent=1, allow_nan=False) + '\n')
 
 
@@ -253,6 +254,7 @@ def build_parser():
     ap.add_argument('--window', type=positive_float, default=10.0, help='window length in s for longer files (default 10)')
     ap.add_argument('--overlap', type=nonneg_float, default=5.0, help='minimum window overlap in s (default 5)')
     ap.add_argument('--grid', type=positive_float, default=0.5, help='time step in s of the stitched curve of long files')
+    add_unfinished_arg(ap)
     return ap
 
 
@@ -277,9 +279,16 @@ def main(argv=None):
     order = {str(p): i for i, p in enumerate(files)}
     rows.sort(key=lambda r: order.get(r['file'], 0))
     rows = [{'file': str(p), 'error': m} for p, m in missing] + rows
-    write_outputs(rows, args, engine)
+    partial = ''
+    if interrupted:      # the outputs say so in every row and list every file not processed
+        done = {r['file'] for r in rows}
+        left = [str(p) for p in files if str(p) not in done]
+        partial = f'PARTIAL: the run was interrupted; {len(left)} of {len(files)} files not processed'
+        rows += [{'file': p, 'error': 'not processed: the run was interrupted before this file'} for p in left]
+    write_outputs(rows, args, engine, partial)
     summary(rows, engine, args, time.time() - t0)
     if interrupted:
+        print(f'{partial} (listed in {args.out} with the error "not processed")', file=sys.stderr)
         return interrupted
     return 0 if any(not r.get('error') for r in rows) else 1
 
@@ -338,6 +347,8 @@ def summary(rows, engine, args, seconds):
             print(f"  {r['error']}", file=sys.stderr)
     if 'demo' in engine.provenance()['model_source']:
         print(f'NOTE: {C.DEMO_NOTE}', file=sys.stderr)
+    if engine.provenance().get('model_finished') is False:
+        print(f"NOTE: {engine.provenance()['model_note']} (column model_finished in {args.out})", file=sys.stderr)
 
 
 if __name__ == '__main__':

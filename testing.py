@@ -61,7 +61,7 @@ def build_parser():
     return p
 
 
-def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device):
+def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device, unfinished=''):
     """(row of metrics, predictions path) or None when the split has no usable utterance."""
     m = chunk_frames(store.hop)
     col = corpus.labels.set_index('FileName')[EMO_COL[emo]]
@@ -81,6 +81,8 @@ def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device):
     df = pd.DataFrame({'FileName': names, 'Label': y, 'Pred': pred.round(5)})
     df = pd.concat([df, pd.DataFrame(curves.round(5), columns=[f'Chunk{k + 1:02d}' for k in range(curves.shape[1])])],
                    axis=1)
+    if unfinished:
+        df['model_finished'] = False
     path = Path(args.out) / f'{emo}_{split}_predictions.csv'
     atomic_write_text(path, df.to_csv(index=False))
     unit, note = M.bootstrap_unit(args.bootstrap, M.corpus_speakers(corpus, names))
@@ -104,7 +106,10 @@ def test_emo(args, emo, corpus, store, device, sets):
             'feature_norm': fnorm.scope, 'feature_norm_source': fnorm.source, 'label_norm': lrec['scope'],
             'label_norm_source': lrec['source'], 'ccc_on': 'raw model outputs (not clipped to 1-7)',
             'note': C.DEMO_NOTE if ck.source == 'demo' else ''}
-    rows = [test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device) for split in sets]
+    if not ck.finished:      # --allow-unfinished: every row (and every prediction) says so
+        prov.update(model_finished=False, note=ck.unfinished_note())
+    rows = [test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device, ck.unfinished_note())
+            for split in sets]
     return [{**r, **prov} for r in rows if r is not None], ck
 
 

@@ -135,6 +135,7 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
             if is_main:
                 print(f'{emo} epoch {ep}: train loss {tloss:.4f} | valid CCC {vccc:.4f} (loss {vloss:.4f})'
                       f'{"  * saved" if improved else ""} ({time.time() - t0:.0f} s)')
+        run.finish()        # the record says the run completed (an interrupted one stays finished: false)
         if is_main:
             print(f'{emo}: best validation CCC {1 - best:.4f} at epoch {best_ep}: {ckpt}')
     finally:

@@ -130,6 +130,7 @@ def train_epochs(args, emo, run, model, opt, scaler, world, device, is_main, m, 
         if is_main:
             print(f'{emo} epoch {ep}: train CE {tl:.4f} F1 {tf1:.4f} | valid CE {vl:.4f} F1 {vf1:.4f} acc {vacc:.4f}'
                   f'{"  * saved" if improved else ""} ({time.time() - t0:.0f} s)')
+    run.finish()            # the record says the run completed (an interrupted one stays finished: false)
     if is_main:
         print(f'{emo}: best validation macro-F1 {best:.4f} at epoch {best_ep}: {ckpt}')
     return ckpt
