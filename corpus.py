@@ -368,30 +368,53 @@ def window_truth(segments, duration, win=1.0):
 
 
 def refuse_existing(out, force=False):
-    """A builder's output folder must not exist unless `force` (then it is replaced when the new one is done)."""
-    if Path(out).exists() and not force:
-        raise CorpusExistsError(f"{out} exists; delete it or pass --force to rebuild")
+    """A builder's output folder must not exist unless `force` (--overwrite; then it is replaced when the new one
+    is done). An output whose parent is a file is refused here too."""
+    out = Path(out)
+    for p in [out, *out.parents]:
+        if p.exists() and not p.is_dir() and p != out:
+            raise CorpusError(f"{out}: {p} is a file, so the corpus folder cannot be created there; pick another OUT")
+    if out.exists() and not out.is_dir():
+        raise CorpusExistsError(f"{out} is a file; pick another OUT")
+    if out.exists() and not force:
+        raise CorpusExistsError(f"{out} exists; delete it or pass --overwrite to rebuild")
 
 
 @contextlib.contextmanager
 def staged_dir(out, subdirs=()):
     """Yield a hidden temporary folder next to `out` holding `subdirs`; the caller fills it and publishes it
     with `publish_dir`. Whatever is left of it when the block ends (an error, or not published) is removed."""
+    from outputs import output_lock, umask_mode
+    from utils import ensure_dir
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out.parent, flag='OUT')
+    lock = output_lock(out, f'the corpus {out}').acquire()     # a second build into `out` stops, naming this one
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    _STAGED[str(tmp)] = out.exists()     # existed when the build began (with --overwrite): may be replaced
     try:
+        os.chmod(tmp, umask_mode())      # mkdtemp gives drwx------: the corpus gets the user's umask like any folder
         for d in subdirs:
             (tmp / d).mkdir()
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        _STAGED.pop(str(tmp), None)
+        lock.release()
+
+
+_STAGED = {}
 
 
 def publish_dir(tmp, out):
     """Move a completely built corpus folder `tmp` to `out`, swapping an existing `out` aside first, so that a
-    crash never leaves a half corpus under the final name."""
+    crash never leaves a half corpus under the final name. An `out` that appeared while this build ran (another
+    run published there) is not replaced."""
+    from outputs import umask_mode
     out = Path(out)
+    if out.exists() and not _STAGED.get(str(tmp), True):
+        raise CorpusExistsError(f"{out} was written by another run while this one was building; this build was not "
+                                f"published (pass --overwrite to replace that corpus)")
+    os.chmod(tmp, umask_mode())
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         os.replace(out, old)

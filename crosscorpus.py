@@ -40,6 +40,7 @@ import evalsteps as S
 import metrics as M
 from corpus import Corpus
 from errors import ToolkitError
+from outputs import output_lock
 from utils import atomic_write_text, parse_emos
 
 RELEASED = 'released'
@@ -247,6 +248,11 @@ def main(argv=None):
     if not rows:
         raise ToolkitError('no rows: give --train corpora and/or --pretrained DIR')
     work = Path(args.work)
+    with output_lock(work, f'the cross-corpus run {work}'):   # a second run into --work stops, naming this one
+        return run(args, argv, t0, emos, train, test, rows, work)
+
+
+def run(args, argv, t0, emos, train, test, rows, work):
     common = {'device': args.device, 'workers': args.workers, 'limit': args.limit}
     print(f'crosscorpus: rows {", ".join(rows)}; columns {", ".join(test)}; {"/".join(emos)}; -ep {args.epochs} '
           f'-batch {args.batch_size}; feature norm {args.feature_norm} -> {work}', flush=True)

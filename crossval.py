@@ -38,6 +38,7 @@ import evalsteps as S
 import metrics as M
 from corpus import Corpus
 from errors import ToolkitError
+from outputs import output_lock
 from utils import atomic_write_text, parse_emos
 
 CURVES = ('released', 'fold', 'constant')
@@ -181,6 +182,11 @@ def main(argv=None):
         from checkpoints import require_release
         require_release(args.pretrained)
     out = Path(args.out or cli.REPO / 'runs' / 'crossval' / corpus.name)
+    with output_lock(out, f'the cross-validation run {out}'):   # a second run into --out stops, naming this one
+        return run(args, argv, t0, corpus, folds, emos, out)
+
+
+def run(args, argv, t0, corpus, folds, emos, out):
     common = {'device': args.device, 'workers': args.workers, 'limit': args.limit}
     settings = settings_of(args, corpus, emos)
     check_folds(corpus, folds)

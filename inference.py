@@ -383,6 +383,7 @@ class MSCREngine:
                                f"pass the checkpoint written together with that metadata") from None
         meta = self.m
         self.source = mscr.model_source(meta)
+        C.Checkpoint(spec, meta, self.source).require_finished(getattr(args, 'allow_unfinished', False))
         C.announce([C.Checkpoint(spec, meta, self.source)])
         kind = meta.get('audio_feature', 'wav2vec2')
         if kind == 'lld':

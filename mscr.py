@@ -473,6 +473,7 @@ def test_mscr(args):
     model, meta = load_mscr(ckpt, device)
     if model_source(meta) == 'demo':
         print(f'NOTE: {ckpt.name}: {checkpoints.DEMO_NOTE}', file=sys.stderr)
+    checkpoints.Checkpoint(ckpt, meta, model_source(meta)).require_finished(getattr(args, 'allow_unfinished', False))
     corpus = cli.open_corpus(args.corpus, args.fold)
     same = Path(meta['corpus']).resolve() == corpus.root.resolve()   # else: the stores of the corpus given
     args.audio_feature = meta.get('audio_feature') or args.audio_feature

@@ -61,7 +61,7 @@ import norm as N
 from cli import add_unfinished_arg, nonneg_float, parser, positive_float, positive_int, run_script
 from errors import ToolkitError
 from inference import MSCREngine, Seq2SeqEngine
-from outputs import check_outputs, files_under
+from outputs import check_outputs, files_under, output_lock
 from plots import plot_file
 from utils import EMOS, atomic_write_text, get_device
 
@@ -270,6 +270,11 @@ def main(argv=None):
     if not files:
         raise ToolkitError('nothing to do: ' + '; '.join(m for _, m in missing))
     check_output_paths(args, files)         # no output replaces an input or another output
+    with output_lock(args.out, f'the results {args.out}'):     # a second run on the same --out stops, naming this one
+        return run(args, files, missing, device)
+
+
+def run(args, files, missing, device):
     for path, flag in ((args.out, '--out'), (args.json, '--json'), (args.plot, '--plot')):
         if path:
             check_writable(path, flag)      # fail fast on outputs, inputs and models before any work
