@@ -29,6 +29,7 @@ from corpus import (
     USER_SPLITS,
     Corpus,
     CorpusError,
+    csv_error,
     textgrid_words,
     user_split,
 )
@@ -225,7 +226,7 @@ def _check_folds(c, rep, add):
     try:
         f = pd.read_csv(c.folds_path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except Exception as e:   # noqa: BLE001 - any parser error is reported with the file name
-        rep['fatal'].append(f"{c.folds_path}: cannot read CSV ({e})")
+        rep['fatal'].append(csv_error(c.folds_path, e))
         return
     f.columns = [str(x).strip() for x in f.columns]
     if 'FileName' not in f.columns:

@@ -76,6 +76,29 @@ open_fraction = _number(float, 0, 1, lo_open=True)      # (0, 1]
 dropout_float = _number(float, 0, 1, hi_open=True)      # [0, 1)
 
 
+def available_memory():
+    """Bytes of memory available now (MemAvailable of /proc/meminfo; physical memory where that is unknown)."""
+    try:
+        for line in open('/proc/meminfo'):
+            if line.startswith('MemAvailable:'):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+
+def check_bootstrap(n_boot, n_items, flag='--bootstrap-n'):
+    """Stop before any work when `n_boot` resamples of up to `n_items` utterances cannot fit in memory (the
+    bootstrap holds about 24 bytes per resample and utterance at once, metrics.cluster_counts)."""
+    need, have = 24 * int(n_boot) * max(int(n_items), 1), available_memory()
+    if need > have // 2:
+        most = max(1, (have // 2) // (24 * max(int(n_items), 1)))
+        raise ToolkitError(f'{flag} {n_boot}: {n_boot} bootstrap resamples of up to {n_items} utterances need about '
+                           f'{need / 2 ** 30:.1f} GiB, {have / 2 ** 30:.1f} GiB is available; use at most {flag} '
+                           f'{min(most, n_boot - 1)} (the default 1000 is the usual choice)')
+
+
 def parser(doc):
     return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 

@@ -424,6 +424,14 @@ def publish_dir(tmp, out):
 
 # ---------------------------------------------------------------------------------------------
 
+def csv_error(path, e):
+    """The message for a CSV that cannot be read: an encoding other than UTF-8 is named, with the fix."""
+    if isinstance(e, UnicodeDecodeError):
+        return (f"{path}: not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} is not valid UTF-8; saved as "
+                f"Latin-1/Windows-1252?). Save it as UTF-8, e.g. iconv -f latin1 -t utf-8 OLD > NEW")
+    return f"{path}: cannot read CSV ({e})"
+
+
 class Corpus:
     """One MSP-Podcast release (or a corpus in its layout). See the module docstring."""
 
@@ -496,7 +504,7 @@ class Corpus:
         try:
             df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
         except Exception as e:
-            raise CorpusError(f"{path}: cannot read CSV ({e})") from None
+            raise CorpusError(csv_error(path, e)) from None
         df.columns = [str(c).strip() for c in df.columns]
         if 'FileName' not in df.columns:
             raise _missing_cols_error(path, ['FileName'], df.columns, ['FileName', 'SpkrID'] + names)
@@ -520,7 +528,7 @@ class Corpus:
             df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=['', 'NaN', 'nan', 'NA'],
                              skipinitialspace=True)
         except Exception as e:
-            raise CorpusError(f"{path}: cannot read CSV ({e})") from None
+            raise CorpusError(csv_error(path, e)) from None
         df.columns = [str(c).strip() for c in df.columns]
         df = _rename_alias(df, {c: [] for c in LABEL_COLS})
         missing = [c for c in REQUIRED_COLS if c not in df.columns]

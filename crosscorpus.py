@@ -236,6 +236,7 @@ def main(argv=None):
     train, test = open_corpora(args.train, '--train'), open_corpora(args.test, '--test')
     if not test:
         raise ToolkitError('--test: name at least one corpus')
+    cli.check_bootstrap(args.bootstrap_n, max(len(c) for c in test.values()))    # before any training
     if args.pretrained:
         from checkpoints import require_release
         require_release(args.pretrained)

@@ -173,6 +173,7 @@ def main(argv=None):
     t0 = time.time()
     corpus = Corpus(args.corpus)
     folds, emos = fold_list(corpus, args.folds), parse_emos(args.emo_attr)
+    cli.check_bootstrap(args.bootstrap_n, len(corpus))      # before any training, not after it
     if args.curves == 'released' and not args.pretrained:
         raise ToolkitError("--curves released needs --pretrained DIR (the authors' release, for its rankers); or "
                            "use --curves constant, or --curves fold on a corpus with per-rater labels")

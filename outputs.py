@@ -96,10 +96,22 @@ def lock_file(path):
     return p.parent / f'.{p.name}.lock'
 
 
-def output_lock(path, what=None):
+def check_parent(path, flag='--out'):
+    """Stop when a folder above output `path` is a file (the output could never be created)."""
+    p = Path(path).expanduser().absolute()
+    for q in p.parents:
+        if q.exists():
+            if not q.is_dir():
+                raise OutputClashError(f'{flag} {path}: {q} is a file, not a folder, so {p.name} cannot be created '
+                                       f'under it; pick another {flag}')
+            return
+
+
+def output_lock(path, what=None, flag='--out'):
     """A RunLock on output `path` (utils.RunLock: a second run on the same output stops, naming the first; a lock
     left by a killed run is taken over). Use as a context: `with output_lock(out): ...`."""
     from utils import RunLock
+    check_parent(path, flag)
     return RunLock(lock_file(path), what or f'the output {path}')
 
 

@@ -58,7 +58,7 @@ from tqdm import tqdm
 import checkpoints as C
 import interrupts
 import norm as N
-from cli import add_unfinished_arg, nonneg_float, parser, positive_float, positive_int, run_script
+from cli import _number, add_unfinished_arg, nonneg_float, parser, positive_float, positive_int, run_script
 from errors import ToolkitError
 from inference import MSCREngine, Seq2SeqEngine
 from outputs import check_outputs, files_under, output_lock
@@ -253,7 +253,9 @@ def build_parser():
                     help='files up to this many seconds are one window (default 20)')
     ap.add_argument('--window', type=positive_float, default=10.0, help='window length in s for longer files (default 10)')
     ap.add_argument('--overlap', type=nonneg_float, default=5.0, help='minimum window overlap in s (default 5)')
-    ap.add_argument('--grid', type=positive_float, default=0.5, help='time step in s of the stitched curve of long files')
+    ap.add_argument('--grid', type=_number(float, 0.01, 1.0), default=0.5,
+                    help='time step in s of the stitched curve of long files, 0.01-1 (default 0.5; the utterance '
+                         'value is the curve\'s time-average, so a step beyond one chunk (1 s) would change it)')
     add_unfinished_arg(ap)
     return ap
 

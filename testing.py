@@ -122,6 +122,7 @@ def main(argv=None):
     set_seed(args.seed, args.threads)
     device = get_device(args.device)
     corpus = cli.open_corpus(args.corpus, args.fold)
+    cli.check_bootstrap(args.bootstrap_n, len(corpus))
     store = cli.open_store(args.features, corpus)
     if args.split_set:
         sets = cli.parse_sets(args.split_set, corpus)
