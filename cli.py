@@ -206,6 +206,13 @@ def add_model_args(p, what='model', pretrained=True):
                        help="the root of a clone of the authors' repository (its v1.6 models and NormTerm, "
                             "checked by SHA-256)")
     add_unfinished_arg(p)
+    add_seen_speakers_arg(p)
+
+
+def add_seen_speakers_arg(p):
+    p.add_argument('--allow-seen-speakers', action='store_true',
+                   help='score even when the model or its normalisation statistics saw a tested speaker (refused '
+                        'without this flag); every output row then names those speakers')
 
 
 def add_unfinished_arg(p):

@@ -223,6 +223,44 @@ def seen_speakers(recorded, tested):
     return sorted(s for s, fp in tested.items() if fp in have)
 
 
+def trained_on(corpus, store, names):
+    """What a model saw, by content (its record's 'trained_on'): the corpus (labels, folds, audio), the feature
+    store, and the fingerprints of the speakers of `names` (its Train and Validation utterances)."""
+    return {'corpus_sha256': corpus_fp(corpus)['sha256'], 'features_sha256': store_fp(store)['sha256'],
+            'utterances': len(names), 'speakers': speakers_of(corpus, names)}
+
+
+def speaker_leaks(corpus, names, sources):
+    """Which of `sources` ([(what, {speaker ID: fingerprint} or None)]: a model, a NormTerm, ...) saw a speaker of
+    the tested utterances `names` -> [(what, [speaker IDs])]. Sources without speaker fingerprints (the authors'
+    release, records of older toolkits) cannot be checked and are left out."""
+    if not any(rec for _, rec in sources):
+        return []
+    tested = speakers_of(corpus, names)
+    out = []
+    for what, rec in sources:
+        seen = seen_speakers(rec, tested) if rec else []
+        if seen:
+            out.append((what, seen))
+    return out
+
+
+def check_speaker_leaks(leaks, allow=False, flag='--allow-seen-speakers'):
+    """Stop when a model or its statistics saw a tested speaker, unless `allow` -> the flag text every output row
+    then carries ('' when nothing leaks)."""
+    if not leaks:
+        return ''
+    text = '; '.join(f'{what} saw tested speaker(s) {", ".join(ids[:8])}{" ..." if len(ids) > 8 else ""}'
+                     for what, ids in leaks)
+    if not allow:
+        raise IdentityError(f'{text} (same audio, whatever the folder or fold names): the score would not be '
+                            f'speaker-independent. Use a model and statistics computed without these speakers (e.g. '
+                            f'the Train part of this fold), or pass {flag} to score anyway (every output row then '
+                            f'names them)')
+    print(f'warning: {text}; scored anyway because of {flag} (every output row says so)', file=sys.stderr)
+    return 'SEEN SPEAKERS: ' + text
+
+
 # ---------------------------------------------------------------- feature stores
 def source_fps(corpus, names, feature):
     """{FileName: (size, sha256)} of the files a store of `feature` is extracted from: transcripts for 'text',

@@ -65,6 +65,9 @@ def write(args, corpus, store):
                          'dim': store.dim, 'store': display_path(store.path)},
             'corpus': {'name': corpus.name, 'root': display_path(corpus.root), 'fold': corpus.fold},
             'split': args.split, 'utterances': len(used), 'missing': len(missing), 'frames': int(frames),
+            # identity by content (identity.py): the audio and the speakers the statistics were computed on
+            'utterances_sha256': identity.audio_digest(identity.audio_fps(corpus, used)),
+            'speakers': identity.speakers_of(corpus, used), 'features_sha256': identity.store_fp(store)['sha256'],
             'labels': {e: [m, s] for e, (m, s) in labels.items()}, 'toolkit_revision': toolkit_revision()})
     hours = f', {frames * store.hop / 3600:.2f} h' if store.hop else ''
     print(f'{args.split} (release {"+".join(corpus.release_splits(args.split))}): {len(used)} utterances, {frames} frames{hours} from {store.path} '

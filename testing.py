@@ -32,6 +32,7 @@ import torch
 
 import checkpoints as C
 import cli
+import identity
 import metrics as M
 import mscr
 import norm as N
@@ -61,7 +62,7 @@ def build_parser():
     return p
 
 
-def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device, unfinished=''):
+def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device, flags=None):
     """(row of metrics, predictions path) or None when the split has no usable utterance."""
     m = chunk_frames(store.hop)
     col = corpus.labels.set_index('FileName')[EMO_COL[emo]]
@@ -81,8 +82,8 @@ def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device, unf
     df = pd.DataFrame({'FileName': names, 'Label': y, 'Pred': pred.round(5)})
     df = pd.concat([df, pd.DataFrame(curves.round(5), columns=[f'Chunk{k + 1:02d}' for k in range(curves.shape[1])])],
                    axis=1)
-    if unfinished:
-        df['model_finished'] = False
+    for k, v in (flags or {}).items():     # an unfinished model, seen speakers: every prediction says so
+        df[k] = v
     path = Path(args.out) / f'{emo}_{split}_predictions.csv'
     atomic_write_text(path, df.to_csv(index=False))
     unit, note = M.bootstrap_unit(args.bootstrap, M.corpus_speakers(corpus, names))
@@ -106,10 +107,18 @@ def test_emo(args, emo, corpus, store, device, sets):
             'feature_norm': fnorm.scope, 'feature_norm_source': fnorm.source, 'label_norm': lrec['scope'],
             'label_norm_source': lrec['source'], 'ccc_on': 'raw model outputs (not clipped to 1-7)',
             'note': C.DEMO_NOTE if ck.source == 'demo' else ''}
-    if not ck.finished:      # --allow-unfinished: every row (and every prediction) says so
+    flags = {}               # columns that mark every metrics row and every prediction
+    if not ck.finished:      # --allow-unfinished
         prov.update(model_finished=False, note=ck.unfinished_note())
-    rows = [test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device, ck.unfinished_note())
-            for split in sets]
+        flags['model_finished'] = False
+    seen = identity.check_speaker_leaks(identity.speaker_leaks(corpus, [n for s in sets for n in corpus.files(s)], [
+        (f'the model {C.display_path(ck.path)}', (ck.record.get('trained_on') or {}).get('speakers')),
+        (f'its feature statistics ({fnorm.describe()})', (fnorm.computed_on or {}).get('speakers')),
+        (f'its label statistics ({lrec.get("source")})', (lrec.get('computed_on') or {}).get('speakers'))]),
+        args.allow_seen_speakers)
+    if seen:                 # --allow-seen-speakers
+        prov['seen_speakers'] = flags['seen_speakers'] = seen
+    rows = [test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device, flags) for split in sets]
     return [{**r, **prov} for r in rows if r is not None], ck
 
 

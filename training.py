@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 import checkpoints as C
 import cli
+import identity
 import interrupts
 import mscr
 import norm as N
@@ -112,7 +113,8 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
                   + (', LSTM frozen' if args.freeze else '') + f' -> {ckpt}')
         record = {**C.make_record('seq2seq', [emo], store, m, K_CHUNKS, fnorm.record(), lrec, corpus,
                                   {'Train': len(train), 'Validation': len(valid)}, init, settings),
-                  'ranking_sequences': train.rankseq}      # the sequences the target curves come from
+                  'ranking_sequences': train.rankseq,      # the sequences the target curves come from
+                  'trained_on': identity.trained_on(corpus, store, corpus.files('Train') + corpus.files('Validation'))}
         for ep in range(start, args.epochs):
             t0 = time.time()
             tr_sampler.set_epoch(ep)
