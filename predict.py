@@ -272,14 +272,14 @@ def main(argv=None):
     if not files:
         raise ToolkitError('nothing to do: ' + '; '.join(m for _, m in missing))
     check_output_paths(args, files)         # no output replaces an input or another output
+    for path, flag in ((args.out, '--out'), (args.json, '--json'), (args.plot, '--plot')):
+        if path:
+            check_writable(path, flag)      # fail fast on outputs, inputs and models before any work
     with output_lock(args.out, f'the results {args.out}'):     # a second run on the same --out stops, naming this one
         return run(args, files, missing, device)
 
 
 def run(args, files, missing, device):
-    for path, flag in ((args.out, '--out'), (args.json, '--json'), (args.plot, '--plot')):
-        if path:
-            check_writable(path, flag)      # fail fast on outputs, inputs and models before any work
     engine = MSCREngine(args, files, device) if args.model == 'mscr' else Seq2SeqEngine(args, files, device)
     t0 = time.time()
     rows, interrupted = process(args, files, engine)

@@ -114,7 +114,9 @@ def test_emo(args, emo, corpus, store, device, sets):
     seen = identity.check_speaker_leaks(identity.speaker_leaks(corpus, [n for s in sets for n in corpus.files(s)], [
         (f'the model {C.display_path(ck.path)}', (ck.record.get('trained_on') or {}).get('speakers')),
         (f'its feature statistics ({fnorm.describe()})', (fnorm.computed_on or {}).get('speakers')),
-        (f'its label statistics ({lrec.get("source")})', (lrec.get('computed_on') or {}).get('speakers'))]),
+        (f'its label statistics ({lrec.get("source")})', (lrec.get('computed_on') or {}).get('speakers')),
+        ('the ranker behind its target curves', ((ck.record.get('ranking_sequences') or {}).get('ranker') or {})
+         .get('trained_on_speakers'))]),
         args.allow_seen_speakers)
     if seen:                 # --allow-seen-speakers
         prov['seen_speakers'] = flags['seen_speakers'] = seen
