@@ -295,6 +295,7 @@ def open_model(args, kind, emo, corpus, store, device):
     ck = checkpoints.resolve(kind, emo, args.pretrained, args.checkpoint, args.norm, args.epochs, args.batch_size)
     ck.check(kind, emo, store.meta.get('preset'), store.hop, store.dim)
     ck.require_finished(getattr(args, 'allow_unfinished', False))
+    identity.check_features_settings(ck, store)
     fnorm = norm.eval_norm(ck, args.feature_norm, store, corpus, args.norm)
     return checkpoints.load_model(ck, device), ck, fnorm
 

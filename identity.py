@@ -32,8 +32,10 @@ from errors import ToolkitError
 
 SOURCES = 'sources.csv'       # FileName,size,sha256 of what a feature store was extracted from
 # meta.json fields of a feature store that describe its state, not what defines its content
+# (and paths: the corpus a store came from is identified by sources.csv, not by where it was)
 STORE_STATE_KEYS = {'complete', 'n_utterances', 'n_rows', 'skipped', 'seconds', 'wall_seconds', 'created',
-                    'finished', 'toolkit_revision', 'source', 'store', 'sources_sha256', 'sources_n', 'version', 'offset_unit'}
+                    'finished', 'toolkit_revision', 'source', 'store', 'corpus', 'sources_sha256', 'sources_n',
+                    'version', 'offset_unit'}
 
 
 class IdentityError(ToolkitError):
@@ -227,7 +229,22 @@ def trained_on(corpus, store, names):
     """What a model saw, by content (its record's 'trained_on'): the corpus (labels, folds, audio), the feature
     store, and the fingerprints of the speakers of `names` (its Train and Validation utterances)."""
     return {'corpus_sha256': corpus_fp(corpus)['sha256'], 'features_sha256': store_fp(store)['sha256'],
-            'utterances': len(names), 'speakers': speakers_of(corpus, names)}
+            'features_settings': store_settings(store.meta), 'utterances': len(names),
+            'speakers': speakers_of(corpus, names)}
+
+
+def check_features_settings(ckpt, store):
+    """Stop when a model's record says it was trained on features extracted with other settings than `store`
+    (any field that defines a store's content: feature, preset, hop, dim, model, upstream checksums, ...)."""
+    want = (ckpt.record.get('trained_on') or {}).get('features_settings')
+    if not want:
+        return
+    have = store_settings(store.meta)
+    diff = [f'{k}: model {want.get(k)!r}, store {have.get(k)!r}' for k in sorted(set(want) | set(have))
+            if want.get(k) != have.get(k) and k != 'columns']
+    if diff:
+        raise IdentityError(f'{ckpt.path} was trained on features extracted with other settings than {store.path} '
+                            f'({"; ".join(diff[:4])}); extract the features as the model was trained')
 
 
 def speaker_leaks(corpus, names, sources):

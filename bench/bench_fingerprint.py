@@ -92,7 +92,8 @@ def main(argv=None):
             r = res[k]
             print(f'{k:10s} {r["seconds_in_call"]:8.2f} s in the call, process {r["wall_process"]:.2f} s wall, '
                   f'{r["cpu_process"]:.2f} s CPU')
-        print(f'RESULT fingerprint of {a.n} files: first {res["first"]["seconds_in_call"]:.2f} s, cached '
+        print(common.machine_line(out['machine']))
+        print(f'RESULT fingerprint: {a.n} files, first {res["first"]["seconds_in_call"]:.2f} s, cached '
               f'{res["cached"]["seconds_in_call"]:.2f} s ({ratio:.1f}x less), stat alone '
               f'{res["stat_only"]["seconds_in_call"]:.2f} s')
         common.save_results('fingerprint', out, a.out)

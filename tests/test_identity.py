@@ -399,3 +399,31 @@ def test_output_under_a_file_named_with_its_flag(env, tmp_path):
         norm_para.main(['--corpus', str(env['root']), '--features', str(env['lld']), '--out', str(tmp_path / 'f' / 'N')])
     with pytest.raises(ToolkitError, match='--out .* is a file'):
         extract_features.main(['--corpus', str(env['root']), '--out', str(tmp_path / 'f' / 'lld')])
+
+
+def test_bench_fingerprint_smoke(tmp_path, capsys):
+    """bench/bench_fingerprint.py at a tiny size: its checks hold (the cached digest equals the first, an edited
+    file changes it) and it writes its JSON. No timing assertion."""
+    import importlib
+    sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parents[1] / 'bench'))
+    res = importlib.import_module('bench.bench_fingerprint').main(['--n', '30', '--kib', '1', '--out', str(tmp_path)])
+    assert 'RESULT fingerprint: 30 files' in capsys.readouterr().out
+    saved = json.loads((tmp_path / 'fingerprint.json').read_text())
+    assert saved['n_files'] == 30 and saved['first']['digest'] == saved['cached']['digest'] == res['cached']['digest']
+
+
+def test_model_refuses_store_with_other_extraction_settings(env, tmp_path):
+    """A store whose content-defining settings differ from the model's (here a field a new extractor records)
+    is refused, naming the field; a copy of the same store is fine."""
+    import testing
+    from errors import ToolkitError
+    s = tmp_path / 'lld'
+    shutil.copytree(env['lld'], s)
+    meta = json.loads((s / 'meta.json').read_text())
+    (s / 'meta.json').write_text(json.dumps({**meta, 'upstream_sha256': 'f' * 64}))
+    args = test_testing_args(env, tmp_path / 't', '--corpus', env['root'])
+    args[args.index('--features') + 1] = str(s)
+    with pytest.raises(ToolkitError, match="other settings .*upstream_sha256: model None, store 'fff"):
+        testing.main(args)
+    (s / 'meta.json').write_text(json.dumps(meta))
+    assert testing.main(args)[0]['N'] > 0
