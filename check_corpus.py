@@ -29,6 +29,7 @@ from corpus import (
     USER_SPLITS,
     Corpus,
     CorpusError,
+    csv_error,
     textgrid_words,
     user_split,
 )
@@ -57,6 +58,8 @@ PROBLEMS = {   # key -> what it means / what to do (printed above the file list)
     'corpus_warning': 'warning while reading the label files',
     'fold_speaker_overlap': 'speaker in two parts (Train/Validation/Test) of one fold of Labels/folds.csv (fatal: '
                             'the fold is not speaker-independent; rebuild the folds)',
+    'fold_speaker_mismatch': 'Labels/folds.csv row whose SpkrID differs from the labels file (the labels file '
+                             'is used)',
     'fold_unknown_file': 'Labels/folds.csv row whose FileName has no consensus label row (ignored)',
     'fold_no_speaker': 'Labels/folds.csv row without a speaker (its fold parts cannot be checked)',
     'fold_bad_cell': 'Labels/folds.csv cell that is not Train, Validation, Test or empty',
@@ -223,7 +226,7 @@ def _check_folds(c, rep, add):
     try:
         f = pd.read_csv(c.folds_path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except Exception as e:   # noqa: BLE001 - any parser error is reported with the file name
-        rep['fatal'].append(f"{c.folds_path}: cannot read CSV ({e})")
+        rep['fatal'].append(csv_error(c.folds_path, e))
         return
     f.columns = [str(x).strip() for x in f.columns]
     if 'FileName' not in f.columns:
@@ -232,10 +235,15 @@ def _check_folds(c, rep, add):
     fn = f['FileName'].str.strip()
     fn = fn.where(fn.str.lower().str.endswith('.wav'), fn + '.wav')
     lab_spk = c.labels.set_index('FileName')['SpkrID']
-    spk = f['SpkrID'].str.strip() if 'SpkrID' in f.columns else pd.Series('', index=f.index)
+    lab_spk = lab_spk[~lab_spk.index.duplicated()]
     known = fn.isin(lab_spk.index)
-    fallback = lab_spk.reindex(fn.values).astype('string').fillna('').str.strip().values
-    spk = spk.where(spk != '', pd.Series(fallback, index=f.index)).str.replace(r'\.0$', '', regex=True)
+    # the speakers of the labels file decide (a speaker column of folds.csv that disagrees is reported, not used)
+    spk = pd.Series(lab_spk.reindex(fn.values).astype('string').fillna('').str.strip().values, index=f.index)
+    spk = spk.where(~spk.str.lower().isin(['unknown', 'nan']), '').str.replace(r'\.0$', '', regex=True)
+    if 'SpkrID' in f.columns:
+        theirs = f['SpkrID'].str.strip().str.replace(r'\.0$', '', regex=True)
+        for i in np.flatnonzero((known & (theirs != '') & (spk != '') & (theirs != spk)).values):
+            add('fold_speaker_mismatch', fn.iat[i], f"folds.csv says {theirs.iat[i]}, the labels file {spk.iat[i]}")
     for n in fn[~known]:
         add('fold_unknown_file', n)
     for n in fn[known & (spk == '')]:

@@ -182,6 +182,32 @@ class Checkpoint:
         return {'model_source': self.source, 'model': display_path(self.path), 'model_sha256': self.sha256,
                 'kind': self.kind, 'attributes': self.attributes}
 
+    @property
+    def finished(self):
+        """False only for an own model whose record says its training run did not finish (stopped, killed);
+        released and demo models, and records written before the flag existed, count as finished."""
+        return self.source == 'release' or self.record.get('finished', True) is not False
+
+    def unfinished_note(self):
+        """'' for a finished model, else what the record says about the run that stopped."""
+        if self.finished:
+            return ''
+        total = (self.record.get('settings') or {}).get('epochs') or self.record.get('iters')
+        best = (self.record.get('result') or {}).get('best_epoch', self.record.get('best_iter'))
+        return (f'UNFINISHED: {display_path(self.path)} was saved by a training run that did not finish (best '
+                f'{"iteration" if self.record.get("iters") else "epoch"} {best} of {total})')
+
+    def require_finished(self, allow=False, flag='--allow-unfinished'):
+        """Stop on a model of an unfinished run unless `allow` (then say so; the caller marks its outputs)."""
+        if self.finished:
+            return True
+        note = self.unfinished_note()
+        if not allow:
+            raise CheckpointError(f'{note}; finish it (training.py with the same flags and --resume), or pass {flag} '
+                                  f'to use it anyway (every output row is then marked)')
+        print(f'warning: {note}; used because of {flag} (every output row says so)', file=sys.stderr)
+        return False
+
     def feat_stats(self):
         """(mean, std) stored with the model, or None (speaker/corpus scope: computed on the data)."""
         fn = self.record.get('feature_norm') or {}
@@ -628,6 +654,7 @@ def save_model(model, path, record):
     data = buf.getvalue()
     atomic_write(path, data)
     record = {k: v for k, v in record.items() if k != 'record_sha256'}
+    record.setdefault('finished', False)     # set by Run.finish() when the run ends (a stopped run's model is not)
     record.update(toolkit_revision=toolkit_revision(), weights_sha256=hashlib.sha256(data).hexdigest())
     record['record_sha256'] = record_checksum(record)
     atomic_write_text(sibling(path, '.meta.json'), json.dumps(record, indent=1) + '\n')
@@ -733,6 +760,17 @@ class Run:
     def save_best(self, model, record):
         if self.is_main:
             return save_model(model, self.ckpt, record)
+
+    def finish(self, **extra):
+        """Mark the saved model's record as the result of a finished run (re-checksummed): testing.py and
+        predict.py refuse a model whose record says finished: false."""
+        if not (self.is_main and self.meta_path.is_file()):
+            return
+        rec = json.loads(self.meta_path.read_text())
+        rec = {k: v for k, v in rec.items() if k != 'record_sha256'}
+        rec.update(extra, finished=True)
+        rec['record_sha256'] = record_checksum(rec)
+        atomic_write_text(self.meta_path, json.dumps(rec, indent=1) + '\n')
 
     def save_state(self, model, opt, scaler, epoch, best, best_epoch, rng=None):
         """The resume state; every rank calls it (the ranks' random states are gathered: utils.rank_rng_states),

@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 
 import checkpoints
+import identity
 import interrupts
 import norm
 from corpus import DEFAULT_CORPUS, Corpus
 from dataloader import chunk_frames
 from demo_corpus import ensure_demo_corpus
 from errors import ToolkitError
-from feature_store import FeatureStore, StoreError, default_features
+from feature_store import FeatureStore, StoreError
 from preference import SPLIT_FILE
 from utils import TRAIN_THREADS, get_device, set_seed
 
@@ -73,6 +74,29 @@ finite_float = _number(float)
 fraction = _number(float, 0, 1)                         # [0, 1]
 open_fraction = _number(float, 0, 1, lo_open=True)      # (0, 1]
 dropout_float = _number(float, 0, 1, hi_open=True)      # [0, 1)
+
+
+def available_memory():
+    """Bytes of memory available now (MemAvailable of /proc/meminfo; physical memory where that is unknown)."""
+    try:
+        for line in open('/proc/meminfo'):
+            if line.startswith('MemAvailable:'):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+
+def check_bootstrap(n_boot, n_items, flag='--bootstrap-n'):
+    """Stop before any work when `n_boot` resamples of up to `n_items` utterances cannot fit in memory (the
+    bootstrap holds about 24 bytes per resample and utterance at once, metrics.cluster_counts)."""
+    need, have = 24 * int(n_boot) * max(int(n_items), 1), available_memory()
+    if need > have // 2:
+        most = max(1, (have // 2) // (24 * max(int(n_items), 1)))
+        raise ToolkitError(f'{flag} {n_boot}: {n_boot} bootstrap resamples of up to {n_items} utterances need about '
+                           f'{need / 2 ** 30:.1f} GiB, {have / 2 ** 30:.1f} GiB is available; use at most {flag} '
+                           f'{min(most, n_boot - 1)} (the default 1000 is the usual choice)')
 
 
 def parser(doc):
@@ -183,6 +207,20 @@ def add_model_args(p, what='model', pretrained=True):
         p.add_argument('--pretrained', default=None, metavar='DIR',
                        help="the root of a clone of the authors' repository (its v1.6 models and NormTerm, "
                             "checked by SHA-256)")
+    add_unfinished_arg(p)
+    add_seen_speakers_arg(p)
+
+
+def add_seen_speakers_arg(p):
+    p.add_argument('--allow-seen-speakers', action='store_true',
+                   help='score even when the model or its normalisation statistics saw a tested speaker (refused '
+                        'without this flag); every output row then names those speakers')
+
+
+def add_unfinished_arg(p):
+    p.add_argument('--allow-unfinished', action='store_true',
+                   help='use a model whose training run did not finish (its record says finished: false; refused '
+                        'without this flag); every output row then says UNFINISHED')
 
 
 def ranker_eval_parser(doc, per_pass):
@@ -208,17 +246,37 @@ def open_eval_inputs(args):
 
 
 def open_corpus(root, fold=None):
-    """The corpus at `root` (the demo corpus when None), its splits from folds.csv fold `fold` when given."""
+    """The corpus at `root` (the demo corpus when None), its splits from folds.csv fold `fold` when given (checked
+    by check_fold)."""
     c = Corpus(ensure_demo_corpus(root or DEFAULT_CORPUS), fold=fold)
     if c.fold:
+        check_fold(c)
         print(f'{c.name}: splits of {c.fold} ({c.folds_path}): ' +
               ', '.join(f'{s} {len(c.files(s))}' for s in SPLITS))
     return c
 
 
+def check_fold(c):
+    """The fatal fold checks of check_corpus.py on a corpus opened with a fold, on the speakers of its labels file
+    (a speaker column of folds.csv is not trusted): a speaker in two parts stops with the fold and the speakers
+    named."""
+    where = {}
+    for part in SPLITS:
+        for n in c.files(part):
+            s = c.speaker(n)
+            if s is not None:
+                where.setdefault(s, set()).add(part)
+    shared = {s: sorted(p, key=SPLITS.index) for s, p in where.items() if len(p) > 1}
+    if shared:
+        ex = '; '.join(f'speaker {s} in {" and ".join(p)}' for s, p in sorted(shared.items())[:5])
+        raise ToolkitError(f'{c.folds_path}: {c.fold} is not speaker-disjoint by the speakers of {c.consensus_path} '
+                           f'({ex}{" ..." if len(shared) > 5 else ""}); rebuild the folds (prepare_corpus.py) or '
+                           f'check them with check_corpus.py')
+
+
 def open_store(path, corpus, frame_level=True):
     """The corpus's FeatureStore, or a clear message with the extract_features.py command to run."""
-    path = Path(path) if path else default_features(corpus)
+    path = Path(path) if path else identity.default_store(corpus)
     cmd = f'python extract_features.py --corpus {corpus.root} --feature lld --out {path}'
     if not (path / 'meta.json').exists():
         raise StoreError(f'no feature store at {path}; extract the LLDs first:\n  {cmd}')
@@ -226,6 +284,7 @@ def open_store(path, corpus, frame_level=True):
         store = FeatureStore(path)
     except StoreError as e:
         raise StoreError(f'{e}\n  {cmd}') from None
+    identity.check_store(store, corpus)       # extracted from the audio this corpus holds (identity.py)
     if frame_level and store.hop is None:
         raise StoreError(f'{path} holds {store.meta.get("feature")} features without a frame hop; method 1 needs '
                          f'frame-level LLDs:\n  {cmd}')
@@ -237,6 +296,8 @@ def open_model(args, kind, emo, corpus, store, device):
     name, checked against -emo and the features, and the feature normalisation to evaluate it with."""
     ck = checkpoints.resolve(kind, emo, args.pretrained, args.checkpoint, args.norm, args.epochs, args.batch_size)
     ck.check(kind, emo, store.meta.get('preset'), store.hop, store.dim)
+    ck.require_finished(getattr(args, 'allow_unfinished', False))
+    identity.check_features_settings(ck, store)
     fnorm = norm.eval_norm(ck, args.feature_norm, store, corpus, args.norm)
     return checkpoints.load_model(ck, device), ck, fnorm
 

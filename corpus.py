@@ -368,30 +368,53 @@ def window_truth(segments, duration, win=1.0):
 
 
 def refuse_existing(out, force=False):
-    """A builder's output folder must not exist unless `force` (then it is replaced when the new one is done)."""
-    if Path(out).exists() and not force:
-        raise CorpusExistsError(f"{out} exists; delete it or pass --force to rebuild")
+    """A builder's output folder must not exist unless `force` (--overwrite; then it is replaced when the new one
+    is done). An output whose parent is a file is refused here too."""
+    out = Path(out)
+    for p in [out, *out.parents]:
+        if p.exists() and not p.is_dir() and p != out:
+            raise CorpusError(f"{out}: {p} is a file, so the corpus folder cannot be created there; pick another OUT")
+    if out.exists() and not out.is_dir():
+        raise CorpusExistsError(f"{out} is a file; pick another OUT")
+    if out.exists() and not force:
+        raise CorpusExistsError(f"{out} exists; delete it or pass --overwrite to rebuild")
 
 
 @contextlib.contextmanager
 def staged_dir(out, subdirs=()):
     """Yield a hidden temporary folder next to `out` holding `subdirs`; the caller fills it and publishes it
     with `publish_dir`. Whatever is left of it when the block ends (an error, or not published) is removed."""
+    from outputs import output_lock, umask_mode
+    from utils import ensure_dir
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out.parent, flag='OUT')
+    lock = output_lock(out, f'the corpus {out}').acquire()     # a second build into `out` stops, naming this one
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    _STAGED[str(tmp)] = out.exists()     # existed when the build began (with --overwrite): may be replaced
     try:
+        os.chmod(tmp, umask_mode())      # mkdtemp gives drwx------: the corpus gets the user's umask like any folder
         for d in subdirs:
             (tmp / d).mkdir()
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        _STAGED.pop(str(tmp), None)
+        lock.release()
+
+
+_STAGED = {}
 
 
 def publish_dir(tmp, out):
     """Move a completely built corpus folder `tmp` to `out`, swapping an existing `out` aside first, so that a
-    crash never leaves a half corpus under the final name."""
+    crash never leaves a half corpus under the final name. An `out` that appeared while this build ran (another
+    run published there) is not replaced."""
+    from outputs import umask_mode
     out = Path(out)
+    if out.exists() and not _STAGED.get(str(tmp), True):
+        raise CorpusExistsError(f"{out} was written by another run while this one was building; this build was not "
+                                f"published (pass --overwrite to replace that corpus)")
+    os.chmod(tmp, umask_mode())
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         os.replace(out, old)
@@ -400,6 +423,14 @@ def publish_dir(tmp, out):
 
 
 # ---------------------------------------------------------------------------------------------
+
+def csv_error(path, e):
+    """The message for a CSV that cannot be read: an encoding other than UTF-8 is named, with the fix."""
+    if isinstance(e, UnicodeDecodeError):
+        return (f"{path}: not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} is not valid UTF-8; saved as "
+                f"Latin-1/Windows-1252?). Save it as UTF-8, e.g. iconv -f latin1 -t utf-8 OLD > NEW")
+    return f"{path}: cannot read CSV ({e})"
+
 
 class Corpus:
     """One MSP-Podcast release (or a corpus in its layout). See the module docstring."""
@@ -473,7 +504,7 @@ class Corpus:
         try:
             df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
         except Exception as e:
-            raise CorpusError(f"{path}: cannot read CSV ({e})") from None
+            raise CorpusError(csv_error(path, e)) from None
         df.columns = [str(c).strip() for c in df.columns]
         if 'FileName' not in df.columns:
             raise _missing_cols_error(path, ['FileName'], df.columns, ['FileName', 'SpkrID'] + names)
@@ -497,7 +528,7 @@ class Corpus:
             df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=['', 'NaN', 'nan', 'NA'],
                              skipinitialspace=True)
         except Exception as e:
-            raise CorpusError(f"{path}: cannot read CSV ({e})") from None
+            raise CorpusError(csv_error(path, e)) from None
         df.columns = [str(c).strip() for c in df.columns]
         df = _rename_alias(df, {c: [] for c in LABEL_COLS})
         missing = [c for c in REQUIRED_COLS if c not in df.columns]

@@ -40,6 +40,7 @@ import evalsteps as S
 import metrics as M
 from corpus import Corpus
 from errors import ToolkitError
+from outputs import output_lock
 from utils import atomic_write_text, parse_emos
 
 RELEASED = 'released'
@@ -88,13 +89,16 @@ def open_corpora(spec, what):
 def train_row(args, corpus, feats, rankseq, emo, work, common):
     """training.py on `corpus`'s Train split (best Validation epoch) -> checkpoint path (resumable)."""
     d = work / 'models' / corpus.name
-    settings = {'corpus': str(corpus.root.resolve()), 'n': len(corpus), 'emo': emo, 'epochs': args.epochs,
-                'batch': args.batch_size, 'lr': args.lr, 'seed': args.seed, 'init_from': args.init_from,
-                'curves': args.curves, 'feature_norm': args.feature_norm, 'limit': args.limit}
+    settings = {'inputs': S.inputs_of(corpus, feats), 'rankseq': S.path_fp(Path(rankseq) / f'training_{emo}.json'),
+                'n': len(corpus), 'emo': emo, 'epochs': args.epochs, 'batch': args.batch_size, 'lr': args.lr,
+                'seed': args.seed, 'init_from': S.path_fp(args.init_from), 'curves': args.curves,
+                'feature_norm': args.feature_norm, 'limit': args.limit}     # contents, not paths (identity.py)
     marker = d / f'.done_{emo}.json'
     if not args.fresh and S.is_done(marker, settings):
-        print(f'  model {corpus.name} {emo}: done earlier with these settings', flush=True)
-        return Path(json.loads(marker.read_text())['checkpoint'])
+        ck = Path(json.loads(marker.read_text())['checkpoint'])
+        if ck.is_file() and S.path_fp(ck) == json.loads(marker.read_text()).get('checkpoint_sha256'):
+            print(f'  model {corpus.name} {emo}: done earlier with these settings', flush=True)
+            return ck
     argv = ['-emo', emo, '-ep', args.epochs, '-batch', args.batch_size, '--corpus', corpus.root, '--features', feats,
             '--rankseq', rankseq, '--out', d, '--seed', args.seed, '--overwrite', *S.step_args(common)]
     # --overwrite: a model without a done marker (an interrupted or stale run) is retrained from scratch
@@ -106,7 +110,7 @@ def train_row(args, corpus, feats, rankseq, emo, work, common):
     print(f'  model {corpus.name} {emo}: training on {len(corpus.files("Train"))} utterances (Train), validating '
           f'on {len(corpus.files("Validation"))} ...', flush=True)
     (ckpt,), sec = S.run_step('training', argv, d / f'train_{emo}.log')
-    S.mark_done(marker, settings, checkpoint=str(ckpt), seconds=round(sec, 1))
+    S.mark_done(marker, settings, checkpoint=str(ckpt), checkpoint_sha256=S.path_fp(ckpt), seconds=round(sec, 1))
     print(f'  model {corpus.name} {emo}: {ckpt} ({sec:.0f} s)', flush=True)
     return ckpt
 
@@ -119,9 +123,9 @@ def test_cell(args, row, ckpt, test, feats, emo, work, common, same):
     scope = args.feature_norm
     if row == RELEASED and scope == 'train':
         scope = 'published'            # the release was trained with its published statistics
-    settings = {'row': row, 'model': str(Path(args.pretrained).resolve()) if row == RELEASED else str(ckpt),
-                'test': str(test.root.resolve()), 'n': len(test), 'emo': emo,
-                'split': split, 'feature_norm': scope, 'limit': args.limit, 'bootstrap': args.bootstrap}
+    settings = {'row': row, 'model': 'release v1.6 (SHA-256 checked)' if row == RELEASED else S.path_fp(ckpt),
+                'test': S.inputs_of(test, feats), 'n': len(test), 'emo': emo, 'split': split, 'feature_norm': scope,
+                'limit': args.limit, 'bootstrap': args.bootstrap, 'bootstrap_n': args.bootstrap_n}
     marker = d / f'.done_{emo}.json'
     if args.fresh or not S.is_done(marker, settings):
         argv = ['-emo', emo, *model, '--corpus', test.root, '--features', feats, '-set', split, '--out', d,
@@ -232,6 +236,7 @@ def main(argv=None):
     train, test = open_corpora(args.train, '--train'), open_corpora(args.test, '--test')
     if not test:
         raise ToolkitError('--test: name at least one corpus')
+    cli.check_bootstrap(args.bootstrap_n, max(len(c) for c in test.values()))    # before any training
     if args.pretrained:
         from checkpoints import require_release
         require_release(args.pretrained)
@@ -244,6 +249,11 @@ def main(argv=None):
     if not rows:
         raise ToolkitError('no rows: give --train corpora and/or --pretrained DIR')
     work = Path(args.work)
+    with output_lock(work, f'the cross-corpus run {work}'):   # a second run into --work stops, naming this one
+        return run(args, argv, t0, emos, train, test, rows, work)
+
+
+def run(args, argv, t0, emos, train, test, rows, work):
     common = {'device': args.device, 'workers': args.workers, 'limit': args.limit}
     print(f'crosscorpus: rows {", ".join(rows)}; columns {", ".join(test)}; {"/".join(emos)}; -ep {args.epochs} '
           f'-batch {args.batch_size}; feature norm {args.feature_norm} -> {work}', flush=True)

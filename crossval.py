@@ -38,6 +38,7 @@ import evalsteps as S
 import metrics as M
 from corpus import Corpus
 from errors import ToolkitError
+from outputs import output_lock
 from utils import atomic_write_text, parse_emos
 
 CURVES = ('released', 'fold', 'constant')
@@ -89,6 +90,9 @@ def fold_list(corpus, spec):
         want = [f'fold{int(s.strip().lower().removeprefix("fold"))}' for s in spec.split(',') if s.strip()]
     except ValueError:
         raise ToolkitError(f"--folds {spec}: give 'all' or fold numbers, e.g. 1,2") from None
+    if not want:
+        raise ToolkitError(f"--folds {spec!r}: no fold number in it; give 'all' or fold numbers, e.g. 1,2")
+    want = list(dict.fromkeys(want))        # a fold named twice runs once (each utterance is tested once)
     bad = [w for w in want if w not in names]
     if bad:
         raise ToolkitError(f'--folds {spec}: {", ".join(bad)} not in {corpus.folds_path} (it has {", ".join(names)})')
@@ -96,13 +100,22 @@ def fold_list(corpus, spec):
 
 
 def settings_of(args, corpus, emos):
-    return {'corpus': str(corpus.root.resolve()), 'n_utterances': len(corpus), 'emos': emos, 'epochs': args.epochs,
-            'batch': args.batch_size, 'lr': args.lr, 'seed': args.seed,
-            'init_from': str(Path(args.init_from).resolve()) if args.init_from else None, 'curves': args.curves,
-            'pretrained': str(Path(args.pretrained).resolve()) if args.pretrained else None,
-            'feature_norm': args.feature_norm, 'label_norm': args.label_norm, 'limit': args.limit,
+    """The flags that change a fold's result (no paths: the data inputs enter the done markers by content)."""
+    return {'n_utterances': len(corpus), 'emos': emos, 'epochs': args.epochs,
+            'batch': args.batch_size, 'lr': args.lr, 'seed': args.seed, 'curves': args.curves,
+            'init_from': S.path_fp(args.init_from), 'pretrained': 'release v1.6 (SHA-256 checked)' if args.pretrained
+            else None, 'feature_norm': args.feature_norm, 'label_norm': args.label_norm, 'limit': args.limit,
+            'bootstrap': args.bootstrap, 'bootstrap_n': args.bootstrap_n,
             'ranker': {'epochs': args.ranker_epochs, 'batch': args.ranker_batch, 'pairs': args.ranker_pairs}
             if args.curves == 'fold' else None}
+
+
+def check_folds(corpus, folds):
+    """The fold checks of check_corpus.py on the speakers of the labels file: a fold whose parts share a speaker,
+    or that lacks Train or Test utterances, is not run."""
+    for fold in folds:
+        fc = Corpus(corpus.root, fold=fold, echo=False)
+        cli.check_fold(fc)
 
 
 def norm_args(args):
@@ -160,6 +173,7 @@ def main(argv=None):
     t0 = time.time()
     corpus = Corpus(args.corpus)
     folds, emos = fold_list(corpus, args.folds), parse_emos(args.emo_attr)
+    cli.check_bootstrap(args.bootstrap_n, len(corpus))      # before any training, not after it
     if args.curves == 'released' and not args.pretrained:
         raise ToolkitError("--curves released needs --pretrained DIR (the authors' release, for its rankers); or "
                            "use --curves constant, or --curves fold on a corpus with per-rater labels")
@@ -169,12 +183,19 @@ def main(argv=None):
         from checkpoints import require_release
         require_release(args.pretrained)
     out = Path(args.out or cli.REPO / 'runs' / 'crossval' / corpus.name)
+    with output_lock(out, f'the cross-validation run {out}'):   # a second run into --out stops, naming this one
+        return run(args, argv, t0, corpus, folds, emos, out)
+
+
+def run(args, argv, t0, corpus, folds, emos, out):
     common = {'device': args.device, 'workers': args.workers, 'limit': args.limit}
     settings = settings_of(args, corpus, emos)
+    check_folds(corpus, folds)
     print(f'crossval: {corpus.name} ({len(corpus)} utterances), {len(folds)} folds ({", ".join(folds)}), '
           f'{"/".join(emos)}, -ep {args.epochs} -batch {args.batch_size}, curves {args.curves}, '
           f'{"init " + args.init_from if args.init_from else "from scratch"} -> {out}', flush=True)
     feats = S.ensure_features(corpus, args.features, out / 'extract_features.log')
+    inputs = S.inputs_of(corpus, feats)      # a fold is redone when the labels, folds, audio or features change
     rankseq = None
     if args.curves == 'released':
         print('ranking sequences of the released rankers ...', flush=True)
@@ -188,7 +209,7 @@ def main(argv=None):
         test_spk = sorted({str(fc.speaker(n)) for n in fc.files('Test')})
         for emo in emos:
             marker = out / fold / f'.done_{emo}.json'
-            key = {**settings, 'fold': fold, 'emo': emo}
+            key = {**settings, 'inputs': inputs, 'fold': fold, 'emo': emo}
             tag = f'[{fold} {i + 1}/{len(folds)}] {emo}'
             if not args.fresh and S.is_done(marker, key):
                 rows[fold, emo] = json.loads(marker.read_text())['result']
@@ -208,8 +229,9 @@ def main(argv=None):
     per_fold = {e: [rows[f, e]['CCC'] for f in folds] for e in emos}
     cmd = 'python crossval.py ' + shlex.join(sys.argv[1:] if argv is None else argv)
     from checkpoints import display_path
-    shown = {**settings, 'corpus': display_path(settings['corpus']), 'init_from': display_path(settings['init_from']),
-             'pretrained': display_path(settings['pretrained'])}      # no machine paths in the record
+    shown = {**settings, 'corpus': display_path(corpus.root), 'features': display_path(feats),
+             'init_from': display_path(args.init_from), 'pretrained': display_path(args.pretrained),
+             'init_from_sha256': settings['init_from'], 'inputs': inputs}      # no machine paths in the record
     record = {'corpus': corpus.name, 'corpus_root': str(corpus.root), 'folds': folds, 'labels': S.label_source(corpus),
               'protocol': 'train on the fold\'s Train part, keep the best Validation epoch, test on its Test part; '
                           'Test predictions of all folds pooled',

@@ -76,16 +76,41 @@ def run_step(module, argv, log):
 
 
 def ensure_features(corpus, features, log, workers=2):
-    """The LLD store of `corpus` (a Corpus): `features` or features/<corpus name>/lld; extracted with
-    extract_features.py when it is missing or incomplete (that script resumes) -> path."""
-    import cli
-    path = Path(features) if features else cli.default_features(corpus)
+    """The LLD store of `corpus` (a Corpus): `features` or the default store of the corpus's content
+    (identity.default_store: features/<corpus name>/lld, or features/<name>-<audio hash>/lld when that one
+    holds another corpus's audio); extracted with extract_features.py when it is missing or incomplete (that
+    script resumes) -> path. A given store extracted from other audio than the corpus holds is refused."""
+    import identity
+    from feature_store import FeatureStore
+    path = Path(features) if features else identity.default_store(corpus)
     meta = path / 'meta.json'
     if not (meta.exists() and json.loads(meta.read_text()).get('complete')):
         print(f'  extracting LLDs of {corpus.name} -> {path} (log {log})', flush=True)
         run_step('extract_features', ['--corpus', corpus.root, '--feature', 'lld', '--out', path, '--workers', workers,
                                       '--device', 'cpu'], log)
+    identity.check_store(FeatureStore(path), corpus)
     return path
+
+
+def inputs_of(corpus, features):
+    """Fingerprints of a protocol step's data inputs (identity.py): the corpus (labels, folds, audio) and the
+    feature store (extraction settings + sources), never their paths."""
+    import identity
+    from feature_store import FeatureStore
+    return {'corpus': identity.corpus_fp(corpus)['sha256'], 'features': identity.store_fp(FeatureStore(features))['sha256']}
+
+
+def path_fp(path):
+    """Content fingerprint of a model given by path (a file, or a folder such as the authors' release root):
+    SHA-256 of the file, or a digest of the model and NormTerm files under the folder; None for None."""
+    import identity
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_file():
+        return identity.file_sha(p)
+    files = sorted(q for pat in ('*.pth.tar', '*.mat', '*.meta.json') for q in p.rglob(pat) if '.git' not in q.parts)
+    return identity.digest([[str(q.relative_to(p)), identity.file_sha(q)] for q in files])
 
 
 def merge_rankseq(files, out):
@@ -106,8 +131,8 @@ def released_rankseq(corpus_root, features, pretrained, emos, out, common, folds
     from corpus import Corpus
     out = Path(out)
     for emo in emos:
-        settings = {'what': 'released rankseq', 'corpus': str(Path(corpus_root).resolve()), 'pretrained':
-                    str(Path(pretrained).resolve()), 'emo': emo, 'folds': [str(f) for f in folds]}
+        settings = {'what': 'released rankseq', 'inputs': inputs_of(Corpus(corpus_root, echo=False), features),
+                    'pretrained': 'release v1.6 (checked by SHA-256)', 'emo': emo, 'folds': [str(f) for f in folds]}
         if is_done(out / f'.done_{emo}.json', settings):
             continue
         files, have = [], set()

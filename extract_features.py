@@ -30,11 +30,12 @@ import soundfile as sf
 from tqdm import tqdm
 
 import features as F
+import identity
 import interrupts
 from audio import load_audio
 from cli import open_corpus, positive_float, positive_int, run_script
 from errors import ToolkitError
-from feature_store import FeatureStoreWriter
+from feature_store import FeatureStoreWriter, StoreError
 from utils import atomic_write_text, ensure_dir
 
 SR = 16000
@@ -65,6 +66,9 @@ def get_args(argv=None):
     p.add_argument('-batch', '--batch', type=positive_int, default=8, help='wav2vec2/text: utterances per forward pass')
     p.add_argument('--max-seconds', type=positive_float, default=30.0,
                    help='wav2vec2: longer files run in overlapping windows of this length (bounds memory)')
+    p.add_argument('--overwrite', action='store_true', help='replace a store in --out that was extracted with other '
+                   'settings or from other audio (refused without it; an interrupted store of the same settings '
+                   'is resumed without it)')
     p.add_argument('--flush-every', type=positive_int, default=500,
                    help='make rows durable and rewrite the index every N utterances')
     p.add_argument('--import-mat', default=None, metavar='DIR',
@@ -255,14 +259,63 @@ def run_text(args, corpus, todo, ext, pr):
         pr.tick(len(ns))
 
 
+STORE_FILES = ('data.bin', 'index.csv', 'meta.json', identity.SOURCES, 'skipped.csv')
+
+
+def check_out(args, corpus, out):
+    """--out may not be the corpus (its root, a folder holding it, or one of its folders: the store's index and
+    skipped.csv would land among the corpus's own files); a complete store there of other audio is replaced only
+    with --overwrite."""
+    from outputs import OutputClashError, _key, refuse_replace
+    k = _key(out)
+    mine = [corpus.root, corpus.audio_dir, corpus.labels_dir, corpus.transcript_dir, corpus.textgrid_dir]
+    for d in mine:
+        if d is not None and (k == _key(d) or _key(d) in k.parents and d != corpus.root or k in _key(d).parents):
+            raise OutputClashError(f'--out {out} is (or holds, or lies in) the corpus folder {d}: the store\'s files '
+                                   f'(skipped.csv, meta.json, ...) would mix with the corpus\'s; pass a folder of its '
+                                   f'own, e.g. features/{corpus.name}/{args.feature}')
+    if not (out / 'meta.json').exists():
+        return
+    from feature_store import FeatureStore, StoreError
+    try:
+        bad, _ = identity.store_mismatch(FeatureStore(out, allow_incomplete=True), corpus)
+    except StoreError:
+        bad = []
+    if bad and refuse_replace(out, f'a feature store extracted from other audio ({len(bad)} utterance(s) differ, '
+                                   f'e.g. {bad[0]})', args.overwrite):
+        clear_store(out)
+
+
+def clear_store(out):
+    for f in STORE_FILES:
+        (out / f).unlink(missing_ok=True)
+
+
 def extract(args):
     corpus = open_corpus(args.corpus)
     names = corpus.files(args.split)
-    out = ensure_dir(args.out or Path('features') / corpus.name / args.feature)
+    out = Path(args.out) if args.out else Path('features') / corpus.name / args.feature
+    if args.out is None and (out / 'meta.json').exists():
+        out = identity.default_store(corpus, args.feature) if (Path.cwd() / 'features') == \
+            (Path(__file__).resolve().parent / 'features') else out      # keyed on content, not the folder name
     if not names:
         raise ToolkitError(f'split {args.split} has no utterances in {corpus.consensus_path} '
                            f'(splits found: {corpus.splits_found()}); pick another --split')
-    ext, writer, what = open_writer(args, corpus, out)
+    from outputs import output_lock
+    with output_lock(out, f'the feature store {out}'):
+        check_out(args, corpus, out)
+        out = ensure_dir(out)
+        return _extract(args, corpus, names, out)
+
+
+def _extract(args, corpus, names, out):
+    try:
+        ext, writer, what = open_writer(args, corpus, out)
+    except StoreError as e:
+        if not args.overwrite:
+            raise StoreError(f'{e}; or pass --overwrite to replace it') from None
+        clear_store(out)
+        ext, writer, what = open_writer(args, corpus, out)
     todo = [n for n in names if not writer.done(n)]
     print(f'{corpus.name}: {len(names)} utterances (release splits {"+".join(corpus.release_splits(args.split))}), '
           f'{writer.resumed} already in {out}, {len(todo)} to do; {what}')
@@ -285,7 +338,9 @@ def extract(args):
         writer.close(complete=False)
         raise
     pr.bar.close()
-    writer.close(complete=True, skipped=len(pr.bad))
+    writer.flush()      # sources.csv: the identity of what the store holds (identity.py), before it is complete
+    src = identity.write_sources(out, identity.source_fps(corpus, list(writer.index), args.feature))
+    writer.close(complete=True, skipped=len(pr.bad), sources_sha256=src)
     _report(out, pr.bad, len(todo), pr.n_done, time.time() - t0, pr.audio_s, what, len(writer))
     print(f'feature store: {out} ({len(writer)} utterances)')
     return out

@@ -48,7 +48,15 @@ def find_models(args):
     preset, hop = first.get('preset') or 'published', first.get('hop') or 0.016
     for (kind, e), ck in out.items():
         ck.check('seq2seq' if kind == 'seq' else 'ranker', e, preset, hop, 130)
+        ck.require_finished(getattr(args, 'allow_unfinished', False))
     return out, emos, preset, hop
+
+
+def unfinished_columns(ckpts):
+    """{'model_finished': False, 'model_note': ...} when a model comes from an unfinished run (--allow-unfinished),
+    else {} (the columns of a normal run are unchanged)."""
+    notes = [ck.unfinished_note() for ck in ckpts if not ck.finished]
+    return {'model_finished': False, 'model_note': '; '.join(notes)} if notes else {}
 
 
 def model_norms(args, models):
@@ -328,7 +336,8 @@ class Seq2SeqEngine:
                 'models': '; '.join(f'{k} {e}: {C.display_path(ck.path)}' for (k, e), ck in self.models.items()),
                 'model_sha256': '; '.join(f'{k} {e}: {ck.sha256}' for (k, e), ck in self.models.items()),
                 'normalisation': f'features: {self.feat_desc}; labels: ' + ', '.join(
-                    f'{e} {r["scope"]} ({r["source"]})' for e, r in self.lrec.items())}
+                    f'{e} {r["scope"]} ({r["source"]})' for e, r in self.lrec.items()),
+                **unfinished_columns(self.models.values())}
 
     def meta(self):
         pred = self.pred
@@ -374,6 +383,7 @@ class MSCREngine:
                                f"pass the checkpoint written together with that metadata") from None
         meta = self.m
         self.source = mscr.model_source(meta)
+        C.Checkpoint(spec, meta, self.source).require_finished(getattr(args, 'allow_unfinished', False))
         C.announce([C.Checkpoint(spec, meta, self.source)])
         kind = meta.get('audio_feature', 'wav2vec2')
         if kind == 'lld':

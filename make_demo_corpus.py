@@ -29,7 +29,8 @@ def main(argv=None):
                    help="EmoBank folder (e.g. ../shared/datasets/emobank or its corpus/): use its sentences and "
                         "real per-rater reader ratings instead of the built-in sentence bank")
     p.add_argument("--workers", type=positive_int, default=2, help="synthesis processes (default 2)")
-    p.add_argument("--force", action="store_true", help="replace an existing corpus at --out")
+    p.add_argument("--overwrite", "--force", dest="force", action="store_true",
+                   help="(--force: old spelling) replace an existing corpus at --out")
     a = p.parse_args(argv)
     t = time.time()
     root = build(a.out, a.n, a.seed, a.text_source, a.workers, a.force)

@@ -175,7 +175,7 @@ def make(src, out, pairs="WT,LF", from_splits="Train,Development,Test1", max_per
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", help="Emo-DB corpus made by prepare_emodb.py (MSP layout)")
-    p.add_argument("out", help="output corpus root (created; must not exist unless --force)")
+    p.add_argument("out", help="output corpus root (created; must not exist unless --overwrite)")
     p.add_argument("--pairs", default="WT,LF", help="emotion letter pairs, both orders used (default WT,LF: "
                                                    "anger+sadness, boredom+happiness)")
     p.add_argument("--from-splits", default="Train,Development,Test1",
@@ -185,7 +185,8 @@ def main(argv=None):
                    help="at most this many utterances per speaker and ordered pair (default 12)")
     p.add_argument("--pause", type=nonneg_float, default=0.3, help="silence between the parts in seconds (default 0.3)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the pair selection")
-    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--overwrite", "--force", dest="force", action="store_true",
+                   help="(--force: old spelling) replace an existing output folder")
     a = p.parse_args(argv)
     try:
         out, n = make(a.src, a.out, a.pairs, a.from_splits, a.max_per_pair, a.pause, a.seed, a.force)

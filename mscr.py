@@ -365,7 +365,8 @@ def validate(s, train_loss, t0, rng):
                + '  '.join(f'{e} {v[e]:.3f}' for e in EMOS) + ('  *best' if improved else ''))
     if s.it == s.args.iters:   # the last model too, for best-vs-last comparisons
         save_mscr(checkpoints.sibling(s.run.ckpt, '.last.pth.tar'), s.model, {**s.meta, 'last_iter': s.it,
-                                                                    'val_loss': v['loss'], 'val_ccc': v})
+                                                                    'val_loss': v['loss'], 'val_ccc': v,
+                                                                    'finished': True})
 
 
 def train_mscr(args):
@@ -405,6 +406,7 @@ def _train_loop(s, args, rank, world, device, is_main):
             if world > 1:
                 torch.distributed.barrier()
     bar.close()
+    s.run.finish()          # the record says the run completed (an interrupted one stays finished: false)
     if is_main:
         print(f'best validation loss {s.best:.4f} (mean 1-CCC) at iteration {s.best_it}\n  model {s.run.ckpt}\n'
               f'  last {checkpoints.sibling(s.run.ckpt, ".last.pth.tar")}\n  log {s.run.log_path}\n  curve {s.run.png_path}')
@@ -475,6 +477,7 @@ def test_mscr(args):
     model, meta = load_mscr(ckpt, device)
     if model_source(meta) == 'demo':
         print(f'NOTE: {ckpt.name}: {checkpoints.DEMO_NOTE}', file=sys.stderr)
+    checkpoints.Checkpoint(ckpt, meta, model_source(meta)).require_finished(getattr(args, 'allow_unfinished', False))
     corpus = cli.open_corpus(args.corpus, args.fold)
     same = Path(meta['corpus']).resolve() == corpus.root.resolve()   # else: the stores of the corpus given
     args.audio_feature = meta.get('audio_feature') or args.audio_feature

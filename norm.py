@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+import identity
 from checkpoints import RELEASE_NORMTERM, display_path, sha256_folder, sha256_folder_release
 from errors import ToolkitError
 from utils import EMO_COL, EMOS, EPS_STD, NORM_RECORD, load_norm, normalize_feats, read_norm_record
@@ -170,7 +171,8 @@ class NormDir:
             self.computed_on = dict(RELEASE_COMPUTED_ON)
         elif rec is not None:
             self.features = dict(rec['features'])
-            self.computed_on = {'corpus': (rec.get('corpus') or {}).get('name'), 'split': rec.get('split')}
+            self.computed_on = {'corpus': (rec.get('corpus') or {}).get('name'), 'split': rec.get('split'),
+                                'speakers': rec.get('speakers')}      # {ID: fingerprint} (identity.py)
         else:
             self.features, self.computed_on = {}, None
             print(f'note: {self.path} has no record ({NORM_RECORD}; written before norm_para.py wrote one, or '
@@ -270,7 +272,8 @@ def data_norm(scope, store, corpus, names=None):
             raise NormError(f'{corpus.consensus_path}: no Train utterance in {store.path}, so there are no Train '
                             f'statistics; use --feature-norm corpus|speaker or --norm DIR')
         return FeatNorm(*norm_stats(store, train), 'train', f'Train split of {corpus.name}',
-                        computed_on={'corpus': corpus.name, 'split': 'Train'})
+                        computed_on={'corpus': corpus.name, 'split': 'Train',
+                                     'speakers': identity.speakers_of(corpus, train)})
     mean, std = norm_stats(store, everything)
     if scope == 'corpus':
         return FeatNorm(mean, std, 'corpus', corpus.name)
@@ -345,7 +348,8 @@ def training_norm(fscope, lscope, store, corpus, norm_path=None, release=None, e
     else:
         labels = label_stats(corpus, 'Train', emos)
         lrec = {'scope': 'train', 'source': f'Train consensus of {corpus.name}', 'sha256': None,
-                'computed_on': {'corpus': corpus.name, 'split': 'Train'}}
+                'computed_on': {'corpus': corpus.name, 'split': 'Train',
+                                'speakers': identity.speakers_of(corpus, corpus.files('Train'))}}
     return fnorm, labels, {**lrec, 'stats': {e: list(v) for e, v in labels.items()}}
 
 

@@ -16,13 +16,15 @@ Pass the folder to training and testing with --norm DIR (docs/features.md, "Norm
 import sys
 from pathlib import Path
 
+import identity
 import interrupts
 from checkpoints import display_path, toolkit_revision
 from cli import add_fold_arg, open_corpus, parser, run_script
 from errors import ToolkitError
 from feature_store import FeatureStore
 from norm import feature_stats, label_stats
-from utils import EPS_STD, ensure_dir, save_norm, write_norm_record
+from outputs import check_outputs, output_lock, refuse_replace
+from utils import EPS_STD, NORM_RECORD, ensure_dir, save_norm, write_norm_record
 
 
 def main(argv=None):
@@ -31,12 +33,24 @@ def main(argv=None):
     p.add_argument('--features', default=None, help='feature store folder (default features/<corpus name>/lld)')
     add_fold_arg(p)
     p.add_argument('--out', default='NormTerm', help='output folder for the .mat files (default NormTerm/)')
+    p.add_argument('--overwrite', action='store_true', help='replace the NormTerm already in --out (refused without '
+                   'it, the default NormTerm/ included)')
     p.add_argument('--split', default='Train',
                    help='split the statistics come from: Train (default), Validation, Test or a release split name')
     args = p.parse_args(argv)
-    ensure_dir(args.out)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ToolkitError(f'--out {out} is a file; the NormTerm is a folder of .mat files: pass a folder')
     corpus = open_corpus(args.corpus, args.fold)
-    store = FeatureStore(args.features or Path('features') / corpus.name / 'lld')
+    store = FeatureStore(args.features or identity.default_store(corpus))
+    check_outputs([(out, '--out')], [(store.path, 'the feature store'), (corpus.root, 'the corpus')])
+    with output_lock(out, f'the NormTerm {out}'):
+        refuse_replace(out, 'a NormTerm', args.overwrite, present=sorted(out.glob('*_norm_*.mat')) + [out / NORM_RECORD])
+        ensure_dir(out)
+        return write(args, corpus, store)
+
+
+def write(args, corpus, store):
     names = corpus.files(args.split)
     labels = label_stats(corpus, args.split)
     mean, std, frames, used, missing = feature_stats(store, names)
@@ -51,6 +65,9 @@ def main(argv=None):
                          'dim': store.dim, 'store': display_path(store.path)},
             'corpus': {'name': corpus.name, 'root': display_path(corpus.root), 'fold': corpus.fold},
             'split': args.split, 'utterances': len(used), 'missing': len(missing), 'frames': int(frames),
+            # identity by content (identity.py): the audio and the speakers the statistics were computed on
+            'utterances_sha256': identity.audio_digest(identity.audio_fps(corpus, used)),
+            'speakers': identity.speakers_of(corpus, used), 'features_sha256': identity.store_fp(store)['sha256'],
             'labels': {e: [m, s] for e, (m, s) in labels.items()}, 'toolkit_revision': toolkit_revision()})
     hours = f', {frames * store.hop / 3600:.2f} h' if store.hop else ''
     print(f'{args.split} (release {"+".join(corpus.release_splits(args.split))}): {len(used)} utterances, {frames} frames{hours} from {store.path} '

@@ -4,6 +4,11 @@ Every script that writes files checks its output paths with `check_outputs` befo
 not be a file or folder the command reads (a recording, a transcript or speaker table, a model, its record, a
 NormTerm file, a feature store, a corpus, ...), and two outputs may not be the same path. Paths are compared after resolving symbolic links and `..`, so
 `./a.wav`, `a.wav` and a link to it are one path.
+
+The output policy, the same in every script: a built artefact (a converted corpus, a feature store, a NormTerm, a
+model, a protocol run) is replaced only with --overwrite (`refuse_replace`); a result file the user names (a
+predictions CSV) may be replaced, never an input; an output is written under a lock (`output_lock`: a second
+run on it stops and names the first) and replaced atomically (utils.atomic_write); folders get the user's umask.
 """
 from pathlib import Path
 
@@ -61,3 +66,58 @@ def files_under(folder, pattern='*'):
     """Existing files under `folder` (recursive; empty for a missing folder)."""
     folder = Path(folder)
     return [q for q in folder.rglob(pattern) if q.is_file()] if folder.is_dir() else []
+
+
+# ---------------------------------------------------------------- one output policy (docs/identity.md)
+class OutputExistsError(OutputClashError):
+    """A built artefact (corpus, feature store, NormTerm, model, protocol run) that a command would replace."""
+
+
+def refuse_replace(path, what, overwrite, flag='--out', present=None):
+    """A built artefact at `path` (`what`: 'a NormTerm', ...) is replaced only with --overwrite, the same flag for
+    every script. present: the files that make it one (default: `path` exists, non-empty for a folder).
+    Returns True when an existing artefact will be replaced."""
+    p = Path(path)
+    if present is None:
+        present = [p] if p.is_file() or (p.is_dir() and any(p.iterdir())) else []
+    present = [q for q in present if Path(q).exists()]
+    if not present:
+        return False
+    if not overwrite:
+        raise OutputExistsError(f'{flag} {p} already holds {what} ({", ".join(Path(q).name for q in present[:4])}'
+                                f'{" ..." if len(present) > 4 else ""}); pass --overwrite to replace it, or another '
+                                f'{flag}')
+    return True
+
+
+def lock_file(path):
+    """Where the lock of an output lives: .<name>.lock beside it (a folder's lock is not inside what it guards)."""
+    p = Path(path).expanduser().absolute()
+    return p.parent / f'.{p.name}.lock'
+
+
+def check_parent(path, flag='--out'):
+    """Stop when a folder above output `path` is a file (the output could never be created)."""
+    p = Path(path).expanduser().absolute()
+    for q in p.parents:
+        if q.exists():
+            if not q.is_dir():
+                raise OutputClashError(f'{flag} {path}: {q} is a file, not a folder, so {p.name} cannot be created '
+                                       f'under it; pick another {flag}')
+            return
+
+
+def output_lock(path, what=None, flag='--out'):
+    """A RunLock on output `path` (utils.RunLock: a second run on the same output stops, naming the first; a lock
+    left by a killed run is taken over). Use as a context: `with output_lock(out): ...`."""
+    from utils import RunLock
+    check_parent(path, flag)
+    return RunLock(lock_file(path), what or f'the output {path}')
+
+
+def umask_mode(mode=0o777):
+    """`mode` limited by the user's umask (what mkdir gives; mkdtemp gives 0700 whatever the umask)."""
+    import os
+    m = os.umask(0)
+    os.umask(m)
+    return mode & ~m

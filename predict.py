@@ -58,10 +58,10 @@ from tqdm import tqdm
 import checkpoints as C
 import interrupts
 import norm as N
-from cli import nonneg_float, parser, positive_float, positive_int, run_script
+from cli import _number, add_unfinished_arg, nonneg_float, parser, positive_float, positive_int, run_script
 from errors import ToolkitError
 from inference import MSCREngine, Seq2SeqEngine
-from outputs import check_outputs, files_under
+from outputs import check_outputs, files_under, output_lock
 from plots import plot_file
 from utils import EMOS, atomic_write_text, get_device
 
@@ -192,8 +192,8 @@ def to_jsonable(r):
     return out
 
 
-def write_outputs(rows, args, engine):
-    prov = engine.provenance()
+def write_outputs(rows, args, engine, partial=''):
+    prov = {**engine.provenance(), **({'partial': partial} if partial else {})}
     table = [row_for_csv(r, engine.emos, engine.rankers, curves=isinstance(engine, Seq2SeqEngine)) for r in rows]
     table = [{**t, **prov} for t in table]
     if not table:
@@ -205,7 +205,8 @@ def write_outputs(rows, args, engine):
     w.writerows(table)
     atomic_write_text(args.out, buf.getvalue())
     if args.json:
-        atomic_write_text(args.json, json.dumps({'meta': engine.meta(), 'results': [to_jsonable(r) for r in rows]},
+        meta = {**engine.meta(), **({'partial': partial} if partial else {})}
+        atomic_write_text(args.json, json.dumps({'meta': meta, 'results': [to_jsonable(r) for r in rows]},
                                                 indent=1, allow_nan=False) + '\n')
 
 
@@ -252,7 +253,10 @@ def build_parser():
                     help='files up to this many seconds are one window (default 20)')
     ap.add_argument('--window', type=positive_float, default=10.0, help='window length in s for longer files (default 10)')
     ap.add_argument('--overlap', type=nonneg_float, default=5.0, help='minimum window overlap in s (default 5)')
-    ap.add_argument('--grid', type=positive_float, default=0.5, help='time step in s of the stitched curve of long files')
+    ap.add_argument('--grid', type=_number(float, 0.01, 1.0), default=0.5,
+                    help='time step in s of the stitched curve of long files, 0.01-1 (default 0.5; the utterance '
+                         'value is the curve\'s time-average, so a step beyond one chunk (1 s) would change it)')
+    add_unfinished_arg(ap)
     return ap
 
 
@@ -271,15 +275,27 @@ def main(argv=None):
     for path, flag in ((args.out, '--out'), (args.json, '--json'), (args.plot, '--plot')):
         if path:
             check_writable(path, flag)      # fail fast on outputs, inputs and models before any work
+    with output_lock(args.out, f'the results {args.out}'):     # a second run on the same --out stops, naming this one
+        return run(args, files, missing, device)
+
+
+def run(args, files, missing, device):
     engine = MSCREngine(args, files, device) if args.model == 'mscr' else Seq2SeqEngine(args, files, device)
     t0 = time.time()
     rows, interrupted = process(args, files, engine)
     order = {str(p): i for i, p in enumerate(files)}
     rows.sort(key=lambda r: order.get(r['file'], 0))
     rows = [{'file': str(p), 'error': m} for p, m in missing] + rows
-    write_outputs(rows, args, engine)
+    partial = ''
+    if interrupted:      # the outputs say so in every row and list every file not processed
+        done = {r['file'] for r in rows}
+        left = [str(p) for p in files if str(p) not in done]
+        partial = f'PARTIAL: the run was interrupted; {len(left)} of {len(files)} files not processed'
+        rows += [{'file': p, 'error': 'not processed: the run was interrupted before this file'} for p in left]
+    write_outputs(rows, args, engine, partial)
     summary(rows, engine, args, time.time() - t0)
     if interrupted:
+        print(f'{partial} (listed in {args.out} with the error "not processed")', file=sys.stderr)
         return interrupted
     return 0 if any(not r.get('error') for r in rows) else 1
 
@@ -338,6 +354,8 @@ def summary(rows, engine, args, seconds):
             print(f"  {r['error']}", file=sys.stderr)
     if 'demo' in engine.provenance()['model_source']:
         print(f'NOTE: {C.DEMO_NOTE}', file=sys.stderr)
+    if engine.provenance().get('model_finished') is False:
+        print(f"NOTE: {engine.provenance()['model_note']} (column model_finished in {args.out})", file=sys.stderr)
 
 
 if __name__ == '__main__':

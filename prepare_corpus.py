@@ -34,13 +34,14 @@ def build_parser():
     p.add_argument('src', help='the corpus folder as distributed (IEMOCAP_full_release, the MSP-IMPROV root with '
                    'Evaluation.txt, the CREMA-D root with AudioWAV/, the RAVDESS folder with Actor_NN/, the Emo-DB '
                    'root with wav/)')
-    p.add_argument('out', help='output corpus root (created; must not exist unless --force)')
+    p.add_argument('out', help='output corpus root (created; must not exist unless --overwrite)')
     p.add_argument('--audio', default='symlink', choices=AUDIO_MODES,
                    help='how OUT/Audios holds the audio: absolute symlinks to SRC (default; keep SRC in place), '
                         'hardlinks (same file system; falls back to copies) or copies. Not for emodb (resampled)')
     p.add_argument('--speakers', default=None, help='only these speakers, comma list (quick runs): IEMOCAP Ses01F, '
                    'MSP-IMPROV F01, CREMA-D 1001, RAVDESS 01, Emo-DB 03')
-    p.add_argument('--force', action='store_true', help='replace an existing OUT (when the new one is complete)')
+    p.add_argument('--overwrite', '--force', dest='force', action='store_true',
+                   help='replace an existing OUT (when the new one is complete; --force is the old spelling)')
     p.add_argument('--max-list', type=nonneg_int, default=30, help='skipped/noted items printed per kind (all are in '
                    'OUT/skipped.csv)')
     g = p.add_argument_group('corpus-specific')

@@ -37,7 +37,7 @@ def main(argv=None):
                                 "TextGrids, PAD labels, simulated raters, speaker-disjoint splits).",
                                 epilog=emodb.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src", help="Emo-DB root holding wav/, silb/ and erkennung.txt")
-    p.add_argument("out", help="output corpus root (created; must not exist unless --force)")
+    p.add_argument("out", help="output corpus root (created; must not exist unless --overwrite)")
     p.add_argument("--test-speakers", default="03,08", help="comma list of Test1 speakers (default 03,08)")
     p.add_argument("--dev-speakers", default="09,10", help="comma list of Development speakers (default 09,10)")
     p.add_argument("--loso", default=None, help="leave-one-speaker-out: this speaker is Test1, the next in the "
@@ -46,7 +46,8 @@ def main(argv=None):
     p.add_argument("--consensus", choices=["table", "raters"], default="table",
                    help="consensus A/V/D: the PAD table value (default) or the mean of the simulated raters")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the simulated raters")
-    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--overwrite", "--force", dest="force", action="store_true",
+                   help="(--force: old spelling) replace an existing output folder")
     a = p.parse_args(argv)
     try:
         out, problems = prepare(a.src, a.out, a.test_speakers, a.dev_speakers, a.loso, a.speakers, a.consensus,

@@ -58,7 +58,7 @@ step "2/9 openSMILE LLDs, published preset (resumable; skips what is done)"
 python extract_features.py --feature lld
 
 step "3/9 normalisation terms -> $NORM"
-python norm_para.py --out "$NORM"
+python norm_para.py --out "$NORM" --overwrite
 
 attribute() {   # steps 4-7 for one attribute (or "all")
   local E=$1

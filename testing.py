@@ -32,6 +32,7 @@ import torch
 
 import checkpoints as C
 import cli
+import identity
 import metrics as M
 import mscr
 import norm as N
@@ -61,7 +62,7 @@ def build_parser():
     return p
 
 
-def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device):
+def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device, flags=None):
     """(row of metrics, predictions path) or None when the split has no usable utterance."""
     m = chunk_frames(store.hop)
     col = corpus.labels.set_index('FileName')[EMO_COL[emo]]
@@ -81,6 +82,8 @@ def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device):
     df = pd.DataFrame({'FileName': names, 'Label': y, 'Pred': pred.round(5)})
     df = pd.concat([df, pd.DataFrame(curves.round(5), columns=[f'Chunk{k + 1:02d}' for k in range(curves.shape[1])])],
                    axis=1)
+    for k, v in (flags or {}).items():     # an unfinished model, seen speakers: every prediction says so
+        df[k] = v
     path = Path(args.out) / f'{emo}_{split}_predictions.csv'
     atomic_write_text(path, df.to_csv(index=False))
     unit, note = M.bootstrap_unit(args.bootstrap, M.corpus_speakers(corpus, names))
@@ -104,7 +107,20 @@ def test_emo(args, emo, corpus, store, device, sets):
             'feature_norm': fnorm.scope, 'feature_norm_source': fnorm.source, 'label_norm': lrec['scope'],
             'label_norm_source': lrec['source'], 'ccc_on': 'raw model outputs (not clipped to 1-7)',
             'note': C.DEMO_NOTE if ck.source == 'demo' else ''}
-    rows = [test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device) for split in sets]
+    flags = {}               # columns that mark every metrics row and every prediction
+    if not ck.finished:      # --allow-unfinished
+        prov.update(model_finished=False, note=ck.unfinished_note())
+        flags['model_finished'] = False
+    seen = identity.check_speaker_leaks(identity.speaker_leaks(corpus, [n for s in sets for n in corpus.files(s)], [
+        (f'the model {C.display_path(ck.path)}', (ck.record.get('trained_on') or {}).get('speakers')),
+        (f'its feature statistics ({fnorm.describe()})', (fnorm.computed_on or {}).get('speakers')),
+        (f'its label statistics ({lrec.get("source")})', (lrec.get('computed_on') or {}).get('speakers')),
+        ('the ranker behind its target curves', ((ck.record.get('ranking_sequences') or {}).get('ranker') or {})
+         .get('trained_on_speakers'))]),
+        args.allow_seen_speakers)
+    if seen:                 # --allow-seen-speakers
+        prov['seen_speakers'] = flags['seen_speakers'] = seen
+    rows = [test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device, flags) for split in sets]
     return [{**r, **prov} for r in rows if r is not None], ck
 
 
@@ -117,6 +133,7 @@ def main(argv=None):
     set_seed(args.seed, args.threads)
     device = get_device(args.device)
     corpus = cli.open_corpus(args.corpus, args.fold)
+    cli.check_bootstrap(args.bootstrap_n, len(corpus))
     store = cli.open_store(args.features, corpus)
     if args.split_set:
         sets = cli.parse_sets(args.split_set, corpus)

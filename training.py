@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 import checkpoints as C
 import cli
+import identity
 import interrupts
 import mscr
 import norm as N
@@ -113,7 +114,8 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
                   + (', LSTM frozen' if args.freeze else '') + f' -> {ckpt}')
         record = {**C.make_record('seq2seq', [emo], store, m, K_CHUNKS, fnorm.record(), lrec, corpus,
                                   {'Train': len(train), 'Validation': len(valid)}, init, settings),
-                  'ranking_sequences': train.rankseq}      # the sequences the target curves come from
+                  'ranking_sequences': train.rankseq,      # the sequences the target curves come from
+                  'trained_on': identity.trained_on(corpus, store, corpus.files('Train') + corpus.files('Validation'))}
         for ep in range(start, args.epochs):
             t0 = time.time()
             tr_sampler.set_epoch(ep)
@@ -136,6 +138,7 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
             if is_main:
                 print(f'{emo} epoch {ep}: train loss {tloss:.4f} | valid CCC {vccc:.4f} (loss {vloss:.4f})'
                       f'{"  * saved" if improved else ""} ({time.time() - t0:.0f} s)')
+        run.finish()        # the record says the run completed (an interrupted one stays finished: false)
         if is_main:
             print(f'{emo}: best validation CCC {1 - best:.4f} at epoch {best_ep}: {ckpt}')
     finally:

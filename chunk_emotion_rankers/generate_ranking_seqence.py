@@ -27,6 +27,7 @@ import torch  # noqa: E402
 
 import checkpoints as C  # noqa: E402
 import cli  # noqa: E402
+import identity  # noqa: E402
 from dataloader import PadCollate, UtteranceDataset, limit_names  # noqa: E402
 from errors import ToolkitError  # noqa: E402
 from ranker import rank_loader, write_rank_sequences  # noqa: E402
@@ -44,6 +45,7 @@ def get_args(argv=None):
 def main(argv=None):
     args = get_args(argv)
     device, corpus, store, m = cli.open_eval_inputs(args)
+    corpus_sha = identity.corpus_fp(corpus)['sha256']      # the record names its inputs by content (identity.py)
     written, skipped, ckpts = [], [], []
     for emo in parse_emos(args.emo_attr):
         model, ck, fnorm = cli.open_model(args, 'ranker', emo, corpus, store, device)
@@ -65,10 +67,12 @@ def main(argv=None):
             rel = corpus.release_splits(names=names)
             write_rank_sequences(path, out, {
                 'attribute': emo, 'split': split, 'release_splits': rel,
-                'ranker': {k: v for k, v in ck.provenance().items() if k in ('model_source', 'model', 'model_sha256')},
-                'corpus': {'name': corpus.name, 'root': C.display_path(corpus.root)},
+                'ranker': {**{k: v for k, v in ck.provenance().items() if k in ('model_source', 'model',
+                                                                                'model_sha256')},
+                           'trained_on_speakers': (ck.record.get('trained_on') or {}).get('speakers')},
+                'corpus': {'name': corpus.name, 'root': C.display_path(corpus.root), 'sha256': corpus_sha},
                 'features': {'preset': store.meta.get('preset'), 'hop': store.hop, 'dim': store.dim,
-                             'store': C.display_path(store.path)},
+                             'store': C.display_path(store.path), 'sha256': identity.store_fp(store)['sha256']},
                 'feature_norm': {k: v for k, v in fnorm.record().items() if k not in ('mean', 'std')},
                 'toolkit_revision': C.toolkit_revision()})
             print(f'{emo} {split}: {len(out)} ranking sequences (release {"+".join(rel)}) in {dt:.1f} s '

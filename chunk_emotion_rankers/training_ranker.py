@@ -26,6 +26,7 @@ import torch  # noqa: E402
 
 import checkpoints as C  # noqa: E402
 import cli  # noqa: E402
+import identity  # noqa: E402
 import interrupts  # noqa: E402
 import norm as N  # noqa: E402
 from dataloader import K_CHUNKS, EpochSubsetSampler, PadCollate, PairDataset, chunk_frames  # noqa: E402
@@ -99,9 +100,11 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
                 args.resume, resume, args.overwrite)
     try:    # the run's files stay locked until it ends
         return train_epochs(args, emo, run, model, opt, scaler, world, device, is_main, m, data, init, fnorm,
-                            C.make_record('ranker', [emo], store, m, K_CHUNKS, fnorm.record(), None, corpus,
-                                          {'Train pairs': len(data['Train']),
-                                           'Validation pairs': len(data['Validation'])}, init, settings),
+                            {**C.make_record('ranker', [emo], store, m, K_CHUNKS, fnorm.record(), None, corpus,
+                                             {'Train pairs': len(data['Train']),
+                                              'Validation pairs': len(data['Validation'])}, init, settings),
+                             'trained_on': identity.trained_on(corpus, store, corpus.files('Train')
+                                                               + corpus.files('Validation'))},
                             tr_sampler, tr_loader, va_loader)
     finally:
         run.close()
@@ -131,6 +134,7 @@ def train_epochs(args, emo, run, model, opt, scaler, world, device, is_main, m, 
         if is_main:
             print(f'{emo} epoch {ep}: train CE {tl:.4f} F1 {tf1:.4f} | valid CE {vl:.4f} F1 {vf1:.4f} acc {vacc:.4f}'
                   f'{"  * saved" if improved else ""} ({time.time() - t0:.0f} s)')
+    run.finish()            # the record says the run completed (an interrupted one stays finished: false)
     if is_main:
         print(f'{emo}: best validation macro-F1 {best:.4f} at epoch {best_ep}: {ckpt}')
     return ckpt

@@ -93,7 +93,9 @@ def test_norm_para_writes_a_record_that_readers_check(env):
     assert rec['features']['preset'] == 'published' and rec['features']['dim'] == 130 and rec['frames'] > 0
     assert set(rec['files']) == set(C.NORMTERM_FILES) and rec['toolkit_revision']
     nd = N.NormDir(env['train_norm'])
-    assert nd.features['dim'] == 130 and nd.computed_on == {'corpus': 'corpus', 'split': 'Train'}
+    assert nd.features['dim'] == 130 and {k: nd.computed_on[k] for k in ('corpus', 'split')} == \
+        {'corpus': 'corpus', 'split': 'Train'}
+    assert nd.computed_on['speakers'] and set(nd.computed_on['speakers']) == set(rec['speakers'])  # identity.py
     assert nd.record()['computed_on']['split'] == 'Train'
 
 

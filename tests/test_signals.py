@@ -172,8 +172,13 @@ def test_predict_interrupted_writes_finished_files(long_corpus, tmp_path, sig, c
         rc, text = stop(p, 0, tmp_path / 'log')
     assert rc == code, text[-3000:]
     assert 'interrupted: writing the' in text and 'Exception ignored' not in text, text[-3000:]
-    got = pd.read_csv(out)
+    allrows = pd.read_csv(out)
+    # every file is listed: the finished ones with their values, the rest as not processed; every row says PARTIAL
+    assert len(allrows) == N and allrows.partial.str.startswith('PARTIAL').all(), allrows
+    todo = allrows.error.fillna('').str.startswith('not processed')
+    got = allrows[~todo].reset_index(drop=True)
     assert 1 <= len(got) < N and (got.error.isna() | (got.error == '')).all(), got
+    assert 'not processed' in text and f'{todo.sum()} of {N} files not processed' in text
     if sig != signal.SIGINT:
         return
     # the same files uninterrupted give the same values (no file cut short)
@@ -211,8 +216,21 @@ def test_training_sigterm_keeps_finished_epochs_and_resumes(tiny_corpus, tmp_pat
     done = rows()
     state = torch.load(log_csv.with_name(log_csv.name.replace('.log.csv', '.resume.pt')), weights_only=False)
     assert 1 <= len(done) < epochs and state['epoch'] == len(done) - 1, (done, state['epoch'])
+    meta = log_csv.with_name(log_csv.name.replace('.log.csv', '.meta.json'))
+    assert json.loads(meta.read_text())['finished'] is False      # the stopped run's model says so
+    import testing
+    with pytest.raises(Exception, match='UNFINISHED.*--allow-unfinished'):
+        testing.main(['-emo', 'Act', '--checkpoint', str(out), '-ep', str(epochs), '-batch', '8', '--corpus',
+                      str(tiny_corpus), '--features', str(tmp_path / 'lld'), '--out', str(tmp_path / 't'),
+                      '--device', 'cpu', '--bootstrap-n', '50'])
+    rows_t = testing.main(['-emo', 'Act', '--checkpoint', str(out), '-ep', str(epochs), '-batch', '8', '--corpus',
+                           str(tiny_corpus), '--features', str(tmp_path / 'lld'), '--out', str(tmp_path / 't'),
+                           '--device', 'cpu', '--bootstrap-n', '50', '--allow-unfinished'])
+    assert all(r['model_finished'] is False and r['note'].startswith('UNFINISHED') for r in rows_t)
+    assert (pd.read_csv(tmp_path / 't' / 'Act_Test_predictions.csv').model_finished == False).all()  # noqa: E712
     r = subprocess.run([sys.executable, *map(str, cmd), '--resume'], cwd=REPO, env=ENV, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert f'resuming at epoch {len(done)}' in r.stdout
     assert [int(x.split(',')[0]) for x in rows()] == list(range(epochs))
+    assert json.loads(meta.read_text())['finished'] is True
