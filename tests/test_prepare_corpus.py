@@ -220,30 +220,61 @@ RESP_COLS = ['localid', 'pos', 'ans', 'ttr', 'queryType', 'numTries', 'clipNum',
              'sessionNums', 'respEmo', 'respLevel', 'dispEmo', 'dispVal', 'dispLevel']
 
 
-def make_crema_d(root):
-    clips = ['1001_DFA_ANG_XX', '1002_IEO_HAP_HI', '1003_TIE_SAD_LO', '1004_WSI_NEU_XX', '1005_MTI_FEA_MD',
-             '1006_ITH_DIS_HI']
+# actors of the CREMA-D miniature and their sex as VideoDemographics.csv gives it: dealt round robin by id they
+# would pair 1001 with 1006 (two men), so the sex-balance assertion below fails unless the folds read the sex
+CREMA_SEX = {'1001': 'Male', '1002': 'Male', '1003': 'Male', '1004': 'Female', '1005': 'Female',
+             '1006': 'Male', '1007': 'Female', '1008': 'Male', '1009': 'Female', '1010': 'Female'}
+CREMA_CLIPS = ['1001_DFA_ANG_XX', '1002_IEO_HAP_HI', '1003_TIE_SAD_LO', '1004_WSI_NEU_XX', '1005_MTI_FEA_MD',
+               '1006_ITH_DIS_HI', '1007_IOM_ANG_LO', '1008_IWW_SAD_MD', '1009_TAI_HAP_XX', '1010_IWL_FEA_HI']
+# (clip, rater, queryType 1 voice / 2 face / 3 audio-visual, respEmo, respLevel)
+CREMA_RESPONSES = [
+    ('1001_DFA_ANG_XX', 'r1', 1, 'A', 80), ('1001_DFA_ANG_XX', 'r2', 1, 'A', 40), ('1001_DFA_ANG_XX', 'r3', 1, 'N', 50),
+    ('1001_DFA_ANG_XX', 'r1', 1, 'S', 10),                        # r1 again, voice: listed, first kept
+    ('1001_DFA_ANG_XX', 'r4', 2, 'D', 90), ('1001_DFA_ANG_XX', 'r5', 2, 'D', 70), ('1001_DFA_ANG_XX', 'r1', 2, 'F', 30),
+    ('1001_DFA_ANG_XX', 'r6', 3, 'H', 60),
+    ('1002_IEO_HAP_HI', 'r1', 1, 'H', 100), ('1002_IEO_HAP_HI', 'r7', 1, 'S', 30),     # a voice tie H:S
+    ('1002_IEO_HAP_HI', 'r8', 3, 'H', 90), ('1002_IEO_HAP_HI', 'r9', 2, 'S', 90),
+    ('1003_TIE_SAD_LO', 'r2', 1, 'S', ''),                        # no level: listed -> no voice response left
+    ('1003_TIE_SAD_LO', 'r3', 2, 'S', 20),
+    ('1004_WSI_NEU_XX', 'r4', 1, 'N', 150),                       # outside 0-100: listed, not clipped to 100
+    ('1004_WSI_NEU_XX', 'r5', 1, 'N', 60),
+    ('1005_MTI_FEA_MD', 'r6', 1, 'F', 55), ('1006_ITH_DIS_HI', 'r7', 1, 'D', 70),
+    ('1007_IOM_ANG_LO', 'r8', 1, 'A', 35), ('1008_IWW_SAD_MD', 'r9', 1, 'S', 65),
+    ('1009_TAI_HAP_XX', 'r1', 1, 'H', 45), ('1010_IWL_FEA_HI', 'r2', 1, 'F', 85),
+    ('1010_IWL_FEA_HI', 'r3', 4, 'F', 85),                        # queryType 4: listed
+    ('1011_DFA_ANG_XX', 'r3', 1, 'A', 50),                        # no such audio: listed
+]
+# processedResults/tabulatedVotes.csv rows: (row id = 100000 x mode + clip number, fileName, emoVote, agreement,
+# meanEmoResp, numResponses); the distributor's numbers differ from a recount of finishedResponses.csv (they
+# leave out slow responses), so a column filled from the wrong source shows
+CREMA_TABULATED = [
+    ('100001', '1001_DFA_ANG_XX', 'A', 0.7, 61.5, 10), ('200001', '1001_DFA_ANG_XX', 'D', 0.9, 77.7, 10),
+    ('300001', '1001_DFA_ANG_XX', 'H', 0.3, 45.5, 10),
+    ('100002', '1002_IEO_HAP_HI', 'H:S', 0.4, 52.0, 5), ('300002', '1002_IEO_HAP_HI', 'H', 0.8, 88.0, 5),
+    ('200003', '1003_TIE_SAD_LO', 'S', 0.6, 20.5, 5),
+    ('100005', '1005_MTI_FEA_MD', 'F', 0.5, 55.0, 4), ('100005', '1005_MTI_FEA_MD', 'N', 0.5, 40.0, 4),  # repeated
+    ('107443', 'ANG_HI_practice', 'A', 1.0, 90.0, 3),             # the practice clip: no audio, listed
+    ('x', '1006_ITH_DIS_HI', 'D', 1.0, 70.0, 1),                  # no mode in the id: listed
+]
+
+
+def make_crema_d(root, clips=CREMA_CLIPS):
+    """CREMA-D miniature in the distributed layout: AudioWAV/, finishedResponses.csv and
+    processedResults/tabulatedVotes.csv with R's unnamed row-name column first, VideoDemographics.csv."""
     for i, c in enumerate(clips):
         wav(root / 'AudioWAV' / f'{c}.wav', seed=i)
     wav(root / 'AudioWAV' / '1001_XYZ.wav')                                         # not a CREMA-D name
-    rows = []
-    for k, (clip, emo, lvl) in enumerate([('1001_DFA_ANG_XX', 'A', 80), ('1001_DFA_ANG_XX', 'A', 40),
-                                          ('1001_DFA_ANG_XX', 'N', 50), ('1002_IEO_HAP_HI', 'H', 100),
-                                          ('1003_TIE_SAD_LO', 'S', ''), ('1004_WSI_NEU_XX', 'N', 60),
-                                          ('1005_MTI_FEA_MD', 'F', 50), ('1006_ITH_DIS_HI', 'D', 70)]):
-        rows.append([f'rater{k % 3}', k, f'{emo}_{lvl}', 1500, 1, 0, k, k, 4, clip, 7, emo, lvl, 'x', 50, 50])
-    rows.append(['rater9', 20, 'S_90', 1500, 2, 0, 1, 1, 4, '1002_IEO_HAP_HI', 7, 'S', 90, 'x', 50, 50])   # face only
-    rows.append(['rater9', 21, 'S_90', 1500, 3, 0, 1, 1, 4, '1002_IEO_HAP_HI', 7, 'S', 90, 'x', 50, 50])   # A-V
-    pd.DataFrame(rows, columns=RESP_COLS).to_csv(root / 'finishedResponses.csv', index=False)
+    rows = [[rater, k, f'{emo}_{lvl}', 1500, q, 0, int(clip[:4]) - 1000, k, 4, clip, 7, emo, lvl, 'x', 50, 50]
+            for k, (clip, rater, q, emo, lvl) in enumerate(CREMA_RESPONSES)]
+    pd.DataFrame(rows, columns=RESP_COLS, index=range(1, len(rows) + 1)).to_csv(root / 'finishedResponses.csv')
     (root / 'processedResults').mkdir()
-    pd.DataFrame({'A': [2, 0], 'D': [0, 0], 'F': [0, 0], 'H': [0, 3], 'N': [1, 0], 'S': [0, 0],
-                  'fileName': ['1001_DFA_ANG_XX', '1002_IEO_HAP_HI'], 'numResponses': [3, 3],
-                  'agreement': [0.667, 1.0], 'emoVote': ['A', 'H'], 'meanEmoResp': [60, 80]}).to_csv(
-        root / 'processedResults' / 'tabulatedVotes.csv', index=False)
-    pd.DataFrame({'ActorID': [1001, 1002, 1003, 1004, 1005, 1006], 'Age': [51, 21, 30, 42, 25, 33],
-                  'Sex': ['Male', 'Female', 'Male', 'Female', 'Male', 'Female'],
-                  'Race': ['Caucasian'] * 6, 'Ethnicity': ['Not Hispanic'] * 6}).to_csv(
-        root / 'VideoDemographics.csv', index=False)
+    tab = pd.DataFrame([[0] * 6 + [f, n, ag, v, m] for _, f, v, ag, m, n in CREMA_TABULATED],
+                       columns=['A', 'D', 'F', 'H', 'N', 'S', 'fileName', 'numResponses', 'agreement', 'emoVote',
+                                'meanEmoResp'], index=[r[0] for r in CREMA_TABULATED])
+    tab.to_csv(root / 'processedResults' / 'tabulatedVotes.csv')
+    pd.DataFrame({'ActorID': list(CREMA_SEX), 'Age': [51, 21, 30, 42, 25, 33, 60, 28, 45, 37],
+                  'Sex': list(CREMA_SEX.values()), 'Race': ['Caucasian', 'Asian'] * 5,
+                  'Ethnicity': ['Not Hispanic', 'Hispanic'] * 5}).to_csv(root / 'VideoDemographics.csv', index=False)
     return root
 
 
@@ -251,27 +282,75 @@ def test_crema_d(tmp_path):
     src = make_crema_d(tmp_path / 'CREMA-D')
     out, lab, det, folds, skipped = convert('crema-d', src, tmp_path / 'out', '--audio', 'hardlink')
     lab = lab.set_index('FileName')
-    assert len(lab) == 6 and (lab.LabelSource == 'derived').all()
-    a = lab.loc['1001_DFA_ANG_XX.wav']
+    assert len(lab) == 10 and (lab.LabelSource == 'derived').all() and (lab.LabelMode == 'voice').all()
+    a = lab.loc['1001_DFA_ANG_XX.wav']            # voice responses only; r1's second voice response left out
     want = np.mean([pad_avd('anger', .8), pad_avd('anger', .4), pad_avd('neutral', .5)], axis=0)
     assert np.allclose((a.EmoAct, a.EmoVal, a.EmoDom), want, atol=1e-4)
-    assert a.DerivedFrom == 'listener categories' and a.Category == 'anger' and a.VoiceVote == 'anger'
-    assert a.TabulatedVote == 'A' and a.Gender == 'Male' and a.Age == 51
-    h = lab.loc['1002_IEO_HAP_HI.wav']                  # face-only and audio-visual responses left out
-    assert np.allclose((h.EmoAct, h.EmoVal, h.EmoDom), pad_avd('happiness', 1.0)) and h.VoiceRaters == 1
-    s = lab.loc['1003_TIE_SAD_LO.wav']                  # its only voice response lacks a level -> intended
-    assert s.DerivedFrom == 'intended category' and np.isclose(s.EmoAct, pad_avd('sadness', .5)[0])
+    assert a.DerivedFrom == 'listener categories' and a.Category == 'anger'
+    assert (a.LabelVote, a.LabelAgreement, a.LabelRaters) == ('A', 0.6667, 3)
+    # each mode's tabulated row in its own columns, as distributed
+    assert (a.VoiceVote, a.VoiceAgreement, a.VoiceMeanLevel, a.VoiceResponses) == ('A', 0.7, 61.5, 10)
+    assert (a.FaceVote, a.FaceAgreement, a.FaceMeanLevel) == ('D', 0.9, 77.7)
+    assert (a.AudioVisualVote, a.AudioVisualAgreement, a.AudioVisualMeanLevel) == ('H', 0.3, 45.5)
+    assert a.Gender == 'Male' and a.Age == 51
+    h = lab.loc['1002_IEO_HAP_HI.wav']            # a voice tie: both letters, half the responses each
+    assert (h.LabelVote, h.LabelAgreement, h.VoiceVote, h.AudioVisualVote) == ('H:S', 0.5, 'H:S', 'H')
+    assert pd.isna(h.FaceVote)                    # no face row for this clip
+    assert np.allclose((h.EmoAct, h.EmoVal, h.EmoDom),
+                       np.mean([pad_avd('happiness', 1.0), pad_avd('sadness', .3)], axis=0), atol=1e-4)
+    s = lab.loc['1003_TIE_SAD_LO.wav']            # its only voice response lacks a level -> intended emotion
+    assert s.DerivedFrom == 'intended category' and np.allclose((s.EmoAct, s.EmoVal, s.EmoDom),
+                                                                pad_avd('sadness', .5))
+    assert s.LabelRaters == 0 and s.FaceVote == 'S' and pd.isna(s.VoiceVote)
+    n = lab.loc['1004_WSI_NEU_XX.wav']            # the level 150 is left out, not clipped into a rating
+    assert n.LabelRaters == 1 and (n.EmoAct, n.EmoVal, n.EmoDom) == (4, 4, 4)
+    assert pd.isna(lab.loc['1005_MTI_FEA_MD.wav', 'VoiceVote'])     # its voice row is repeated: both out
     r = rating(det)
-    assert len(r[r.FileName == '1001_DFA_ANG_XX.wav']) == 3 and (det.LabelSource == 'derived').all()
+    r1 = r[r.FileName == '1001_DFA_ANG_XX.wav'].set_index('Worker')
+    assert sorted(r1.index) == ['r1', 'r2', 'r3'] and (det.LabelSource == 'derived').all()
+    assert tuple(r1.loc['r1', ['A', 'V', 'D']]) == tuple(round(x, 1) for x in pad_avd('anger', .8))
+    assert tuple(r1.loc['r3', ['A', 'V', 'D']]) == (4.0, 4.0, 4.0) and r1.loc['r3', 'Class'] == 'Neutral'
     assert r[r.FileName == '1003_TIE_SAD_LO.wav'].Worker.tolist() == ['INTENDED']
+    votes = pd.read_csv(out / 'Labels' / 'category_votes.csv')     # every response with its mode
+    v1 = votes[votes.FileName == '1001_DFA_ANG_XX.wav']
+    assert sorted(zip(v1.Rater, v1.Mode, v1.Response)) == [
+        ('r1', 'face', 'F'), ('r1', 'voice', 'A'), ('r2', 'voice', 'A'), ('r3', 'voice', 'N'), ('r4', 'face', 'D'),
+        ('r5', 'face', 'D'), ('r6', 'audiovisual', 'H')]
+    assert v1.InLabels.tolist() == (v1.Mode == 'voice').tolist()
     assert Corpus(out).transcript('1002_IEO_HAP_HI.wav') == "It's eleven o'clock."
     assert not os.path.islink(out / 'Audios' / '1002_IEO_HAP_HI.wav')
     why = dict(zip(skipped.Item, skipped.Reason))
-    assert 'respLevel' in why['finishedResponses.csv row 6'] and 'AudioWAV/1001_XYZ.wav' in why
+    row = {(c, q, e, str(lv)): k + 2 for k, (c, _, q, e, lv) in enumerate(CREMA_RESPONSES)}
+    assert 'respLevel' in why[f'finishedResponses.csv row {row["1003_TIE_SAD_LO", 1, "S", ""]}']
+    assert 'outside the 0-100' in why[f'finishedResponses.csv row {row["1004_WSI_NEU_XX", 1, "N", "150"]}']
+    assert 'queryType' in why[f'finishedResponses.csv row {row["1010_IWL_FEA_HI", 4, "F", "85"]}']
+    assert 'no audio' in why[f'finishedResponses.csv row {row["1011_DFA_ANG_XX", 1, "A", "50"]}']
+    assert 'second voice response' in why['1001_DFA_ANG_XX rater r1'] and 'AudioWAV/1001_XYZ.wav' in why
+    assert 'second voice row' in why['tabulatedVotes.csv row 9'] and 'no audio' in why['tabulatedVotes.csv row 10']
+    assert 'presentation mode' in why['tabulatedVotes.csv row 11']
     assert_folds_disjoint(out, folds, 5)
-    for k in range(1, 6):                               # sex balance: no fold tests two actors of one sex
+    for k in range(1, 6):                          # sex balance: every fold tests one man and one woman
         test = folds[folds[f'fold{k}'] == 'Test'].SpkrID.unique()
-        assert len(test) <= 2 and len({int(t) % 2 for t in test}) == len(test)
+        assert sorted(lab.Gender[lab.SpkrID.isin(test)]) == ['Female', 'Male'], (k, test)
+
+
+def test_crema_d_other_mode_and_demographics(tmp_path):
+    src = make_crema_d(tmp_path / 'CREMA-D')
+    out, lab, det, folds, skipped = convert('crema-d', src, tmp_path / 'face', '--mode', 'face')
+    a = lab.set_index('FileName').loc['1001_DFA_ANG_XX.wav']
+    want = np.mean([pad_avd('disgust', .9), pad_avd('disgust', .7), pad_avd('fear', .3)], axis=0)
+    assert np.allclose((a.EmoAct, a.EmoVal, a.EmoDom), want, atol=1e-4)
+    assert (a.LabelMode, a.LabelVote, a.LabelAgreement, a.LabelRaters) == ('face', 'D', 0.6667, 3)
+    assert (a.VoiceVote, a.FaceVote) == ('A', 'D')              # the tabulated columns do not move
+    assert set(rating(det).query("FileName == '1001_DFA_ANG_XX.wav'").Worker) == {'r1', 'r4', 'r5'}
+    assert run('ravdess', src, tmp_path / 'x', '--mode', 'face') == 2
+    demo = pd.read_csv(src / 'VideoDemographics.csv', dtype=str)
+    pd.concat([demo, demo.iloc[[2]]]).to_csv(src / 'VideoDemographics.csv', index=False)   # listed twice alike
+    *_, skipped = convert('crema-d', src, tmp_path / 'twice')
+    assert 'actor 1003 listed twice' in dict(zip(skipped.Item, skipped.Reason))['VideoDemographics.csv row 12']
+    other = demo.iloc[[2]].assign(Sex='Female')                  # listed twice, differently: refused
+    pd.concat([demo, other]).to_csv(src / 'VideoDemographics.csv', index=False)
+    assert run('crema-d', src, tmp_path / 'refused') == 2 and not (tmp_path / 'refused').exists()
 
 
 # ------------------------------------------------------------------------------------------------- RAVDESS
@@ -390,7 +469,9 @@ def test_converted_corpus_runs_through_the_pipeline(tmp_path, capsys):
 def test_speaker_subset_reports_nothing_extra(tmp_path):
     src = make_crema_d(tmp_path / 'CREMA-D')
     out, lab, det, folds, skipped = convert('crema-d', src, tmp_path / 'out', '--speakers', '1001,1002,1003')
-    assert set(lab.SpkrID) == {'1001', '1002', '1003'} and not any('no audio' in r for r in skipped.Reason)
+    assert set(lab.SpkrID) == {'1001', '1002', '1003'}
+    others = skipped.Item.str.contains(r'10(?:0[4-9]|10)_') | skipped.Reason.str.contains(r'10(?:0[4-9]|10)_')
+    assert not others.any() and skipped.Reason.str.contains('1011_DFA_ANG_XX').any()   # no audio at all
     assert [c for c in folds.columns if c.startswith('fold')] == ['fold1', 'fold2', 'fold3']
 
 
