@@ -2,6 +2,7 @@
 and CSV headers as the distributors document them; short generated WAVs), malformed variants, a folder that is
 not the corpus, the real Emo-DB and RAVDESS copies under ../shared, and a converted corpus through the pipeline."""
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -160,35 +161,58 @@ def test_iemocap_malformed(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------------- MSP-IMPROV
-def make_msp_improv(root, sessions=3):
+def msp_values(n, g):
+    """Consensus (A, V, D, N) and two raters' (A, V, D) of utterance (session n, gender g) on 1-5: every
+    attribute, rater and utterance has its own value, so a swap of any two changes what the tests read."""
+    j = 2 * (n - 1) + (g == 'M')
+    cons = (1.5 + 0.25 * j, 2.0 + 0.5 * j, 4.75 - 0.25 * j, 3.6667 - 0.1 * j)
+    return cons, {f'rater-{n}a': (1.0 + 0.5 * j, 4.5 - 0.5 * j, 3.5), f'rater-{n}b': (2.0 + 0.5 * j, 1.5, 5.0 - 0.5 * j)}
+
+
+def make_msp_improv(root, sessions=3, label_file='Evaluation.txt', audio_dir=''):
+    """MSP-IMPROV miniature: per session an F and an M utterance with a consensus line and two rater lines; the
+    label file under either spelling, the session folders at the root or under `audio_dir` (Audio)."""
     lines = []
     for n in range(1, sessions + 1):
-        for g, t, code, cat, avd in (('F', 'S', 'A', 'A', (3.0, 2.0, 3.0)), ('M', 'R', 'H', 'X', (4.2, 4.4, 3.6))):
+        for g, t, code, cat in (('F', 'S', 'A', 'A'), ('M', 'R', 'H', 'X')):
             stem = f'MSP-IMPROV-S0{n}{code}-{g}0{n}-{t}-FM01'
-            wav(root / f'session{n}' / f'S0{n}{code}' / t / f'{stem}.wav', seed=n * 7 + len(lines))
-            a, v, d = avd
-            lines.append(f'UTD-IMPROV-{stem[11:]}.avi; {cat}; A:{a:.4f}; V:{v:.4f}; D:{d:.4f} ; N:3.6667;')
-            lines.append(f'rater-{n}a; Angry; Frustrated, Annoyed; A:3.0; V:2.0; D:3.0; N:4.0;')
-            lines.append(f'rater-{n}b; Neutral; ; A:2.0; V:3.0; D:4.0; N:3.0;')
+            wav(root / audio_dir / f'session{n}' / f'S0{n}{code}' / t / f'{stem}.wav', seed=n * 7 + len(lines))
+            (a, v, d, nat), rs = msp_values(n, g)
+            lines.append(f'UTD-IMPROV-{stem[11:]}.avi; {cat}; A:{a:.4f}; V:{v:.4f}; D:{d:.4f} ; N:{nat:.4f};')
+            (ra, xa), (rb, xb) = rs.items()
+            lines.append(f'{ra}; Angry; Frustrated, Annoyed; A:{xa[0]}; V:{xa[1]}; D:{xa[2]}; N:4.0;')
+            lines.append(f'{rb}; Neutral; ; A:{xb[0]}; V:{xb[1]}; D:{xb[2]}; N:3.0;')
             lines.append('')
-    (root / 'Evaluation.txt').write_text('\n'.join(lines) + '\n')
+    (root / label_file).write_text('\n'.join(lines) + '\n')
     return root
 
 
-def test_msp_improv(tmp_path):
-    src = make_msp_improv(tmp_path / 'MSP-IMPROV')
+@pytest.mark.parametrize('label_file, audio_dir', [('Evaluation.txt', ''), ('Evalution.txt', 'Audio')])
+def test_msp_improv(tmp_path, label_file, audio_dir):
+    src = make_msp_improv(tmp_path / 'MSP-IMPROV', label_file=label_file, audio_dir=audio_dir)
     out, lab, det, folds, skipped = convert('msp-improv', src, tmp_path / 'out')
     assert len(lab) == 6 and set(lab.SpkrID) == {'F01', 'M01', 'F02', 'M02', 'F03', 'M03'}
-    row = lab.set_index('FileName').loc['MSP-IMPROV-S01A-F01-S-FM01.wav']
-    assert (row.EmoAct, row.EmoVal, row.EmoDom) == (4.0, 2.5, 4.0) and row.EmoClass == 'A'
-    assert row.Category == 'anger' and row.ScenarioCode == 'S' and row.Scenario == 'other improvised'
-    assert row.Session == 1 and row.Gender == 'Female' and row.LabelSource == 'raters' and row.Naturalness == 3.6667
-    m = lab.set_index('FileName').loc['MSP-IMPROV-S01H-M01-R-FM01.wav']
+    lab = lab.set_index('FileName')
+    for n in (1, 2, 3):
+        for g, name in (('F', f'MSP-IMPROV-S0{n}A-F0{n}-S-FM01.wav'), ('M', f'MSP-IMPROV-S0{n}H-M0{n}-R-FM01.wav')):
+            (a, v, d, nat), _ = msp_values(n, g)
+            row = lab.loc[name]
+            assert (row.EmoAct, row.EmoVal, row.EmoDom) == (five_to_seven(a), five_to_seven(v), five_to_seven(d))
+            assert row.Naturalness == round(nat, 4) and row.Session == n
+    row = lab.loc['MSP-IMPROV-S01A-F01-S-FM01.wav']
+    assert row.EmoClass == 'A' and row.Category == 'anger' and row.ScenarioCode == 'S'
+    assert row.Scenario == 'other improvised' and row.Gender == 'Female' and row.LabelSource == 'raters'
+    m = lab.loc['MSP-IMPROV-S01H-M01-R-FM01.wav']
     assert m.EmoClass == 'X' and m.Category == 'no_agreement' and m.IntendedCategory == 'happiness'
-    assert m.Scenario == 'target read'
+    assert m.Scenario == 'target read' and m.Gender == 'Male'
     r = rating(det)
-    a = r[(r.FileName == 'MSP-IMPROV-S01A-F01-S-FM01.wav') & (r.Worker == 'rater-1a')].iloc[0]
-    assert (a.A, a.V, a.D, a.Class) == (4.0, 2.5, 4.0, 'Angry') and len(r) == 12
+    assert len(r) == 12
+    for n in (1, 2, 3):
+        for g, name in (('F', f'MSP-IMPROV-S0{n}A-F0{n}-S-FM01.wav'), ('M', f'MSP-IMPROV-S0{n}H-M0{n}-R-FM01.wav')):
+            for rater, avd in msp_values(n, g)[1].items():
+                got = r[(r.FileName == name) & (r.Worker == rater)].iloc[0]
+                assert tuple(round(five_to_seven(x), 1) for x in avd) == (got.A, got.V, got.D), (name, rater)
+                assert got.Class == ('Angry' if rater.endswith('a') else 'Neutral')
     assert 'Frustrated, Annoyed' in det.EmoDetail[0]
     assert_folds_disjoint(out, folds, 3)
     assert not len(skipped)
@@ -200,19 +224,53 @@ def test_msp_improv_malformed(tmp_path):
     lines = ev.read_text().splitlines()
     lines[1] = 'rater-1a; Angry; Frustrated; A:NaN; V:2.0; D:3.0; N:4.0;'       # a missing value
     lines[2] = lines[2] + '\n' + lines[2]                                          # a repeated rater
+    lines[5] = re.sub(r'V:[\d.]+', 'V:7.0', lines[5])                              # a rating outside 1-5
     lines[8] = lines[8][:40]                                                       # truncated consensus line
+    lines[12] = re.sub(r'D:[\d.]+', 'D:NaN', lines[12])                           # consensus D NaN
     ev.write_text('\n'.join(lines) + '\n')
     (src / 'session3' / 'S03H' / 'R' / 'MSP-IMPROV-S03H-M03-R-FM01.wav').unlink()
     wav(src / 'session3' / 'S03H' / 'P' / 'MSP-IMPROV-S03H-M03-P-MF09.wav')     # audio without label line
     out, lab, det, folds, skipped = convert('msp-improv', src, tmp_path / 'out')
     why = dict(zip(skipped.Item, skipped.Reason))
+    kind = dict(zip(skipped.Item, skipped.Kind))
     assert 'without a value for A' in why['MSP-IMPROV-S01A-F01-S-FM01 rater rater-1a']
     assert 'repeated rater' in why['MSP-IMPROV-S01A-F01-S-FM01 rater rater-1b']
+    assert 'outside the 1-5 scale' in why['MSP-IMPROV-S01H-M01-R-FM01 rater rater-1a']
     assert any('truncated' in r for r in why.values())
     assert 'audio file missing' in why['MSP-IMPROV-S03H-M03-R-FM01']
     assert 'without a consensus line' in why['MSP-IMPROV-S03H-M03-P-MF09']
     assert len(lab) == 4 and set(rating(det).query("FileName == 'MSP-IMPROV-S01A-F01-S-FM01.wav'").Worker) == \
         {'rater-1b'}
+    # the D = NaN line keeps its A and V; D is empty and the line is a note, not a drop
+    nan = lab.set_index('FileName').loc['MSP-IMPROV-S02H-M02-R-FM01.wav']
+    (a, v, _, _), _ = msp_values(2, 'M')
+    assert (nan.EmoAct, nan.EmoVal) == (five_to_seven(a), five_to_seven(v)) and pd.isna(nan.EmoDom)
+    assert kind['MSP-IMPROV-S02H-M02-R-FM01'] == 'note' and 'D NaN' in why['MSP-IMPROV-S02H-M02-R-FM01']
+    c = Corpus(out)
+    assert np.isnan(c.labels.set_index('FileName').loc['MSP-IMPROV-S02H-M02-R-FM01.wav', 'EmoDom'])
+
+
+def test_msp_improv_repeats_and_places(tmp_path, capsys):
+    """A repeated consensus block, the same recording in two session folders, both spellings at once."""
+    src = make_msp_improv(tmp_path / 'MSP-IMPROV', sessions=4)
+    ev = src / 'Evaluation.txt'
+    blocks = ev.read_text().strip().split('\n\n')
+    blocks.append(blocks[0])                                              # repeated identically: read once
+    blocks.append(blocks[2].replace('A:2.0000', 'A:2.5000', 1))          # repeated with another value: left out
+    ev.write_text('\n\n'.join(blocks) + '\n')
+    stem = 'MSP-IMPROV-S02H-M02-R-FM01'
+    wav(src / 'session3' / 'S02H' / 'R' / f'{stem}.wav', seed=99)        # the same name in a second folder
+    out, lab, det, folds, skipped = convert('msp-improv', src, tmp_path / 'out')
+    why = dict(zip(skipped.Item, skipped.Reason))
+    assert 'repeated identically' in why['MSP-IMPROV-S01A-F01-S-FM01']
+    assert 'MSP-IMPROV-S01A-F01-S-FM01.wav' in set(lab.FileName)
+    assert 'different consensus blocks' in why['MSP-IMPROV-S02A-F02-S-FM01']
+    assert 'in 2 places' in why[stem] and 'session3' in why[stem]
+    assert set(lab.FileName) == {f'{s}.wav' for s in ('MSP-IMPROV-S01A-F01-S-FM01', 'MSP-IMPROV-S01H-M01-R-FM01',
+                                                       'MSP-IMPROV-S03A-F03-S-FM01', 'MSP-IMPROV-S03H-M03-R-FM01',
+                                                       'MSP-IMPROV-S04A-F04-S-FM01', 'MSP-IMPROV-S04H-M04-R-FM01')}
+    (src / 'Evalution.txt').write_text(ev.read_text())
+    assert run('msp-improv', src, tmp_path / 'both') == 2 and 'Evalution.txt' in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------- CREMA-D
