@@ -83,6 +83,11 @@ def _csv(path, report, need):
     return df
 
 
+def _no_clip(name, clips):
+    return f'clip {name!r} left out (two audio files of that name)' if name in clips else \
+        f'clip {name!r} has no audio in AudioWAV/'
+
+
 def vote(letters):
     """Response letters -> (plurality, ties joined with ':' in A D F H N S order; its share of the responses)."""
     counts = pd.Series(letters).value_counts()
@@ -124,9 +129,9 @@ def responses(src, clips, report):
         item = f'finishedResponses.csv row {i + 2}'
         if qt[i] not in MODES:
             report.skip(item, f'queryType {df["queryType"].iat[i]!r} is not 1 (voice), 2 (face) or 3 (audio-visual)')
-        elif clips.get(clip[i]) is None:            # in clips as None: an actor left out by --speakers
-            if clip[i] not in clips:
-                report.skip(item, f'clip {clip[i]!r} has no audio in AudioWAV/')
+        elif not clips.get(clip[i]):               # None: an actor left out by --speakers
+            if clips.get(clip[i], 0) is not None:
+                report.skip(item, _no_clip(clip[i], clips))
         elif emo[i] not in RESP:
             report.skip(item, f'respEmo {emo[i]!r} is not one of {"/".join(RESP)}')
         elif not np.isfinite(lvl[i]):
@@ -158,9 +163,9 @@ def tabulated(src, clips, report):
         if mode not in MODES:
             report.skip(item, f'row id {r[idcol] if idcol is not None else ""!r} does not give a presentation mode '
                               f'(100000 x 1 voice / 2 face / 3 audio-visual + clip number)')
-        elif clips.get(name) is None:
-            if name not in clips:
-                report.skip(item, f'{name!r} has no audio in AudioWAV/')
+        elif not clips.get(name):
+            if clips.get(name, 0) is not None:
+                report.skip(item, _no_clip(name, clips))
         elif (name, mode) in seen:
             report.skip(item, f'second {MODES[mode][0]} row of {name} (first: row {seen[name, mode]}); both left '
                               f'out, the columns stay empty')
@@ -180,8 +185,16 @@ def read(src, report, speakers=None, mode='voice', **_):
         raise LayoutError(f'--mode {mode}: use one of {", ".join(MODE_NAMES)}')
     label_mode = MODE_ID[mode]
     demo = demographics(src, report)
-    files = {}
+    files, stems = {}, {}
+    for p in wav.iterdir():
+        stems.setdefault(p.stem, []).append(p.name)
     for p in sorted(wav.iterdir()):
+        if len(stems[p.stem]) > 1:
+            report.skip(f'AudioWAV/{p.name}', f'{len(stems[p.stem])} files named {p.stem} '
+                                              f'({", ".join(sorted(stems[p.stem]))}): which one is the clip is '
+                                              f'unclear, left out')
+            files[p.stem] = False
+            continue
         m = FILE_RE.match(p.stem) if p.suffix.lower() == '.wav' else None
         if not m:
             report.skip(f'AudioWAV/{p.name}', 'name is not <actor>_<sentence>_<emotion>_<level>.wav')
@@ -192,8 +205,8 @@ def read(src, report, speakers=None, mode='voice', **_):
             continue
         files[p.stem] = (p, actor, sent, emo, lvl)
     # --speakers: only these actors; rows of the others are neither converted nor reported (value None)
-    known = {k: (v if not speakers or v[1] in speakers else None) for k, v in files.items()}
-    files = {k: v for k, v in known.items() if v is not None}
+    known = {k: (v if not v or not speakers or v[1] in speakers else None) for k, v in files.items()}
+    files = {k: v for k, v in known.items() if v}
     resp = responses(src, known, report)
     tab = tabulated(src, known, report)
     by_clip, votes = {}, []
