@@ -167,9 +167,11 @@ def tabulated(src, clips, report):
             if clips.get(name, 0) is not None:
                 report.skip(item, _no_clip(name, clips))
         elif (name, mode) in seen:
+            if out.pop((name, mode), None) is not None:
+                report.skip(f'tabulatedVotes.csv row {seen[name, mode]}', f'{MODES[mode][0]} row of {name} repeated '
+                                                                           f'in row {i + 2}; both left out')
             report.skip(item, f'second {MODES[mode][0]} row of {name} (first: row {seen[name, mode]}); both left '
                               f'out, the columns stay empty')
-            out.pop((name, mode), None)
         else:
             seen[name, mode] = i + 2
             out[name, mode] = {'Vote': r['emoVote'].strip(), 'Agreement': r['agreement'].strip(),

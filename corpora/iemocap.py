@@ -178,9 +178,10 @@ def read(src, report, self_evaluations=False, speakers=None, **_):
         dialog = ev.stem
         dm = re.match(r'^Ses(\d\d)', dialog)
         if dm and f'Ses{dm.group(1)}' != sess:
-            report.skip(f'{sdir.name}/{dialog}', f'dialog of session {int(dm.group(1))} filed under {sdir.name}: '
-                                                f'its {len(turns)} turn(s) left out (the session decides the folds; '
-                                                f'move the dialog to Session{int(dm.group(1))})')
+            for turn in turns:
+                report.skip(turn, f'dialog {dialog} of session {int(dm.group(1))} filed under {sdir.name}: left '
+                                  f'out (the session decides the folds; move the dialog to Session'
+                                  f'{int(dm.group(1))})')
             continue
         text = read_transcripts(sdir / 'dialog' / 'transcriptions' / f'{dialog}.txt')
         for turn, t in turns.items():
