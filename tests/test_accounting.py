@@ -18,6 +18,7 @@ from tests.test_prepare_corpus import (  # noqa: E402
     CREMA_RESPONSES,
     CREMA_TABULATED,
     convert,
+    iemocap_values,
     make_crema_d,
     make_emodb,
     make_iemocap,
@@ -67,13 +68,13 @@ def test_iemocap_accounts_for_every_turn_and_file(tmp_path):
     # session 1: its F turn's block twice, identically (read once); its M turn's block twice, differently
     e1 = ev(1, 'Ses01F_impro01')
     blocks = e1.read_text().split('\n\n')
-    e1.write_text('\n\n'.join(blocks + [blocks[1], blocks[2].replace('[2.0000, 3.5000', '[2.5000, 3.5000')]) + '\n')
+    e1.write_text('\n\n'.join(blocks + [blocks[1], re.sub(r'\t\[[\d.]+', '\t[4.5', blocks[2])]) + '\n')
     # session 2: a repeated rater line, an out-of-scale rating, a consensus value outside 1-5
     e2 = ev(2, 'Ses02M_script01_1')
     t = e2.read_text()
-    t = t.replace('A-E3:\tval 3; act 2; dom  2;\t()', 'A-E3:\tval 3; act 2; dom  2;\t()\nA-E3:\tval 1; act 1; dom  1;\t()', 1)
-    t = t.replace('A-E4:\tval 2; act 4; dom  3;\t(mildly aggravated)', 'A-E4:\tval 2; act 6; dom  3;\t()', 1)
-    t = t.replace('[2.0000, 3.5000, 4.0000]', '[2.0000, 3.5000, 5.5000]')
+    t = re.sub(r'(A-E3:.*\n)', r'\1A-E3:\tval 1; act 1; dom  1;\t()\n', t, count=1)
+    t = re.sub(r'(A-E4:\tval \d; act )\d', r'\g<1>6', t, count=1)
+    t = re.sub(r'(_M001\tang\t\[[\d.]+, [\d.]+, )[\d.]+', r'\g<1>5.5000', t)
     e2.write_text(t)
     # session 3: a silent and a truncated turn, an audio file without a block, a truncated consensus line
     d3 = src / 'Session3' / 'sentences' / 'wav' / 'Ses03F_impro01'
@@ -108,7 +109,8 @@ def test_iemocap_accounts_for_every_turn_and_file(tmp_path):
     assert any(i.startswith('Ses02M_script01_1.txt:') and 'second A- line of rater E3' in r for i, r in why.items())
     assert 'outside the 1-5 scale' in why['Ses02M_script01_1_F000 rater E4']
     row = lab.set_index('FileName').loc['Ses02M_script01_1_M001.wav']   # D 5.5: empty, not clipped to 7
-    assert pd.isna(row.EmoDom) and (row.EmoAct, row.EmoVal) == (1 + 2.5 * 1.5, 1 + 1.0 * 1.5)
+    (v, a, _), _ = iemocap_values(2, 1)
+    assert pd.isna(row.EmoDom) and (row.EmoAct, row.EmoVal) == (1 + (a - 1) * 1.5, 1 + (v - 1) * 1.5)
     assert 'outside the 1-5' in why['Ses02M_script01_1_M001']
     assert 'digital silence' in why['Ses03F_impro01_F000'] and 'shorter than its header' in why['Ses03F_impro01_M001']
     assert 'without a block' in why['Ses03F_impro01_F009']

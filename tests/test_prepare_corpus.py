@@ -83,19 +83,28 @@ def test_shared_tables():
 
 
 # ------------------------------------------------------------------------------------------------- IEMOCAP
+def iemocap_values(n, i):
+    """Consensus [V, A, D] and raters E3, E4 (val, act, dom) of turn i of session n on 1-5: every attribute,
+    rater and turn has its own value, so a swap of any two changes what the tests read."""
+    j = 2 * (n - 1) + i
+    return ((1.5 + 0.25 * j, 2.0 + 0.25 * j, 4.75 - 0.25 * j),
+            {'E3': (1 + j % 5, 1 + (j + 2) % 5, 1 + (j + 4) % 5), 'E4': (1 + (j + 1) % 5, 1 + (j + 3) % 5, 1 + j % 5)})
+
+
 def make_iemocap(root, sessions=5):
     """IEMOCAP_full_release miniature: per session one dialog, two turns (F and M speaker)."""
     for n in range(1, sessions + 1):
         s = root / f'Session{n}'
         dialog = f'Ses0{n}F_impro01' if n % 2 else f'Ses0{n}M_script01_1'
-        turns = [(f'{dialog}_F000', 'neu', (2.5, 2.5, 2.5), 1.0), (f'{dialog}_M001', 'xxx' if n == 1 else 'ang',
-                                                                   (2.0, 3.5, 4.0), 3.0)]
+        turns = [(f'{dialog}_F000', 'neu', 1.0), (f'{dialog}_M001', 'xxx' if n == 1 else 'ang', 3.0)]
         ev = ['% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]', '']
         tr = []
-        for i, (turn, code, (v, a, d), t0) in enumerate(turns):
+        for i, (turn, code, t0) in enumerate(turns):
+            (v, a, d), r = iemocap_values(n, i)
             ev += [f'[{t0:.4f} - {t0 + 1.2:.4f}]\t{turn}\t{code}\t[{v:.4f}, {a:.4f}, {d:.4f}]',
                    'C-E2:\tNeutral;\t()', 'C-E3:\tAnger; Frustration;\t(annoyed)', 'C-F1:\tNeutral;\t(curious)',
-                   'A-E3:\tval 3; act 2; dom  2;\t()', 'A-E4:\tval 2; act 4; dom  3;\t(mildly aggravated)',
+                   'A-E3:\tval {}; act {}; dom  {};\t()'.format(*r['E3']),
+                   'A-E4:\tval {}; act {}; dom  {};\t(mildly aggravated)'.format(*r['E4']),
                    f'A-{turn[-4]}1:\tval 3; act 2; dom 1;\t()', '']
             tr.append(f'{turn} [{t0:08.4f}-{t0 + 1.2:08.4f}]: Excuse me, hello.')
             wav(s / 'sentences' / 'wav' / dialog / f'{turn}.wav', seed=10 * n + i)
@@ -115,15 +124,25 @@ def test_iemocap(tmp_path):
     src = make_iemocap(tmp_path / 'IEMOCAP_full_release')
     out, lab, det, folds, skipped = convert('iemocap', src, tmp_path / 'out')
     assert len(lab) == 10 and set(lab.SpkrID) == {f'Ses0{n}{g}' for n in range(1, 6) for g in 'FM'}
+    for n in range(1, 6):
+        for i, turn in enumerate(sorted(lab.FileName[lab.FileName.str.startswith(f'Ses0{n}')])):
+            (v, a, d), _ = iemocap_values(n, i)
+            row = lab.set_index('FileName').loc[turn]
+            assert (row.EmoAct, row.EmoVal, row.EmoDom) == (five_to_seven(a), five_to_seven(v), five_to_seven(d))
     row = lab.set_index('FileName').loc['Ses01F_impro01_F000.wav']
-    assert (row.EmoAct, row.EmoVal, row.EmoDom) == (3.25, 3.25, 3.25) and row.EmoClass == 'neu'
+    assert row.EmoClass == 'neu'
     assert row.Category == 'neutral' and row.LabelSource == 'raters' and row.Mode == 'improvised'
     assert lab.set_index('FileName').loc['Ses01F_impro01_M001.wav', 'EmoClass'] == 'xxx'      # kept as is
     assert lab.set_index('FileName').loc['Ses02M_script01_1_F000.wav', 'Mode'] == 'scripted'
     r = rating(det)
     assert len(r) == 20 and set(r.Worker) == {'E3', 'E4'}          # self-evaluations (F1, M1) left out
-    e3 = r[(r.FileName == 'Ses01F_impro01_F000.wav') & (r.Worker == 'E3')].iloc[0]
-    assert (e3.A, e3.V, e3.D, e3.Class) == (2.5, 4.0, 2.5, 'Angry') and (det.LabelSource == 'raters').all()
+    for n in range(1, 6):
+        for i, turn in enumerate(sorted(lab.FileName[lab.FileName.str.startswith(f'Ses0{n}')])):
+            for rater, (v, a, d) in iemocap_values(n, i)[1].items():
+                got = r[(r.FileName == turn) & (r.Worker == rater)].iloc[0]
+                assert (five_to_seven(a), five_to_seven(v), five_to_seven(d)) == (got.A, got.V, got.D), (turn, rater)
+                assert got.Class == ('Angry' if rater == 'E3' else '')
+    assert (det.LabelSource == 'raters').all()
     votes = pd.read_csv(out / 'Labels' / 'category_votes.csv')
     assert len(votes) == 30 and votes.SelfEvaluation.sum() == 10
     c = Corpus(out)
@@ -144,9 +163,8 @@ def test_iemocap(tmp_path):
 def test_iemocap_malformed(tmp_path, capsys):
     src = make_iemocap(tmp_path / 'IEMOCAP_full_release', sessions=3)
     ev = src / 'Session3' / 'dialog' / 'EmoEvaluation' / 'Ses03F_impro01.txt'
-    text = ev.read_text().replace('[3.0000 - 4.2000]\tSes03F_impro01_M001\tang\t[2.0000, 3.5000, 4.0000]',
-                                  '[3.0000 - 4.2000]\tSes03F_impro01_M001\tang\t[2.0000, 3.5')    # truncated
-    text = text.replace('A-E4:\tval 2; act 4; dom  3;\t(mildly aggravated)', 'A-E4:\tval 2; act ; dom  3;\t()', 1)
+    text = re.sub(r'(Ses03F_impro01_M001\tang\t\[[\d.]+, [\d.]{3}).*', r'\1', ev.read_text())     # truncated
+    text = re.sub(r'(A-E4:\tval \d; act )\d', r'\1', text, count=1)                          # act missing
     ev.write_text(text)
     (src / 'Session2' / 'sentences' / 'wav' / 'Ses02M_script01_1' / 'Ses02M_script01_1_F000.wav').unlink()
     out, lab, det, folds, skipped = convert('iemocap', src, tmp_path / 'out')
@@ -166,7 +184,8 @@ def msp_values(n, g):
     attribute, rater and utterance has its own value, so a swap of any two changes what the tests read."""
     j = 2 * (n - 1) + (g == 'M')
     cons = (1.5 + 0.25 * j, 2.0 + 0.5 * j, 4.75 - 0.25 * j, 3.6667 - 0.1 * j)
-    return cons, {f'rater-{n}a': (1.0 + 0.5 * j, 4.5 - 0.5 * j, 3.5), f'rater-{n}b': (2.0 + 0.5 * j, 1.5, 5.0 - 0.5 * j)}
+    return cons, {f'rater-{n}a': (1.0 + 0.5 * j, 4.5 - 0.5 * j, 1.25 + 0.5 * j),
+                  f'rater-{n}b': (2.1 + 0.25 * j, 1.3 + 0.1 * j, 4.9 - 0.4 * j)}
 
 
 def make_msp_improv(root, sessions=3, label_file='Evaluation.txt', audio_dir=''):
