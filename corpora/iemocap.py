@@ -22,6 +22,10 @@ and attribute lines `A-E1:<TAB>val 3; act 2; dom  2;<TAB>(comment)`. Raters whos
 - Columns: Session, Dialog, Mode (improvised | scripted), Start, End. Speakers: Ses01F, Ses01M, ... (session +
   the gender letter of the turn's last part).
 - Folds: leave one session out (5); fold k tests session k and validates on session k+1.
+- Accounting: every block and every audio file is converted or listed: a block repeated with other values, a
+  turn name in two dialog files, a dialog filed under another session folder than its name says, audio
+  without a block, a second line of one rater, a value outside 1-5 (a rater line is dropped; a consensus
+  attribute is left empty and noted, never clipped).
 """
 import re
 from pathlib import Path
