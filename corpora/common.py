@@ -281,6 +281,10 @@ def convert(name, read, info, extra, readme, src, out, report=None, **kw):
     write_corpus -> (Path, Report)."""
     report = report or Report()
     utts, raters, folds, *votes = read(src, report, **kw)
+    names = pd.Series([u.name for u in utts])
+    if names.duplicated().any():   # each converter lists repeated names; this guards against one that does not
+        raise ToolkitError(f'{name}: utterance name(s) {sorted(set(names[names.duplicated()]))[:5]} read twice from '
+                           f'{src}; nothing written')
     out = write_corpus(out, name, utts, raters, folds, report, info, kw.get('audio', 'symlink'),
                        kw.get('force', False), extra, votes=votes[0] if votes else None, readme=readme)
     return out, report

@@ -473,7 +473,7 @@ def test_help_explains_every_flag(capsys):
     with pytest.raises(SystemExit):
         prepare_corpus.main(['--help'])
     out = capsys.readouterr().out
-    for flag in ('--audio', '--speakers', '--force', '--max-list', '--self-evaluations', '--song', '--consensus',
+    for flag in ('--audio', '--speakers', '--force', '--max-list', '--self-evaluations', '--song', '--consensus', '--mode',
                  '--seed', 'skipped.csv', 'folds.csv'):
         assert flag in out
 
