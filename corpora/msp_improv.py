@@ -24,6 +24,7 @@ Evaluation.txt: per utterance a consensus line
 - Columns: Session, Sentence, IntendedCategory (the target emotion), ScenarioCode, Scenario.
 - Folds: leave one session out (6); fold k tests session k and validates on session k+1.
 """
+import math
 import re
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def check_layout(src):
 
 
 def _values(tokens):
-    """{'A': x | None (NaN or not a number) | 'out' (outside 1-5), ...} of the key:value tokens of a line."""
+    """{'A': x, ...} of the key:value tokens of a line; NaN or not a number -> None."""
     vals = {}
     for t in tokens:
         m = KV_RE.match(t)
@@ -68,13 +69,14 @@ def _values(tokens):
             try:
                 x = float(m.group(2))
             except ValueError:
-                x = float('nan')
-            vals[m.group(1)] = None if x != x else x
+                x = None
+            vals[m.group(1)] = None if x is None or math.isnan(x) else x
     return vals
 
 
 def _out_of_scale(vals):
-    return [k for k in 'AVDN' if vals.get(k) is not None and not SCALE[0] <= vals[k] <= SCALE[1]]
+    """The keys of `vals` whose value lies outside the 1-5 scale (None: no value, not out of scale)."""
+    return [k for k, x in vals.items() if x is not None and not SCALE[0] <= x <= SCALE[1]]
 
 
 def parse_evaluation(path, report):
