@@ -160,7 +160,7 @@ def audio_seconds(path, report, item):
     return info.frames / info.samplerate
 
 
-def digital_silence(path, block=1 << 16):
+def digital_silence(path, block=4096):
     """True when every sample of the file is zero (read block by block; stops at the first non-zero one)."""
     return not any(x.any() for x in sf.blocks(str(path), blocksize=block, dtype='float32', always_2d=True))
 
