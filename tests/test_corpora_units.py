@@ -77,7 +77,7 @@ def test_session_folds_and_note():
     f = session_folds(utts, Report())
     assert f[2] == {'S3M': 'Test', 'S3F': 'Test', 'S1F': 'Validation', 'S1M': 'Validation', 'S2F': 'Train'}
     rep = Report()
-    assert session_folds(utts[:3], rep) == [] and '2 session(s)' in rep.notes[0][1]
+    assert session_folds(utts[:3], rep) == [] and rep.notes[0][0] == 'folds' and '2 session(s)' in rep.notes[0][1]
 
 
 def test_audio_checks(tmp_path):
