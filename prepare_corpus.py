@@ -24,7 +24,7 @@ from errors import ToolkitError
 from outputs import check_replaced_folder
 
 ONLY = {'self_evaluations': ('iemocap', '--self-evaluations'), 'song': ('ravdess', '--song'),
-        'consensus': ('emodb', '--consensus'), 'seed': ('emodb', '--seed')}
+        'consensus': ('emodb', '--consensus'), 'seed': ('emodb', '--seed'), 'mode': ('crema-d', '--mode')}
 
 
 def build_parser():
@@ -47,6 +47,10 @@ def build_parser():
     g = p.add_argument_group('corpus-specific')
     g.add_argument('--self-evaluations', action='store_true', help='iemocap: keep the actors\' self-evaluations '
                    '(raters F1, M1, ...) as per-rater rows (workers self-F1, ...); left out by default')
+    g.add_argument('--mode', default=None, choices=['voice', 'face', 'audiovisual'], help='crema-d: the '
+                   'presentation mode whose listener responses become the labels: voice (default: the raters heard '
+                   'the audio only, as an audio model does), face (video without sound) or audiovisual; every '
+                   'mode\'s vote, agreement and mean level are kept in their own columns either way')
     g.add_argument('--song', action='store_true', help='ravdess: include the song files (vocal channel 02); '
                    'without it they are left out and listed')
     g.add_argument('--consensus', default=None, choices=['table', 'raters'], help='emodb: consensus A/V/D from '
@@ -64,6 +68,8 @@ def main(argv=None):
         raise ToolkitError('--audio: emodb audio is always resampled to 16 kHz (as prepare_emodb.py does)')
     opts = dict(audio=a.audio, force=a.force, self_evaluations=a.self_evaluations, song=a.song,
                 speakers=[s.strip() for s in a.speakers.split(',')] if a.speakers else None)
+    if a.name == 'crema-d':
+        opts.update(mode=a.mode or 'voice')
     if a.name == 'emodb':
         opts.update(speakers=a.speakers, seed=a.seed or 0, consensus=a.consensus or 'table')
     check_replaced_folder(a.out, 'OUT', [(a.src, f'the {a.name} source')])

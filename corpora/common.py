@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import soundfile as sf
 
+from audio import NOTE_KINDS, wav_claimed_seconds
 from corpus import (
     LABEL_COLS,
     emo_detail,
@@ -46,6 +47,7 @@ MSP_CLASS = {'anger': 'Angry', 'boredom': 'Other', 'disgust': 'Disgust', 'fear':
              'no_agreement': 'Other'}
 AUDIO_MODES = ('symlink', 'hardlink', 'copy')
 SKIPPED_FILE = 'skipped.csv'
+TRUNCATED_SECONDS = 0.01      # as audio.measure_notes: a WAV missing more than this is a truncated copy
 
 
 class LayoutError(ToolkitError):
@@ -132,7 +134,9 @@ def link_audio(src, dst, mode):
 
 
 def audio_seconds(path, report, item):
-    """Duration from the header, or None (reported) when the file is missing or unreadable."""
+    """Duration from the header, or None (reported) when the file is missing, unreadable, shorter than its WAV
+    header claims (a truncated copy: its labels describe audio that is not there) or digitally silent (every
+    sample zero: nothing a label could describe). The checks are audio.py's input checks."""
     p = Path(path)
     if not p.is_file():
         report.skip(item, f'audio file missing: {p}')
@@ -145,7 +149,20 @@ def audio_seconds(path, report, item):
     if info.frames == 0:
         report.skip(item, f'audio file holds no samples: {p}')
         return None
+    claim = wav_claimed_seconds(p)
+    if claim and claim[0] - claim[1] > TRUNCATED_SECONDS:
+        report.skip(item, f'{NOTE_KINDS["truncated"]} claims: {claim[1]:.2f} s of {claim[0]:.2f} s present '
+                          f'(truncated copy): {p}')
+        return None
+    if digital_silence(p):
+        report.skip(item, f'{NOTE_KINDS["digital_silence"]} (all samples zero), not speech: {p}')
+        return None
     return info.frames / info.samplerate
+
+
+def digital_silence(path, block=4096):
+    """True when every sample of the file is zero (read block by block; stops at the first non-zero one)."""
+    return not any(x.any() for x in sf.blocks(str(path), blocksize=block, dtype='float32', always_2d=True))
 
 
 # ------------------------------------------------------------------------------------------- folds
@@ -264,6 +281,10 @@ def convert(name, read, info, extra, readme, src, out, report=None, **kw):
     write_corpus -> (Path, Report)."""
     report = report or Report()
     utts, raters, folds, *votes = read(src, report, **kw)
+    names = pd.Series([u.name for u in utts])
+    if names.duplicated().any():   # each converter lists repeated names; this guards against one that does not
+        raise ToolkitError(f'{name}: utterance name(s) {sorted(set(names[names.duplicated()]))[:5]} read twice from '
+                           f'{src}; nothing written')
     out = write_corpus(out, name, utts, raters, folds, report, info, kw.get('audio', 'symlink'),
                        kw.get('force', False), extra, votes=votes[0] if votes else None, readme=readme)
     return out, report

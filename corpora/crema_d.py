@@ -2,23 +2,34 @@
 AudioWAV/<actor>_<sentence>_<emotion>_<level>.wav (16 kHz), finishedResponses.csv, processedResults/
 tabulatedVotes.csv and VideoDemographics.csv.
 
-- finishedResponses.csv: one row per rater response (localid = rater, clipName, queryType 1 voice only /
-  2 face only / 3 audio-visual, respEmo A/D/F/H/N/S, respLevel the rated intensity 0-100). Only voice-only
-  responses (queryType 1) are listener ratings of the audio; the others are left out. Each voice-only response
-  becomes a per-rater row: A/V/D derived from its category by the category table (corpora/common.py), scaled
-  by respLevel / 100 (neutral stays 4), LabelSource = derived. The consensus A/V/D is the mean of those rows
-  (DerivedFrom = listener categories); a clip without voice-only responses gets the intended emotion scaled
-  by the intended level (LO 0.5, MD 0.75, HI 1.0, XX unspecified 0.75; DerivedFrom = intended category) and
-  one INTENDED row. Category = the intended emotion (file name); VoiceVote = the plurality of the voice-only
-  responses (ties joined with ':'), VoiceAgreement its share.
-- processedResults/tabulatedVotes.csv: emoVote and agreement as distributed (all presentation modes, per the
-  corpus documentation) in the columns TabulatedVote / TabulatedAgreement.
+Every clip was rated in three presentation modes by different raters: voice only (the audio alone), face only
+(the video without sound) and audio-visual. finishedResponses.csv says which in `queryType` (1 voice, 2 face,
+3 audio-visual); processedResults/tabulatedVotes.csv holds one row per clip *per mode*, its unnamed first
+column the row id 100000 x mode + clip number (the distributor's tabulation script builds it that way).
+- Labels (--mode, default voice): the responses of one mode become per-rater rows (localid = rater,
+  respEmo A/D/F/H/N/S, respLevel the rated intensity 0-100): A/V/D derived from the category by the category
+  table (corpora/common.py), scaled by respLevel / 100 (neutral stays 4), LabelSource = derived. The consensus
+  A/V/D is their mean (DerivedFrom = listener categories). Voice only is the default because an audio model
+  hears the voice only: raters who saw the face judged something the model never receives. A clip without a
+  response of that mode gets its intended emotion scaled by the intended level (LO 0.5, MD 0.75, HI 1.0,
+  XX unspecified 0.75; DerivedFrom = intended category) and one INTENDED row. LabelMode, LabelVote (plurality
+  of those responses, response letters, ties joined with ':' as the distributor writes them), LabelAgreement
+  (its share) and LabelRaters say what the labels come from.
+- tabulatedVotes.csv as distributed, one set of columns per mode: VoiceVote, VoiceAgreement, VoiceMeanLevel,
+  VoiceResponses, and the same for Face and AudioVisual (the distributor's summary table calls the last mode
+  MultiModal). Empty where the file has no row for that clip and mode.
+- Labels/category_votes.csv: every accepted response of every mode (FileName, Rater, Mode, Response, Level,
+  InLabels).
 - VideoDemographics.csv: ActorID, Age, Sex, Race, Ethnicity -> Gender, Age, Race, Ethnicity columns.
 - Transcripts: the twelve sentence codes -> their text. No word alignments are distributed.
 - Folds: 5 folds of actors balanced by sex (males dealt round robin, then females); fold k tests group k and
   validates on group k+1.
-A response row with an unknown clip, category or a missing level is skipped and listed; an audio file whose
-name does not parse, or without demographics, is listed (the latter kept, sex unknown).
+Every response row, tabulated row and audio file is converted or listed in skipped.csv: a response with an
+unknown clip, mode or category, a missing level or one outside 0-100 (not clipped), a second response of
+one rater to one clip in one mode (the first is kept); a tabulated row without a readable mode, for a clip
+without audio, or repeated; an audio file whose name does not parse. An actor listed twice in
+VideoDemographics.csv with different entries is refused (the sex decides the folds); listed twice alike,
+noted.
 """
 import re
 from pathlib import Path
@@ -42,8 +53,13 @@ EMOTION = {'ANG': 'anger', 'DIS': 'disgust', 'FEA': 'fear', 'HAP': 'happiness', 
 RESP = {'A': 'anger', 'D': 'disgust', 'F': 'fear', 'H': 'happiness', 'N': 'neutral', 'S': 'sadness'}
 LEVEL = {'LO': ('low', 0.5), 'MD': ('medium', 0.75), 'HI': ('high', 1.0), 'XX': ('unspecified', 0.75)}
 SEX = {'male': 'Male', 'female': 'Female', 'm': 'Male', 'f': 'Female'}
-EXTRA = ['IntendedCategory', 'Level', 'Sentence', 'Age', 'Race', 'Ethnicity', 'VoiceVote', 'VoiceAgreement',
-         'VoiceRaters', 'TabulatedVote', 'TabulatedAgreement']
+# queryType / tabulated row id // 100000 -> (--mode name, column prefix)
+MODES = {1: ('voice', 'Voice'), 2: ('face', 'Face'), 3: ('audiovisual', 'AudioVisual')}
+MODE_NAMES = [m for m, _ in MODES.values()]
+MODE_ID = {m: k for k, (m, _) in MODES.items()}
+TAB_COLS = ['Vote', 'Agreement', 'MeanLevel', 'Responses']
+EXTRA = (['IntendedCategory', 'Level', 'Sentence', 'Age', 'Race', 'Ethnicity', 'LabelMode', 'LabelVote',
+          'LabelAgreement', 'LabelRaters'] + [f'{p}{c}' for _, p in MODES.values() for c in TAB_COLS])
 N_FOLDS = 5
 
 
@@ -67,44 +83,120 @@ def _csv(path, report, need):
     return df
 
 
-def voice_ratings(src, clips, report):
-    """finishedResponses.csv -> per-rater rows [(clip, rater, category, level 0..1)] of the voice-only queries."""
+def _no_clip(name, clips):
+    return f'clip {name!r} left out (two audio files of that name)' if name in clips else \
+        f'clip {name!r} has no audio in AudioWAV/'
+
+
+def vote(letters):
+    """Response letters -> (plurality, ties joined with ':' in A D F H N S order; its share of the responses)."""
+    counts = pd.Series(letters).value_counts()
+    top = sorted(counts[counts == counts.max()].index)
+    return ':'.join(top), round(float(counts.max() / counts.sum()), 4)
+
+
+def demographics(src, report):
+    """VideoDemographics.csv -> {actor: row}; an actor listed twice alike is noted, differently refused."""
+    df = _csv(Path(src) / 'VideoDemographics.csv', report, ['ActorID', 'Age', 'Sex'])
+    if df is None:
+        return {}
+    df = df.apply(lambda c: c.str.strip())
+    out = {}
+    for i, r in df.iterrows():
+        a = r['ActorID']
+        if a in out:
+            if dict(out[a]) != dict(r):
+                raise LayoutError(f'{Path(src) / "VideoDemographics.csv"}: actor {a} listed twice with different '
+                                  f'entries ({dict(out[a])} and, row {i + 2}, {dict(r)}); the sex decides the folds, '
+                                  f'so keep the right row and convert again')
+            report.note(f'VideoDemographics.csv row {i + 2}', f'actor {a} listed twice (same entries)')
+            continue
+        out[a] = r
+    return out
+
+
+def responses(src, clips, report):
+    """finishedResponses.csv -> [(clip, rater, mode id, letter, level 0..100)], every row kept or listed."""
     df = _csv(Path(src) / 'finishedResponses.csv', report, ['localid', 'queryType', 'clipName', 'respEmo',
                                                              'respLevel'])
     if df is None:
         return []
-    qt = pd.to_numeric(df['queryType'].str.strip(), errors='coerce')
-    for i in np.flatnonzero(qt.isna().values):
-        report.skip(f'finishedResponses.csv row {i + 2}', f'queryType {df["queryType"].iat[i]!r} is not a number')
-    v = df[(qt == 1).values]
-    row = v.index.values + 2                     # line number in the file (header = line 1)
-    clip, emo, rater = (v[c].str.strip().values for c in ('clipName', 'respEmo', 'localid'))
-    lvl = pd.to_numeric(v['respLevel'].str.strip(), errors='coerce').values
-    known = np.isin(clip, list(clips))
-    cat_ok = np.isin(emo, list(RESP))
-    lvl_ok = np.isfinite(lvl)
-    for i in np.flatnonzero(~(known & cat_ok & lvl_ok)):
-        item = f'finishedResponses.csv row {row[i]}'
-        if not known[i]:
-            report.skip(item, f'clip {clip[i]!r} has no audio in AudioWAV/')
-        elif not cat_ok[i]:
+    qt = pd.to_numeric(df['queryType'].str.strip(), errors='coerce').values
+    clip, emo, rater = (df[c].str.strip().values for c in ('clipName', 'respEmo', 'localid'))
+    lvl = pd.to_numeric(df['respLevel'].str.strip(), errors='coerce').values
+    out = []
+    for i in range(len(df)):
+        item = f'finishedResponses.csv row {i + 2}'
+        if qt[i] not in MODES:
+            report.skip(item, f'queryType {df["queryType"].iat[i]!r} is not 1 (voice), 2 (face) or 3 (audio-visual)')
+        elif not clips.get(clip[i]):               # None: an actor left out by --speakers
+            if clips.get(clip[i], 0) is not None:
+                report.skip(item, _no_clip(clip[i], clips))
+        elif emo[i] not in RESP:
             report.skip(item, f'respEmo {emo[i]!r} is not one of {"/".join(RESP)}')
+        elif not np.isfinite(lvl[i]):
+            report.skip(item, f'respLevel {df["respLevel"].iat[i]!r} missing or not a number')
+        elif not 0 <= lvl[i] <= 100:
+            report.skip(item, f'respLevel {lvl[i]:g} outside the 0-100 scale (left out, not clipped)')
         else:
-            report.skip(item, f'respLevel {v["respLevel"].iat[i]!r} missing or not a number')
-    ok = np.flatnonzero(known & cat_ok & lvl_ok)
-    out = [(clip[i], rater[i], RESP[emo[i]], float(np.clip(lvl[i] / 100.0, 0.0, 1.0))) for i in ok]
+            out.append((clip[i], rater[i], int(qt[i]), emo[i], float(lvl[i])))
     return out
 
 
-def read(src, report, speakers=None, **_):
+def tabulated(src, clips, report):
+    """processedResults/tabulatedVotes.csv -> {(clip, mode id): {column suffix: value}}: one row per clip per
+    presentation mode, the mode read from the row id (100000 x mode + clip number)."""
+    path = Path(src) / 'processedResults' / 'tabulatedVotes.csv'
+    df = _csv(path, report, ['fileName', 'emoVote', 'agreement'])
+    if df is None:
+        return {}
+    idcol = df.columns[0]
+    if idcol not in ('', 'X') and not idcol.startswith('Unnamed'):
+        report.note(path.name, f'no row id column (first column {idcol!r}): the presentation mode of its rows '
+                               f'cannot be told, so every row is left out')
+        idcol = None
+    out, seen = {}, {}
+    for i, r in df.iterrows():
+        item, name = f'tabulatedVotes.csv row {i + 2}', r['fileName'].strip()
+        rid = pd.to_numeric(r[idcol].strip(), errors='coerce') if idcol is not None else np.nan
+        mode = int(rid // 100000) if np.isfinite(rid) else None
+        if mode not in MODES:
+            report.skip(item, f'row id {r[idcol] if idcol is not None else ""!r} does not give a presentation mode '
+                              f'(100000 x 1 voice / 2 face / 3 audio-visual + clip number)')
+        elif not clips.get(name):
+            if clips.get(name, 0) is not None:
+                report.skip(item, _no_clip(name, clips))
+        elif (name, mode) in seen:
+            if out.pop((name, mode), None) is not None:
+                report.skip(f'tabulatedVotes.csv row {seen[name, mode]}', f'{MODES[mode][0]} row of {name} repeated '
+                                                                           f'in row {i + 2}; both left out')
+            report.skip(item, f'second {MODES[mode][0]} row of {name} (first: row {seen[name, mode]}); both left '
+                              f'out, the columns stay empty')
+        else:
+            seen[name, mode] = i + 2
+            out[name, mode] = {'Vote': r['emoVote'].strip(), 'Agreement': r['agreement'].strip(),
+                               'MeanLevel': r.get('meanEmoResp', '').strip(),
+                               'Responses': r.get('numResponses', '').strip()}
+    return out
+
+
+def read(src, report, speakers=None, mode='voice', **_):
     wav = check_layout(src)
     src = Path(src)
-    demo = _csv(src / 'VideoDemographics.csv', report, ['ActorID', 'Age', 'Sex'])
-    demo = {} if demo is None else {r['ActorID'].strip(): r for _, r in demo.iterrows()}
-    tab = _csv(src / 'processedResults' / 'tabulatedVotes.csv', report, ['fileName', 'emoVote', 'agreement'])
-    tab = {} if tab is None else {r['fileName'].strip(): r for _, r in tab.iterrows()}
-    files = {}
+    if mode not in MODE_ID:
+        raise LayoutError(f'--mode {mode}: use one of {", ".join(MODE_NAMES)}')
+    label_mode = MODE_ID[mode]
+    demo = demographics(src, report)
+    files, stems = {}, {}
+    for p in wav.iterdir():
+        stems.setdefault(p.stem, []).append(p.name)
     for p in sorted(wav.iterdir()):
+        if len(stems[p.stem]) > 1:
+            report.skip(f'AudioWAV/{p.name}', f'{len(stems[p.stem])} files named {p.stem} '
+                                              f'({", ".join(sorted(stems[p.stem]))}): which one is the clip is '
+                                              f'unclear, left out')
+            files[p.stem] = False
+            continue
         m = FILE_RE.match(p.stem) if p.suffix.lower() == '.wav' else None
         if not m:
             report.skip(f'AudioWAV/{p.name}', 'name is not <actor>_<sentence>_<emotion>_<level>.wav')
@@ -114,47 +206,51 @@ def read(src, report, speakers=None, **_):
             report.skip(f'AudioWAV/{p.name}', f'unknown sentence/emotion/level code ({sent}, {emo}, {lvl})')
             continue
         files[p.stem] = (p, actor, sent, emo, lvl)
-    ratings = voice_ratings(src, files, report)
-    if speakers:   # --speakers: only these actors (their responses; the others' are not reported)
-        files = {k: v for k, v in files.items() if v[1] in speakers}
-    by_clip = {}
-    for clip, rater, cat, s in ratings:
-        by_clip.setdefault(clip, []).append((rater, cat, s))
+    # --speakers: only these actors; rows of the others are neither converted nor reported (value None)
+    known = {k: (v if not v or not speakers or v[1] in speakers else None) for k, v in files.items()}
+    files = {k: v for k, v in known.items() if v}
+    resp = responses(src, known, report)
+    tab = tabulated(src, known, report)
+    by_clip, votes = {}, []
+    for clip, rater, q, letter, level in resp:
+        key = (clip, q, rater)
+        if key in by_clip:
+            report.skip(f'{clip} rater {rater}', f'second {MODES[q][0]} response of the same rater (first kept)')
+            continue
+        by_clip[key] = (letter, level)
+        votes.append((f'{clip}.wav', rater, MODES[q][0], letter, level, q == label_mode))
+    mine = {}
+    for (clip, q, rater), (letter, level) in by_clip.items():
+        if q == label_mode:
+            mine.setdefault(clip, []).append((rater, letter, level))
     utts, raters = [], []
     for stem, (p, actor, sent, emo, lvl) in files.items():
         d = demo.get(actor)
         if d is None and demo:
             report.note(stem, f'actor {actor} not in VideoDemographics.csv (sex and age unknown)')
-        gender = SEX.get(str(d['Sex']).strip().lower(), '') if d is not None else ''
+        gender = SEX.get(str(d['Sex']).lower(), '') if d is not None else ''
         cat = EMOTION[emo]
-        rs = by_clip.get(stem, [])
-        seen, rows, cats = set(), [], []
-        for rater, rcat, s in rs:
-            if rater in seen:
-                report.skip(f'{stem} rater {rater}', 'second voice-only response of the same rater (first kept)')
-                continue
-            seen.add(rater)
-            cats.append(rcat)
-            a, v, dd = pad_avd(rcat, s)
-            rows.append((stem, rater, MSP_CLASS[rcat], [], a, v, dd, 'derived'))
+        rs = mine.get(stem, [])
+        rows = []
+        for rater, letter, level in rs:
+            a, v, dd = pad_avd(RESP[letter], level / 100.0)
+            rows.append((stem, rater, MSP_CLASS[RESP[letter]], [], a, v, dd, 'derived'))
         if rows:
             act, val, dom = (round(float(np.mean([r[k] for r in rows])), 4) for k in (4, 5, 6))
             src_kind = 'listener categories'
-            counts = pd.Series(cats).value_counts()
-            top = counts[counts == counts.max()].index.tolist()
-            vote, agree = ':'.join(sorted(top)), round(float(counts.max() / counts.sum()), 4)
+            lvote, agree = vote([letter for _, letter, _ in rs])
         else:
             act, val, dom = pad_avd(cat, LEVEL[lvl][1])
-            src_kind, vote, agree = 'intended category', '', ''
+            src_kind, lvote, agree = 'intended category', '', ''
             rows = [(stem, 'INTENDED', MSP_CLASS[cat], [], act, val, dom, 'derived')]
-            report.note(stem, 'no voice-only listener response: A/V/D from the intended emotion and level')
-        t = tab.get(stem)
+            report.note(stem, f'no {mode} listener response: A/V/D from the intended emotion and level')
         extra = {'IntendedCategory': cat, 'Level': LEVEL[lvl][0], 'Sentence': sent,
-                 'Age': d['Age'].strip() if d is not None else '', 'Race': d.get('Race', '') if d is not None else '',
-                 'Ethnicity': d.get('Ethnicity', '') if d is not None else '', 'VoiceVote': vote,
-                 'VoiceAgreement': agree, 'VoiceRaters': len(seen),
-                 'TabulatedVote': t['emoVote'] if t is not None else '',
-                 'TabulatedAgreement': t['agreement'] if t is not None else ''}
+                 'Age': d['Age'] if d is not None else '', 'Race': d.get('Race', '') if d is not None else '',
+                 'Ethnicity': d.get('Ethnicity', '') if d is not None else '', 'LabelMode': mode,
+                 'LabelVote': lvote, 'LabelAgreement': agree, 'LabelRaters': len(rs)}
+        for q, (_, prefix) in MODES.items():
+            t = tab.get((stem, q), {})
+            extra.update({f'{prefix}{c}': t.get(c, '') for c in TAB_COLS})
         utts.append(Utt(name=stem, audio=p, speaker=actor, gender=gender, emo_class=emo, category=cat, act=act,
                         val=val, dom=dom, source='derived', derived_from=src_kind, extra=extra,
                         transcript=SENTENCES[sent]))
@@ -164,16 +260,20 @@ def read(src, report, speakers=None, **_):
     folds = rotation_folds(sex_balanced_groups(gender, gender, n)) if n >= 3 else []
     if utts and not folds:
         report.note('folds', f'{len(gender)} actor(s): too few for folds (need 3)')
-    return utts, raters, folds
+    votes = pd.DataFrame(votes, columns=['FileName', 'Rater', 'Mode', 'Response', 'Level', 'InLabels'])
+    return utts, raters, folds, votes
 
 
 INFO = {'source': 'CREMA-D (Cao et al. 2014), Open Database License',
-        'labels': 'per-rater A/V/D derived from each voice-only response (category x respLevel/100); consensus = '
-                  'their mean; intended emotion x level where no voice-only response exists',
-        'per_rater': 'voice-only responses of finishedResponses.csv (derived)',
+        'labels': 'per-rater A/V/D derived from each response of the label mode (category x respLevel/100); '
+                  'consensus = their mean; intended emotion x level where that mode has no response',
+        'per_rater': 'responses of finishedResponses.csv in the label mode (derived); all modes in '
+                     'Labels/category_votes.csv',
         'folds': '5 folds of actors balanced by sex; test group k, validate k+1'}
 README = __doc__
 
 
 def convert(src, out, report=None, **kw):
-    return common.convert(NAME, read, INFO, EXTRA, README, src, out, report, **kw)
+    mode = kw.get('mode') or 'voice'
+    return common.convert(NAME, read, {**INFO, 'label_mode': mode}, EXTRA, README, src, out, report,
+                          **{**kw, 'mode': mode})

@@ -60,7 +60,8 @@ import soundfile as sf
 import soxr
 from tqdm import tqdm
 
-from corpora.common import CATEGORY_PAD, Report, rotation_folds
+from audio import NOTE_KINDS, wav_claimed_seconds
+from corpora.common import CATEGORY_PAD, TRUNCATED_SECONDS, Report, rotation_folds
 from corpus import emo_detail, publish_dir, refuse_existing, staged_dir, write_json, write_labels, write_textgrid
 from demo_corpus import SECONDARY
 from outputs import check_replaced_folder
@@ -87,6 +88,7 @@ EMOTIONS = {letter: (name, cls, msp, CATEGORY_PAD[name]) for letter, name, cls, 
     ("N", "neutral", "Neutral", "N")]}
 NAME_RE = re.compile(r"^(\d\d)([ab]\d\d)([WLEAFTN])([a-z])$")
 N_RATERS, POOL = 10, 20
+AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 def pad_labels(letter):
@@ -191,17 +193,33 @@ def spread_words(x, sr, words):
 
 
 def scan(src):
-    """-> (sorted [(name, speaker, code, letter)], [problems]) of the Emo-DB wav/ folder."""
+    """-> (sorted [(name, speaker, code, letter, path)], [problems]) of the Emo-DB wav/ folder. Every file is
+    an item or a problem: .wav in any case and .flac are read (the audio is resampled anyway); a file of
+    another kind, a name that does not follow SSTTTEV and a name held by two files (03a01Fa.wav and
+    03a01Fa.flac: which one is the recording is unclear) are listed. Hidden files (.DS_Store) are ignored."""
     wav = Path(src) / "wav"
     if not wav.is_dir():
         raise FileNotFoundError(f"{src}: no wav/ folder; pass the Emo-DB root (holding wav/, silb/, erkennung.txt)")
-    items, bad = [], []
-    for p in sorted(wav.glob("*.wav")):
+    found, bad = {}, []
+    for p in sorted(wav.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if not p.is_file() or p.suffix.lower() not in AUDIO_SUFFIXES:
+            bad.append(f"{p.name}: not a .wav or .flac audio file (skipped)")
+            continue
         m = NAME_RE.match(p.stem)
         if not m or m.group(1) not in SPEAKERS or m.group(2) not in SENTENCES:
             bad.append(f"{p.name}: name does not follow SSTTTEV (skipped)")
             continue
-        items.append((p.stem, m.group(1), m.group(2), m.group(3)))
+        found.setdefault(p.stem, []).append(p)
+    items = []
+    for stem, paths in sorted(found.items()):
+        if len(paths) > 1:
+            bad.append(f"{stem}: {len(paths)} files of that name ({', '.join(q.name for q in paths)}); which one is "
+                       f"the recording is unclear (skipped)")
+            continue
+        m = NAME_RE.match(stem)
+        items.append((stem, m.group(1), m.group(2), m.group(3), paths[0]))
     return items, bad
 
 
@@ -224,11 +242,19 @@ def _ratings(letter, rec, rng, bias):
 def _convert_one(src, tmp, item, split, recog, seed, bias, consensus, problems):
     """Audio, transcript and TextGrid of one Emo-DB file into `tmp` -> (consensus row, detail rows, info row,
     truncated), or None when the audio is unreadable (reported in `problems`)."""
-    name, spk, code, letter = item
+    name, spk, code, letter, path = item
+    claim = wav_claimed_seconds(path)
+    if claim and claim[0] - claim[1] > TRUNCATED_SECONDS:
+        problems.append(f"{path.name}: {NOTE_KINDS['truncated']} claims: {claim[1]:.2f} s of {claim[0]:.2f} s "
+                        f"present (truncated copy); skipped")
+        return None
     try:
-        x, sr = sf.read(str(src / "wav" / f"{name}.wav"), dtype="float32", always_2d=True)
+        x, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # noqa: BLE001 - report and skip unreadable audio
-        problems.append(f"{name}.wav: unreadable ({e}); skipped")
+        problems.append(f"{path.name}: unreadable ({e}); skipped")
+        return None
+    if not x.any():
+        problems.append(f"{path.name}: {NOTE_KINDS['digital_silence']} (all samples zero), not speech; skipped")
         return None
     x = x.mean(1)
     y = soxr.resample(x, sr, SR, quality="HQ") if sr != SR else x
@@ -338,7 +364,8 @@ def prepare(src, out, test="03,08", dev="09,10", loso=None, speakers=None, conse
 def convert(src, out, audio="resample", force=False, progress=True, speakers=None, seed=0, consensus="table", **_):
     """prepare_corpus.py emodb: prepare() with the default split (= fold 1) and its folds; audio is always
     resampled to 16 kHz (the syllable alignment and truncation check read the audio) -> (Path, Report)."""
-    if not (Path(src) / "wav").is_dir() or not any(NAME_RE.match(p.stem) for p in (Path(src) / "wav").glob("*.wav")):
+    wav = Path(src) / "wav"
+    if not wav.is_dir() or not any(NAME_RE.match(p.stem) and p.suffix.lower() in AUDIO_SUFFIXES for p in wav.iterdir()):
         from corpora.common import LayoutError
         raise LayoutError(f"{src} is not Emo-DB as distributed: expected wav/SSTTTEV.wav files (e.g. wav/03a01Fa.wav), "
                           f"silb/*.silb and erkennung.txt")

@@ -60,8 +60,17 @@ def read(src, report, song=False, speakers=None, **_):
     """-> (utts, rater rows, folds)."""
     actors = check_layout(src)
     utts, raters = [], []
+    places = {}
+    for adir in actors:
+        for f in adir.iterdir():
+            if f.suffix.lower() == '.wav':
+                places.setdefault(f.stem, []).append(f'{adir.name}/{f.name}')
     for adir in actors:
         for f in sorted(adir.iterdir()):
+            if len(places.get(f.stem, ())) > 1 and f.suffix.lower() == '.wav':
+                report.skip(f'{adir.name}/{f.name}', f'the same recording name in {len(places[f.stem])} places '
+                                                     f'({", ".join(sorted(places[f.stem]))}): left out')
+                continue
             if f.suffix.lower() != '.wav':
                 if f.is_file() and not f.name.startswith('.'):
                     report.skip(f'{adir.name}/{f.name}', 'not a WAV file')

@@ -141,3 +141,18 @@ def test_check_corpus_verifies_every_fold(folded, capsys):
     assert any('fold3: speaker 3' in m for m in rep['fatal'])
     assert rep['problems']['fold_unknown_file']['items'][0]['file'] == 'NOT_A_FILE.wav'
     assert check_corpus.main([str(root), '--no-progress', '--no-text']) == 1
+
+
+def test_check_corpus_sees_overlaps_with_the_validation_part(folded):
+    """An overlap that involves the Validation part is as fatal as Train/Test: fold 1 validates on speakers 3
+    and 4 and trains on 5 and 6."""
+    root, _ = folded
+    f = pd.read_csv(root / 'Labels' / 'folds.csv', dtype=str, keep_default_na=False)
+    f.loc[f.index[f.SpkrID == '3'][0], 'fold1'] = 'Test'          # a validation speaker also tested
+    f.loc[f.index[f.SpkrID == '6'][0], 'fold1'] = 'Validation'    # a training speaker also validated
+    f.to_csv(root / 'Labels' / 'folds.csv', index=False)
+    rep = check_corpus.check(root, progress=False)
+    over = sorted(x['detail'] for x in rep['problems']['fold_speaker_overlap']['items'] if x['file'] == 'fold1')
+    assert over == ['speaker 3 in Validation and Test', 'speaker 6 in Train and Validation'], over
+    assert sum('fold1: speaker' in m for m in rep['fatal']) == 2
+    assert not any('fold2' in m or 'fold3' in m for m in rep['fatal'])
