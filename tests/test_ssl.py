@@ -1,0 +1,103 @@
+"""SSL speech encoders as frame features (docs/ssl.md): tiny random encoders built from transformers config classes
+(tests/ssl_fixtures.py, nothing downloads); stored features equal the model's own hidden states."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import features as F
+from errors import ToolkitError
+from feature_store import FeatureStore, StoreError
+from tests.ssl_fixtures import make_upstream
+
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+BOUND = 1e-4    # batched vs one at a time vs the model's own hidden states (measured: < 4e-6, bench_ssl.py)
+
+
+@pytest.fixture(scope='module')
+def upstreams(tmp_path_factory):
+    d = tmp_path_factory.mktemp('up')
+    return {k: make_upstream(k, d / k) for k in ('wav2vec2', 'hubert', 'wavlm', 'data2vec-audio')}
+
+
+@pytest.fixture(scope='module')
+def small_corpus(tmp_path_factory):
+    from tests.fixtures import make_tiny_corpus
+    return make_tiny_corpus(tmp_path_factory.mktemp('sc') / 'corpus', n=8)
+
+
+def own_hidden(ext, signal):
+    """The model's own hidden states of one unpadded recording, the stored layers concatenated."""
+    x = torch.from_numpy(ext.prepare(signal))[None]
+    with torch.no_grad():
+        hs = ext.model(x, output_hidden_states=True).hidden_states
+    return torch.cat([hs[k] for k in ext.layers], -1)[0].numpy()
+
+
+@pytest.mark.parametrize('kind', ['wav2vec2', 'hubert', 'wavlm', 'data2vec-audio'])
+def test_batched_equals_own_hidden_states(upstreams, kind):
+    ext = F.SSLExtractor(upstreams[kind], 'all', 'cpu', batch=4)
+    assert ext.layers == [0, 1, 2] and ext.dim == 48 and ext.hop == 0.02
+    # masks where they make padding invisible (measured at load), equal-length batches otherwise
+    assert ext.use_mask == (kind in ('wav2vec2', 'wavlm'))
+    rng = np.random.default_rng(1)
+    sigs = [0.1 * rng.standard_normal(int(s * 16000)).astype(np.float32) for s in (0.5, 1.3, 1.0, 1.0)]
+    out = ext(sigs)
+    for s, y in zip(sigs, out):
+        ref = own_hidden(ext, s)
+        assert y.shape == ref.shape == (ext.n_frames(len(s)), 48)
+        assert np.abs(y - ref).max() < BOUND
+    one = F.SSLExtractor(upstreams[kind], '1', 'cpu', batch=1)
+    assert one.layers == [1] and one.dim == 16
+    for s, y in zip(sigs, one(sigs)):
+        np.testing.assert_allclose(y, own_hidden(ext, s)[:, 16:32], atol=BOUND)
+
+
+def test_layers_and_identity(upstreams, tmp_path):
+    assert F.parse_layers('last', 12) == [12] and F.parse_layers('-1,6', 12) == [6, 12]
+    assert F.parse_layers('all', 2) == [0, 1, 2]
+    with pytest.raises(ToolkitError, match='out of range'):
+        F.parse_layers('13', 12)
+    with pytest.raises(ToolkitError, match='layer numbers'):
+        F.parse_layers('top', 12)
+    a, b = F.upstream_identity(upstreams['wav2vec2']), F.upstream_identity(upstreams['hubert'])
+    assert a['sha256'] != b['sha256'] and a['weights_sha256'] and a['name'] == 'wav2vec2'
+    # a copy of the same weights under another name has the same identity
+    import shutil
+    shutil.copytree(upstreams['wav2vec2'], tmp_path / 'renamed')
+    assert F.upstream_identity(tmp_path / 'renamed')['sha256'] == a['sha256']
+
+
+def test_cli_ssl_store(small_corpus, upstreams, tmp_path):
+    import extract_features
+    up = upstreams['wavlm']
+    base = ['--corpus', str(small_corpus), '--feature', 'ssl', '--upstream', str(up), '--device', 'cpu']
+    extract_features.main(base + ['--layers', '1,2', '--out', str(tmp_path / 'b4'), '--batch', '4',
+                                  '--dtype', 'float32'])
+    extract_features.main(base + ['--layers', '1,2', '--out', str(tmp_path / 'b1'), '--batch', '1',
+                                  '--dtype', 'float32'])
+    extract_features.main(base + ['--layers', '1,2', '--out', str(tmp_path / 'h')])     # default float16
+    s4, s1, h = (FeatureStore(tmp_path / d) for d in ('b4', 'b1', 'h'))
+    meta = json.loads((tmp_path / 'h' / 'meta.json').read_text())
+    assert meta['feature'] == 'ssl' and meta['layers'] == [1, 2] and meta['dim'] == 32 and meta['hop'] == 0.02
+    assert meta['dtype'] == 'float16' and meta['upstream'] == 'wavlm' and len(meta['upstream_sha256']) == 64
+    assert meta['upstream_files'] and meta['model_type'] == 'wavlm' and meta['batching'] == 'attention_mask'
+    assert (tmp_path / 'h' / 'data.bin').stat().st_size * 2 == (tmp_path / 'b4' / 'data.bin').stat().st_size
+    ext = F.SSLExtractor(up, '1,2', 'cpu')
+    assert len(s4) == 8
+    for n in s4.names:
+        ref = own_hidden(ext, sf.read(str(small_corpus / 'Audios' / n), dtype='float32')[0])
+        np.testing.assert_allclose(s4.get(n), ref, atol=BOUND)
+        np.testing.assert_allclose(s1.get(n), s4.get(n), atol=BOUND)
+        assert h.get(n).dtype == np.float16
+        np.testing.assert_allclose(h.get(n).astype(np.float32), ref, atol=2e-3 * max(1, np.abs(ref).max()))
+    # resuming into a store of another upstream or layer set is refused
+    with pytest.raises(StoreError, match='does not match'):
+        extract_features.main(base + ['--layers', '2', '--out', str(tmp_path / 'h')])
+    with pytest.raises(StoreError, match='upstream_sha256'):
+        extract_features.main(['--corpus', str(small_corpus), '--feature', 'ssl', '--upstream',
+                               str(upstreams['wav2vec2']), '--layers', '1,2', '--out', str(tmp_path / 'h')])
+    with pytest.raises(ToolkitError, match='needs --upstream'):
+        extract_features.main(['--corpus', str(small_corpus), '--feature', 'ssl', '--out', str(tmp_path / 'x')])
