@@ -38,6 +38,7 @@ from seq2seq import predict, seq2seq_datasets, seq2seq_step
 from utils import ccc, ddp_cleanup, ddp_setup, make_scaler, parse_emos, set_seed, unwrap
 
 RESUME_KEYS = ('batch', 'lr', 'seed', 'freeze', 'init_from', 'feature_norm', 'label_norm', 'limit', 'amp', 'fold', 'emo',
+               'layer_sum',
                'norm_sha256', 'rankseq_sha256', 'corpus', 'features', 'checkpoint')
 
 
@@ -61,6 +62,7 @@ def build_parser():
     s.add_argument('--out', default=str(C.SEQ2SEQ_DIR), help='output folder for the checkpoint and its logs')
     s.add_argument('--init-from', default=None, help="start from these weights: a Seq2Seq checkpoint file or folder, "
                    "or the authors' repository root (its v1.6 model and NormTerm)")
+    cli.add_layer_sum_arg(s)
     s.add_argument('--freeze', default=None, choices=['lstm'],
                    help='lstm: train only fc1/fc2; the LSTM weights stay bit-identical (and run in eval mode)')
     cli.add_mscr_args(p, train=True)
@@ -73,7 +75,7 @@ def settings_of(args, lr, emo=None, corpus=None, store=None, ckpt=None, rankseq=
     return {'epochs': args.epochs, 'batch': args.batch_size, 'lr': lr, 'seed': args.seed, 'freeze': args.freeze,
             'init_from': C.display_path(args.init_from) if args.init_from else None,
             'feature_norm': args.feature_norm, 'label_norm': args.label_norm, 'limit': args.limit, 'amp': args.amp,
-            'fold': args.fold, 'emo': emo, 'norm_sha256': C.sha256_folder(args.norm, C.NORMTERM_FILES) if args.norm else None,
+            'fold': args.fold, 'emo': emo, 'layer_sum': getattr(args, 'layer_sum', False), 'norm_sha256': C.sha256_folder(args.norm, C.NORMTERM_FILES) if args.norm else None,
             'rankseq_sha256': C.sha256_file(rankseq) if rankseq and Path(rankseq).is_file() else None,
             'corpus': C.display_path(corpus.root) if corpus else None,
             'features': C.display_path(store.path) if store else None, 'checkpoint': C.display_path(ckpt)}
