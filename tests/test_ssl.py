@@ -104,19 +104,6 @@ def test_cli_ssl_store(small_corpus, upstreams, tmp_path):
 
 
 # ------------------------------------------------------------------ method 1 on an SSL store
-def run(args, cwd=None, ok=True):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-    repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1'}
-    p = subprocess.run([sys.executable, *map(str, args)], cwd=cwd or repo, capture_output=True, text=True, env=env,
-                       timeout=300)
-    assert (p.returncode == 0) == ok, f'{args}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}'
-    return p.stdout + p.stderr
-
-
 @pytest.fixture(scope='module')
 def ssl_stores(tiny_corpus, upstreams, tmp_path_factory):
     """Two float16 stores of the tiny corpus: WavLM all 3 hidden states, and wav2vec2 (another upstream)."""
@@ -132,12 +119,17 @@ def test_method1_on_ssl_store(tiny_corpus, ssl_stores, tmp_path):
     """Preference labels -> ranker (learnt layer sum) -> ranking sequences -> Seq2Seq -> testing on a WavLM store;
     50 frames per one-second chunk from the 20 ms hop; records name the upstream; another upstream is refused."""
     store = ssl_stores / 'wavlm'
+    import pandas as pd
+
+    import testing
+    import training
+    from chunk_emotion_rankers import generate_preference_labels, generate_ranking_seqence, training_ranker
+    run = lambda main, args: main([str(a) for a in args])   # noqa: E731  (in-process: no import per step)
     c = ['--corpus', tiny_corpus, '--features', store, '--workers', '0', '--device', 'cpu']
     pairs, rk, rs, s2s, res = (tmp_path / d for d in ('pairs', 'rk', 'rs', 's2s', 'res'))
-    run(['chunk_emotion_rankers/generate_preference_labels.py', '-emo', 'Act', '--corpus', tiny_corpus,
-         '--out', pairs, '--ratio', '1.0'])
-    run(['chunk_emotion_rankers/training_ranker.py', '-ep', '1', '-batch', '8', '-emo', 'Act', *c, '--pairs', pairs,
-         '--out', rk, '--lr', '1e-3', '--pairs-per-epoch', '32', '--layer-sum'])
+    run(generate_preference_labels.main, ['-emo', 'Act', '--corpus', tiny_corpus, '--out', pairs, '--ratio', '1.0'])
+    run(training_ranker.main, ['-ep', '1', '-batch', '8', '-emo', 'Act', *c, '--pairs', pairs, '--out', rk,
+                               '--lr', '1e-3', '--pairs-per-epoch', '32', '--layer-sum'])
     meta = json.loads((rk / 'LSTM_epoch1_batch8_Act_ranker.meta.json').read_text())
     f = meta['features']
     assert f['kind'] == 'ssl' and f['upstream'] == 'wavlm' and f['layers'] == [0, 1, 2] and f['hop'] == 0.02
@@ -146,20 +138,19 @@ def test_method1_on_ssl_store(tiny_corpus, ssl_stores, tmp_path):
     w = meta['layer_weights']
     assert len(w) == 3 and abs(sum(w) - 1) < 1e-6 and w != [1 / 3] * 3          # learnt, saved
     assert (rk / 'LSTM_epoch1_batch8_Act_ranker.layers.png').stat().st_size > 1000  # plotted
-    run(['chunk_emotion_rankers/generate_ranking_seqence.py', '-ep', '1', '-batch', '8', '-emo', 'Act', '-set', 'all',
-         *c, '--checkpoint', rk, '--out', rs])
+    run(generate_ranking_seqence.main, ['-ep', '1', '-batch', '8', '-emo', 'Act', '-set', 'all', *c,
+                                        '--checkpoint', rk, '--out', rs])
     seqs = json.loads((rs / 'training_Act.json').read_text())
     assert len(seqs) == 12 and all(len(v['ChunkRankSeq']) == 22 for v in seqs.values())
-    run(['training.py', '-ep', '2', '-batch', '6', '-emo', 'Act', *c, '--rankseq', rs, '--out', s2s])
-    import pandas as pd
+    run(training.main, ['-ep', '2', '-batch', '6', '-emo', 'Act', *c, '--rankseq', rs, '--out', s2s])
     log = pd.read_csv(s2s / 'LSTM_epoch2_batch6_EmoRankerSeq_Act.log.csv')
     assert len(log) == 2 and np.isfinite(log['train_loss']).all()
     rec = json.loads((s2s / 'LSTM_epoch2_batch6_EmoRankerSeq_Act.meta.json').read_text())
     assert rec['features']['upstream'] == 'wavlm' and rec['network']['input_dim'] == 48 and rec['chunks']['m'] == 50
-    out = run(['testing.py', '-ep', '2', '-batch', '6', '-emo', 'Act', *c, '--checkpoint', s2s, '--out', res])
-    assert 'CCC' in out and len(pd.read_csv(res / 'Act_Test_predictions.csv')) == 6
+    run(testing.main, ['-ep', '2', '-batch', '6', '-emo', 'Act', *c, '--checkpoint', s2s, '--out', res])
+    assert len(pd.read_csv(res / 'Act_Test_predictions.csv')) == 6
     # a model on a store of another upstream (same dims, layers and hop) is refused, naming both
     bad = ['--corpus', tiny_corpus, '--features', ssl_stores / 'w2v', '--workers', '0', '--device', 'cpu']
-    out = run(['testing.py', '-ep', '2', '-batch', '6', '-emo', 'Act', *bad, '--checkpoint', s2s, '--out',
-               tmp_path / 'x'], ok=False)
-    assert "'wavlm'" in out and "'wav2vec2'" in out and 'another upstream' in out and 'Traceback' not in out
+    from checkpoints import CheckpointError
+    with pytest.raises(CheckpointError, match="'wavlm' layers .* but .* holds 'wav2vec2'.*another upstream"):
+        run(testing.main, ['-ep', '2', '-batch', '6', '-emo', 'Act', *bad, '--checkpoint', s2s, '--out', tmp_path / 'x'])
