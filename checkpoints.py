@@ -57,7 +57,7 @@ from utils import (
 REPO = Path(__file__).resolve().parent
 SEQ2SEQ_DIR = REPO / 'trained_seq2seq_model'
 RANKER_DIR = REPO / 'chunk_emotion_rankers' / 'trained_ranker_model'
-KINDS = ('ranker', 'seq2seq', 'mscr')
+KINDS = ('ranker', 'seq2seq', 'mscr', 'ssl_baseline')
 SSL_FEATURE_KEYS = ('upstream', 'upstream_sha256', 'layers', 'layer_dim', 'model_type', 'dtype')
 RECORD_VERSION = 2
 DEMO_CORPUS = 'demo_corpus'

@@ -5,6 +5,7 @@
     python training.py -emo Act --init-from ../Chunk-Level-Emotion-Retrieval --freeze lstm -ep 10 --lr 1e-4
     torchrun --nproc_per_node 4 training.py -ep 30 -batch 128 -emo Act
     python training.py --model mscr --audio-feature lld   (method 2; its flags are the "MSCR" group of --help)
+    python training.py --model ssl --upstream DIR -emo all --finetune top:4   (the SSL baseline, docs/ssl.md)
 
 Seq2Seq (docs/method1.md): every utterance is cut into 22 dynamic chunks of one second; a 2-layer LSTM
 predicts each chunk, the utterance prediction is the chunk mean. Targets: the annotators' mean and std with
@@ -31,6 +32,7 @@ import cli
 import interrupts
 import mscr
 import norm as N
+import ssl_baseline
 from dataloader import K_CHUNKS, PadCollate, chunk_frames, make_loader
 from errors import ToolkitError
 from outputs import check_outputs
@@ -44,8 +46,9 @@ RESUME_KEYS = ('batch', 'lr', 'seed', 'freeze', 'init_from', 'feature_norm', 'la
 
 def build_parser():
     p = cli.parser(__doc__)
-    p.add_argument('--model', default='seq2seq', choices=['seq2seq', 'mscr'],
-                   help='seq2seq: method 1 (LLD chunks, ranker curves); mscr: method 2 (audio-text, mscr.py)')
+    p.add_argument('--model', default='seq2seq', choices=['seq2seq', 'mscr', 'ssl'],
+                   help='seq2seq: method 1 (LLD chunks, ranker curves); mscr: method 2 (audio-text, mscr.py); ssl: the '
+                        'utterance-level SSL baseline (ssl_baseline.py, docs/ssl.md)')
     cli.add_run_args(p, 30, 128, emo_required=False)
     cli.add_data_args(p)
     cli.add_norm_args(p)
@@ -66,6 +69,7 @@ def build_parser():
     s.add_argument('--freeze', default=None, choices=['lstm'],
                    help='lstm: train only fc1/fc2; the LSTM weights stay bit-identical (and run in eval mode)')
     cli.add_mscr_args(p, train=True)
+    ssl_baseline.add_args(p, train=True)
     return p
 
 
@@ -148,6 +152,12 @@ def main(argv=None):
     args = cli.parse_model_args(build_parser(), argv)
     if args.model == 'mscr':
         return mscr.train_mscr(args)
+    if args.model == 'ssl':
+        rank, world, device, is_main = ddp_setup(args.device)
+        try:
+            return ssl_baseline.train(args, cli.open_corpus(args.corpus, args.fold), rank, world, device, is_main)
+        finally:
+            ddp_cleanup()
     if not args.emo_attr:
         raise ToolkitError('-emo is required for the Seq2Seq model (Act, Dom, Val or all)')
     emos = parse_emos(args.emo_attr)

@@ -154,3 +154,47 @@ def test_method1_on_ssl_store(tiny_corpus, ssl_stores, tmp_path):
     from checkpoints import CheckpointError
     with pytest.raises(CheckpointError, match="'wavlm' layers .* but .* holds 'wav2vec2'.*another upstream"):
         run(testing.main, ['-ep', '2', '-batch', '6', '-emo', 'Act', *bad, '--checkpoint', s2s, '--out', tmp_path / 'x'])
+
+
+# ------------------------------------------------------------------ the SSL baseline
+@pytest.fixture(scope='module')
+def tone_corpus(tmp_path_factory):
+    """The tiny corpus with 1 s tones whose pitch follows the arousal label: something a random encoder can see."""
+    import pandas as pd
+
+    from tests.fixtures import make_tiny_corpus
+    root = make_tiny_corpus(tmp_path_factory.mktemp('tone') / 'corpus', n=24)
+    lab = pd.read_csv(root / 'Labels' / 'labels_consensus.csv')
+    t = np.arange(16000) / 16000
+    for n, a in zip(lab.FileName, lab.EmoAct):
+        sf.write(root / 'Audios' / n, (0.3 * np.sin(2 * np.pi * (100 + 250 * (a - 1)) * t)).astype(np.float32), 16000)
+    return root
+
+
+def test_baseline_trains_tests_and_refuses_other_upstream(tone_corpus, upstreams, tmp_path):
+    import pandas as pd
+
+    import testing
+    import training
+    from checkpoints import CheckpointError
+    ck = tmp_path / 'bl' / 'm.pth.tar'
+    base = ['--model', 'ssl', '--corpus', str(tone_corpus), '--device', 'cpu', '--workers', '0']
+    training.main(base + ['--upstream', str(upstreams['wav2vec2']), '-emo', 'Act', '-ep', '6', '-batch', '12',
+                          '--finetune', 'top:1', '--pooling', 'attentive', '--lr', '1e-2', '--checkpoint', str(ck)])
+    log = pd.read_csv(tmp_path / 'bl' / 'm.log.csv')
+    assert len(log) == 6 and log.train_loss.iloc[-2:].mean() < log.train_loss.iloc[0] - 0.05, log
+    rec = json.loads((tmp_path / 'bl' / 'm.meta.json').read_text())
+    assert rec['kind'] == 'ssl_baseline' and rec['features']['upstream'] == 'wav2vec2' and rec['attributes'] == ['Act']
+    assert rec['network']['finetune'] == 'top:1' and len(rec['features']['upstream_sha256']) == 64
+    sd = torch.load(ck, weights_only=True)          # only the trainable part is saved
+    assert any(k.startswith('encoder.encoder.layers.1.') for k in sd) and not any('layers.0.' in k for k in sd)
+    assert not any('feature_extractor' in k for k in sd) and any(k.startswith('pool.') for k in sd)
+    df = testing.main(base + ['--checkpoint', str(ck), '--upstream', str(upstreams['wav2vec2']), '-set', 'Test',
+                              '--out', str(tmp_path / 'res')])
+    pred = pd.read_csv(tmp_path / 'res' / 'Act_Test_predictions.csv')
+    assert len(pred) == df.N.iloc[0] == 6 and np.isfinite(pred.Pred).all() and pred.Pred.std() > 0
+    with pytest.raises(CheckpointError, match='another upstream'):
+        testing.main(base + ['--checkpoint', str(ck), '--upstream', str(upstreams['hubert']), '--out', str(tmp_path / 'x')])
+    with pytest.raises(ToolkitError, match='N must be'):
+        training.main(base + ['--upstream', str(upstreams['wav2vec2']), '--finetune', 'top:9', '--checkpoint',
+                              str(tmp_path / 'y.pth.tar')])
