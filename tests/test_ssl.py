@@ -115,7 +115,7 @@ def ssl_stores(tiny_corpus, upstreams, tmp_path_factory):
     return d
 
 
-def test_method1_on_ssl_store(tiny_corpus, ssl_stores, tmp_path):
+def test_method1_on_ssl_store(tiny_corpus, ssl_stores, upstreams, tmp_path):
     """Preference labels -> ranker (learnt layer sum) -> ranking sequences -> Seq2Seq -> testing on a WavLM store;
     50 frames per one-second chunk from the 20 ms hop; records name the upstream; another upstream is refused."""
     store = ssl_stores / 'wavlm'
@@ -148,7 +148,18 @@ def test_method1_on_ssl_store(tiny_corpus, ssl_stores, tmp_path):
     rec = json.loads((s2s / 'LSTM_epoch2_batch6_EmoRankerSeq_Act.meta.json').read_text())
     assert rec['features']['upstream'] == 'wavlm' and rec['network']['input_dim'] == 48 and rec['chunks']['m'] == 50
     run(testing.main, ['-ep', '2', '-batch', '6', '-emo', 'Act', *c, '--checkpoint', s2s, '--out', res])
-    assert len(pd.read_csv(res / 'Act_Test_predictions.csv')) == 6
+    test = pd.read_csv(res / 'Act_Test_predictions.csv')
+    assert len(test) == 6
+    # predict.py on the audio files: the upstream's frames (checked by SHA-256) give testing.py's predictions
+    import predict
+    wavs = [tiny_corpus / 'Audios' / n for n in test.FileName[:3]]
+    run(predict.main, [*wavs, '--checkpoint', s2s / 'LSTM_epoch2_batch6_EmoRankerSeq_Act.pth.tar', '-emo', 'Act',
+                       '--upstream', upstreams['wavlm'], '--no-clip', '--device', 'cpu', '--out', tmp_path / 'p.csv'])
+    got = pd.read_csv(tmp_path / 'p.csv')
+    np.testing.assert_allclose(got.Act.to_numpy(), test.Pred[:3].to_numpy(), atol=2e-3)
+    with pytest.raises(ToolkitError, match='another upstream'):
+        run(predict.main, [wavs[0], '--checkpoint', s2s / 'LSTM_epoch2_batch6_EmoRankerSeq_Act.pth.tar', '-emo',
+                           'Act', '--upstream', upstreams['hubert'], '--device', 'cpu', '--out', tmp_path / 'q.csv'])
     # a model on a store of another upstream (same dims, layers and hop) is refused, naming both
     bad = ['--corpus', tiny_corpus, '--features', ssl_stores / 'w2v', '--workers', '0', '--device', 'cpu']
     from checkpoints import CheckpointError
