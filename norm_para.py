@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import interrupts
-from checkpoints import display_path, toolkit_revision
+from checkpoints import SSL_FEATURE_KEYS, display_path, toolkit_revision
 from cli import add_fold_arg, open_corpus, parser, run_script
 from errors import ToolkitError
 from feature_store import FeatureStore
@@ -48,7 +48,8 @@ def main(argv=None):
         write_norm_record(args.out, {
             'kind': 'normterm', 'version': 1,
             'features': {'kind': store.meta.get('feature'), 'preset': store.meta.get('preset'), 'hop': store.hop,
-                         'dim': store.dim, 'store': display_path(store.path)},
+                         'dim': store.dim, 'store': display_path(store.path),
+                         **{k: store.meta[k] for k in SSL_FEATURE_KEYS if k in store.meta}},
             'corpus': {'name': corpus.name, 'root': display_path(corpus.root), 'fold': corpus.fold},
             'split': args.split, 'utterances': len(used), 'missing': len(missing), 'frames': int(frames),
             'labels': {e: [m, s] for e, (m, s) in labels.items()}, 'toolkit_revision': toolkit_revision()})

@@ -163,6 +163,14 @@ def test_method1_on_ssl_store(tiny_corpus, ssl_stores, upstreams, tmp_path):
     # a model on a store of another upstream (same dims, layers and hop) is refused, naming both
     bad = ['--corpus', tiny_corpus, '--features', ssl_stores / 'w2v', '--workers', '0', '--device', 'cpu']
     from checkpoints import CheckpointError
+    # NormTerm per store: statistics of the WavLM store are refused for the wav2vec2 store (same dims and hop)
+    import norm_para
+    from norm import NormError
+    run(norm_para.main, ['--corpus', tiny_corpus, '--features', store, '--out', tmp_path / 'nt'])
+    assert json.loads((tmp_path / 'nt' / 'normterm.json').read_text())['features']['upstream'] == 'wavlm'
+    with pytest.raises(NormError, match='compute the NormTerm of this store'):
+        run(training.main, ['-ep', '1', '-batch', '6', '-emo', 'Act', *bad, '--rankseq', rs, '--out', tmp_path / 's2',
+                            '--norm', tmp_path / 'nt'])
     with pytest.raises(CheckpointError, match="'wavlm' layers .* but .* holds 'wav2vec2'.*another upstream"):
         run(testing.main, ['-ep', '2', '-batch', '6', '-emo', 'Act', *bad, '--checkpoint', s2s, '--out', tmp_path / 'x'])
 
