@@ -60,6 +60,10 @@ def build_parser():
     p.add_argument('--curves', default='released', choices=['released', 'constant'],
                    help='target curves: ranking sequences of the released rankers (default, needs --pretrained) '
                         'or constant at the utterance label')
+    p.add_argument('--store', default='lld', metavar='NAME',
+                   help="feature store of every corpus: features/<corpus name>/NAME (default lld, extracted when "
+                        "missing); e.g. an SSL store extracted beforehand (docs/ssl.md; use --curves constant or "
+                        "your own rankers: the released rankers take LLDs)")
     p.add_argument('--feature-norm', default='train', choices=cli.NORM_SCOPES,
                    help="feature normalisation on the test side (and in training): train (default), published, "
                         "speaker or corpus; see above")
@@ -90,7 +94,7 @@ def train_row(args, corpus, feats, rankseq, emo, work, common):
     d = work / 'models' / corpus.name
     settings = {'corpus': str(corpus.root.resolve()), 'n': len(corpus), 'emo': emo, 'epochs': args.epochs,
                 'batch': args.batch_size, 'lr': args.lr, 'seed': args.seed, 'init_from': args.init_from,
-                'curves': args.curves, 'feature_norm': args.feature_norm, 'limit': args.limit}
+                'curves': args.curves, 'feature_norm': args.feature_norm, 'limit': args.limit, 'store': args.store}
     marker = d / f'.done_{emo}.json'
     if not args.fresh and S.is_done(marker, settings):
         print(f'  model {corpus.name} {emo}: done earlier with these settings', flush=True)
@@ -247,7 +251,7 @@ def main(argv=None):
     common = {'device': args.device, 'workers': args.workers, 'limit': args.limit}
     print(f'crosscorpus: rows {", ".join(rows)}; columns {", ".join(test)}; {"/".join(emos)}; -ep {args.epochs} '
           f'-batch {args.batch_size}; feature norm {args.feature_norm} -> {work}', flush=True)
-    feats = {name: S.ensure_features(c, None, work / 'logs' / f'extract_{name}.log')
+    feats = {name: S.ensure_features(c, None, work / 'logs' / f'extract_{name}.log', kind=args.store)
              for name, c in {**test, **train}.items()}
     ckpts = {}
     for name, c in train.items():

@@ -75,12 +75,16 @@ def run_step(module, argv, log):
     return out, time.perf_counter() - t0
 
 
-def ensure_features(corpus, features, log, workers=2):
-    """The LLD store of `corpus` (a Corpus): `features` or features/<corpus name>/lld; extracted with
-    extract_features.py when it is missing or incomplete (that script resumes) -> path."""
+def ensure_features(corpus, features, log, workers=2, kind='lld'):
+    """The feature store of `corpus` (a Corpus): `features` or features/<corpus name>/<kind>; an LLD store is
+    extracted with extract_features.py when it is missing or incomplete (that script resumes); another kind (an SSL
+    store, docs/ssl.md) must be there already -> path."""
     import cli
-    path = Path(features) if features else cli.default_features(corpus)
+    path = Path(features) if features else cli.default_features(corpus, kind)
     meta = path / 'meta.json'
+    if kind != 'lld' and not (meta.exists() and json.loads(meta.read_text()).get('complete')):
+        raise ToolkitError(f'{corpus.name}: no complete feature store {path}; extract it first, e.g.\n  python '
+                           f'extract_features.py --corpus {corpus.root} --feature ssl --upstream DIR --out {path}')
     if not (meta.exists() and json.loads(meta.read_text()).get('complete')):
         print(f'  extracting LLDs of {corpus.name} -> {path} (log {log})', flush=True)
         run_step('extract_features', ['--corpus', corpus.root, '--feature', 'lld', '--out', path, '--workers', workers,

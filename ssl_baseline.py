@@ -121,6 +121,13 @@ def set_trainable(model, finetune):
         raise ToolkitError(f"--finetune {finetune!r}: use 'frozen', 'top:N' or 'full'")
     if hasattr(enc, 'masked_spec_embed') and enc.masked_spec_embed is not None:
         enc.masked_spec_embed.requires_grad_(finetune != 'frozen')
+    layers, k = enc.encoder.layers, model.layer
+    if k is not None and k % (len(layers) + 1) < len(layers):   # layers above the pooled one: never used
+        k %= len(layers) + 1
+        unused = list(layers[k:]) + ([enc.encoder.layer_norm] if enc.config.do_stable_layer_norm else [])
+        for mod in unused:
+            for p in mod.parameters():
+                p.requires_grad_(False)
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 

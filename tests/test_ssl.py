@@ -162,9 +162,9 @@ def test_method1_on_ssl_store(tiny_corpus, ssl_stores, upstreams, tmp_path):
                            'Act', '--upstream', upstreams['hubert'], '--device', 'cpu', '--out', tmp_path / 'q.csv'])
     # a model on a store of another upstream (same dims, layers and hop) is refused, naming both
     bad = ['--corpus', tiny_corpus, '--features', ssl_stores / 'w2v', '--workers', '0', '--device', 'cpu']
-    from checkpoints import CheckpointError
     # NormTerm per store: statistics of the WavLM store are refused for the wav2vec2 store (same dims and hop)
     import norm_para
+    from checkpoints import CheckpointError
     from norm import NormError
     run(norm_para.main, ['--corpus', tiny_corpus, '--features', store, '--out', tmp_path / 'nt'])
     assert json.loads((tmp_path / 'nt' / 'normterm.json').read_text())['features']['upstream'] == 'wavlm'
