@@ -648,7 +648,7 @@ def make_record(kind, attributes, store, m, K, fnorm_record, label_record, corpu
         'version': RECORD_VERSION, 'kind': kind, 'attributes': list(attributes),
         'features': {'kind': store.meta.get('feature'), 'preset': store.meta.get('preset'), 'hop': store.hop,
                      'dim': store.dim, 'store': display_path(store.path),
-                     **{k: store.meta[k] for k in SSL_FEATURE_KEYS if k in store.meta}},
+                     **{k: store.meta[k] for k in SSL_FEATURE_KEYS if k in store.meta and 'upstream_sha256' in store.meta}},
         'chunks': {'m': m, 'K': K},
         'feature_norm': fnorm_record, 'label_norm': label_record,
         'corpus': {'name': corpus.name, 'root': display_path(corpus.root), 'splits': dict(splits),

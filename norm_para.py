@@ -49,7 +49,7 @@ def main(argv=None):
             'kind': 'normterm', 'version': 1,
             'features': {'kind': store.meta.get('feature'), 'preset': store.meta.get('preset'), 'hop': store.hop,
                          'dim': store.dim, 'store': display_path(store.path),
-                         **{k: store.meta[k] for k in SSL_FEATURE_KEYS if k in store.meta}},
+                         **{k: store.meta[k] for k in SSL_FEATURE_KEYS if k in store.meta and 'upstream_sha256' in store.meta}},
             'corpus': {'name': corpus.name, 'root': display_path(corpus.root), 'fold': corpus.fold},
             'split': args.split, 'utterances': len(used), 'missing': len(missing), 'frames': int(frames),
             'labels': {e: [m, s] for e, (m, s) in labels.items()}, 'toolkit_revision': toolkit_revision()})
