@@ -370,6 +370,7 @@ def test(args, corpus, device):
             rows.append({'Attr': e, 'Split': split, 'N': len(names), 'CCC': r['ccc']['value'],
                          'CCC_lo': r['ccc']['ci'][0], 'CCC_hi': r['ccc']['ci'][1],
                          'bootstrap': M.describe_bootstrap(r['bootstrap']) + (f' ({note})' if note else ''),
+                         'Pearson_r': r['pearson_r']['value'], 'feature_norm': 'utterance (waveform)',
                          'predictions': C.display_path(path), 'model': C.display_path(ck.path),
                          'model_sha256': ck.sha256, 'upstream': ck.features['upstream']})
     if not rows:
@@ -379,7 +380,7 @@ def test(args, corpus, device):
     print(df[['Attr', 'Split', 'N', 'CCC', 'CCC_lo', 'CCC_hi']].to_string(index=False, float_format='%.4f'))
     print(f'SSL baseline {C.display_path(ck.path)} (upstream {ck.features["upstream"]}); predictions and metrics.csv '
           f'in {args.out}', file=sys.stderr)
-    return df
+    return rows
 
 
 def cli_sets(args, corpus):

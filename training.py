@@ -155,7 +155,7 @@ def main(argv=None):
     if args.model == 'ssl':
         rank, world, device, is_main = ddp_setup(args.device)
         try:
-            return ssl_baseline.train(args, cli.open_corpus(args.corpus, args.fold), rank, world, device, is_main)
+            return [ssl_baseline.train(args, cli.open_corpus(args.corpus, args.fold), rank, world, device, is_main)]
         finally:
             ddp_cleanup()
     if not args.emo_attr:

@@ -208,12 +208,41 @@ def test_baseline_trains_tests_and_refuses_other_upstream(tone_corpus, upstreams
     sd = torch.load(ck, weights_only=True)          # only the trainable part is saved
     assert any(k.startswith('encoder.encoder.layers.1.') for k in sd) and not any('layers.0.' in k for k in sd)
     assert not any('feature_extractor' in k for k in sd) and any(k.startswith('pool.') for k in sd)
-    df = testing.main(base + ['--checkpoint', str(ck), '--upstream', str(upstreams['wav2vec2']), '-set', 'Test',
-                              '--out', str(tmp_path / 'res')])
+    rows = testing.main(base + ['--checkpoint', str(ck), '--upstream', str(upstreams['wav2vec2']), '-set', 'Test',
+                                '--out', str(tmp_path / 'res')])
     pred = pd.read_csv(tmp_path / 'res' / 'Act_Test_predictions.csv')
-    assert len(pred) == df.N.iloc[0] == 6 and np.isfinite(pred.Pred).all() and pred.Pred.std() > 0
+    assert len(pred) == rows[0]['N'] == 6 and np.isfinite(pred.Pred).all() and pred.Pred.std() > 0
     with pytest.raises(CheckpointError, match='another upstream'):
         testing.main(base + ['--checkpoint', str(ck), '--upstream', str(upstreams['hubert']), '--out', str(tmp_path / 'x')])
     with pytest.raises(ToolkitError, match='N must be'):
         training.main(base + ['--upstream', str(upstreams['wav2vec2']), '--finetune', 'top:9', '--checkpoint',
                               str(tmp_path / 'y.pth.tar')])
+
+
+def test_crossval_ssl_baseline_and_compare(tone_corpus, upstreams, tmp_path):
+    """crossval.py --model ssl on two speaker-disjoint folds, then compare.py pools the folds' Test predictions."""
+    import pandas as pd
+
+    import compare
+    import crossval
+    lab = pd.read_csv(tone_corpus / 'Labels' / 'labels_consensus.csv', dtype={'SpkrID': str})
+    spk = sorted(lab.SpkrID.unique())
+    half = len(spk) // 2
+    part = {1: ({s: 'Test' for s in spk[:2]} | {s: 'Validation' for s in spk[2:half]}),
+            2: ({s: 'Test' for s in spk[half:half + 2]} | {s: 'Validation' for s in spk[half + 2:]})}
+    folds = lab[['FileName', 'SpkrID']].assign(**{f'fold{k}': lab.SpkrID.map(lambda s, k=k: part[k].get(s, 'Train'))
+                                                  for k in (1, 2)})
+    root = tmp_path / 'corpus'
+    import shutil
+    shutil.copytree(tone_corpus, root)
+    folds.to_csv(root / 'Labels' / 'folds.csv', index=False)
+    out = tmp_path / 'cv'
+    rec = crossval.main(['--corpus', root, '--model', 'ssl', '--upstream', upstreams['wav2vec2'], '-emo', 'Act',
+                         '-ep', 1, '-batch', 12, '--device', 'cpu', '--bootstrap-n', 200, '--out', out,
+                         '--ssl-args', '--finetune frozen --lr 1e-3'])
+    n_test = int((folds.fold1 == 'Test').sum() + (folds.fold2 == 'Test').sum())
+    assert rec['pooled']['Act']['n'] == n_test and rec['settings']['model'] == 'ssl'
+    df = compare.main([str(out), str(out), '--corpus', str(root), '--out', str(tmp_path / 'c.csv'),
+                       '--permutations', '200'])
+    row = df.iloc[0]
+    assert row['N'] == n_test and row.Diff_A_minus_B == 0 and row.p_value == 1.0
