@@ -119,8 +119,8 @@ def set_trainable(model, finetune):
                 p.requires_grad_(True)
     elif finetune != 'frozen':
         raise ToolkitError(f"--finetune {finetune!r}: use 'frozen', 'top:N' or 'full'")
-    if hasattr(enc, 'masked_spec_embed') and enc.masked_spec_embed is not None:
-        enc.masked_spec_embed.requires_grad_(finetune != 'frozen')
+    if getattr(enc, 'masked_spec_embed', None) is not None:   # the time-mask vector: fixed (a batch without
+        enc.masked_spec_embed.requires_grad_(False)            # masked frames would leave it unused under DDP)
     layers, k = enc.encoder.layers, model.layer
     if k is not None and k % (len(layers) + 1) < len(layers):   # layers above the pooled one: never used
         k %= len(layers) + 1
@@ -270,9 +270,13 @@ def train(args, corpus, rank, world, device, is_main):
                          'splits': {'Train': len(tn), 'Validation': len(vn)}, 'fold': corpus.fold},
               'init_from': None, 'settings': settings}
     saved = Trainable(model, trainable)
-    run = C.Run(ckpt, ['epoch', 'train_loss', 'val_loss', 'val_ccc'], is_main, args.resume, settings, args.overwrite)
+    run = C.Run(ckpt, ['epoch', 'train_loss', 'val_loss', 'val_ccc'], is_main, args.resume,
+                {k: v for k, v in settings.items() if k != 'epochs'}, args.overwrite)     # -ep may grow on --resume
     try:
-        net, start, best, best_ep = run.start(model, opt, scaler, args.resume, world, device, 'ssl', float('inf'))
+        net, start, best, best_ep = run.start(model, opt, scaler, False, world, device, 'ssl', float('inf'))
+        if args.resume:            # the saved state holds the trainable part only
+            start, best, best_ep = run.load_state(saved, opt, scaler)
+            print(f'ssl: resuming at epoch {start} (best {best:.4f} at epoch {best_ep})')
         if is_main:
             n_par = sum(p.numel() for p in model.parameters() if p.requires_grad)
             print(f'SSL baseline {"/".join(emos)}: {len(tn)} train / {len(vn)} validation utterances, {args.upstream} '
