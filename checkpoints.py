@@ -625,10 +625,11 @@ def load_lstm(path, kind, network=None):
            if k in sd and hasattr(sd[k], 'shape') and sd[k].shape != v.shape]
     bad += [f'{k} missing' for k in want if k not in sd] + [f'unexpected {k}' for k in sd if k not in want]
     if bad:
-        shape = network or {'input_dim': 130, 'hidden': 130}
-        raise CheckpointError(f'{path} is not a {kind} checkpoint of the shape its record gives (LSTM '
-                              f'{shape["input_dim"]}->{shape["hidden"]} x2, fc1, fc2 ->{2 if kind == "ranker" else 1}'
-                              f'{", layer sum" if shape.get("layer_sum") else ""}): ' + '; '.join(bad[:6])
+        i, h = (network or {}).get('input_dim', 130), (network or {}).get('hidden', 130)
+        which = 'the published shape' if not network or (i, h) == (130, 130) else 'the shape its record gives'
+        raise CheckpointError(f'{path} is not a {kind} checkpoint of {which} (LSTM {i}->{h} x2, fc1 {h}->{h}, fc2 '
+                              f'{h}->{2 if kind == "ranker" else 1}'
+                              f'{", layer sum" if (network or {}).get("layer_sum") else ""}): ' + '; '.join(bad[:6])
                               + (' ...' if len(bad) > 6 else ''))
     model.load_state_dict(sd, strict=True)
     return model
