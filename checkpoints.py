@@ -56,7 +56,8 @@ from utils import (
 REPO = Path(__file__).resolve().parent
 SEQ2SEQ_DIR = REPO / 'trained_seq2seq_model'
 RANKER_DIR = REPO / 'chunk_emotion_rankers' / 'trained_ranker_model'
-KINDS = ('ranker', 'seq2seq', 'mscr')
+KINDS = ('ranker', 'seq2seq', 'mscr', 'ssl_baseline')
+SSL_FEATURE_KEYS = ('upstream', 'upstream_sha256', 'layers', 'layer_dim', 'model_type', 'dtype')
 RECORD_VERSION = 2
 DEMO_CORPUS = 'demo_corpus'
 DEMO_NOTE = 'demo models trained on synthetic speech; for real speech use --pretrained DIR or your own checkpoint'
@@ -241,6 +242,35 @@ class Checkpoint:
             raise CheckpointError(f'{what} trained at a {f["hop"]} s frame hop, the features given have {hop} s; '
                                   f'use features with the same hop')
         self.verify_bytes()
+        return self
+
+    def network(self):
+        """LSTMnet keyword arguments of this model: its input dimension and layer sum (published: 130, none)."""
+        net = self.record.get('network') or {}
+        return {'input_dim': int(net.get('input_dim') or self.features.get('dim') or 130),
+                'hidden': int(net.get('hidden') or 130), 'layer_sum': int(net.get('layer_sum') or 0)}
+
+    def check_store(self, store):
+        """Stop unless the feature store holds the features this model was trained on: the same kind (LLD or SSL),
+        and for SSL stores the same upstream (by the SHA-256 of its weights, not its name), layers and hop."""
+        f, meta = self.features, store.meta
+        what = f'{self.path} was trained on'
+        mine = f.get('kind') or 'lld'
+        theirs = meta.get('feature') or 'lld'
+        if mine != theirs and 'ssl' in (mine, theirs):
+            desc = (lambda d, k: f'SSL features of {d.get("upstream")!r} (layers {d.get("layers")})' if k == 'ssl'
+                    else f'{k} features')
+            raise CheckpointError(f'{what} {desc(f, mine)}, but {store.path} holds {desc(meta, theirs)}; pass a '
+                                  f'store extracted like the one the model was trained on (its record names it)')
+        if mine == 'ssl':
+            for key, name in (('upstream_sha256', 'upstream (SHA-256 of its weights)'), ('layers', 'layers')):
+                if f.get(key) != meta.get(key):
+                    raise CheckpointError(f'{what} SSL features of {f.get("upstream")!r} layers {f.get("layers")} '
+                                          f'(upstream SHA-256 {str(f.get("upstream_sha256"))[:12]}...), but {store.path} '
+                                          f'holds {meta.get("upstream")!r} layers {meta.get("layers")} (SHA-256 '
+                                          f'{str(meta.get("upstream_sha256"))[:12]}...): another {name}; extract '
+                                          f'the store with the model\'s upstream and --layers, or train on this one')
+        self.check(self.kind, None, meta.get('preset'), store.hop, store.dim)
         return self
 
     def verify_bytes(self):
@@ -555,9 +585,15 @@ def start_model(args, kind, emo, store):
     and the features); --freeze lstm keeps the LSTM weights fixed."""
     init = init_checkpoint(args.init_from, kind, emo, args.epochs, args.batch_size, args.norm)
     if init is None:
-        model = LSTMnet(out_dim=2 if kind == 'ranker' else 1)
+        layers = store.meta.get('layers') or []
+        if getattr(args, 'layer_sum', False) and len(layers) < 2:
+            raise CheckpointError(f'--layer-sum needs a store holding several layers; {store.path} holds '
+                                  f'{len(layers) or "no SSL"} layer(s) (extract_features.py --layers 6,12 or all)')
+        model = LSTMnet(store.dim, out_dim=2 if kind == 'ranker' else 1,
+                        layer_sum=len(layers) if getattr(args, 'layer_sum', False) else 0)
     else:
         init.check(kind, emo, store.meta.get('preset'), store.hop, store.dim)
+        init.check_store(store)
         model = load_model(init)
         print(f'{emo}: {kind} initialised from {init.describe()}')
     if args.freeze == 'lstm':
@@ -604,17 +640,21 @@ def load_state_dict(path):
     return {k.removeprefix('module.'): v for k, v in sd.items()}
 
 
-def load_lstm(path, kind):
-    """LSTMnet (out_dim 2 ranker / 1 seq2seq) loaded strictly from a plain state_dict (ours or published)."""
+def load_lstm(path, kind, network=None):
+    """LSTMnet (out_dim 2 ranker / 1 seq2seq) loaded strictly from a plain state_dict (ours or published);
+    network: LSTMnet keyword arguments (input_dim, hidden, layer_sum) of a model on other features."""
     sd = load_state_dict(path)
-    model = LSTMnet(out_dim=2 if kind == 'ranker' else 1)
+    model = LSTMnet(out_dim=2 if kind == 'ranker' else 1, **(network or {}))
     want = model.state_dict()
     bad = [f'{k} is {tuple(sd[k].shape)}, expected {tuple(v.shape)}' for k, v in want.items()
            if k in sd and hasattr(sd[k], 'shape') and sd[k].shape != v.shape]
     bad += [f'{k} missing' for k in want if k not in sd] + [f'unexpected {k}' for k in sd if k not in want]
     if bad:
-        raise CheckpointError(f'{path} is not a {kind} checkpoint of the published shape (LSTM 130->130 x2, fc1 '
-                              f'130->130, fc2 130->{2 if kind == "ranker" else 1}): ' + '; '.join(bad[:6])
+        i, h = (network or {}).get('input_dim', 130), (network or {}).get('hidden', 130)
+        which = 'the published shape' if not network or (i, h) == (130, 130) else 'the shape its record gives'
+        raise CheckpointError(f'{path} is not a {kind} checkpoint of {which} (LSTM {i}->{h} x2, fc1 {h}->{h}, fc2 '
+                              f'{h}->{2 if kind == "ranker" else 1}'
+                              f'{", layer sum" if (network or {}).get("layer_sum") else ""}): ' + '; '.join(bad[:6])
                               + (' ...' if len(bad) > 6 else ''))
     model.load_state_dict(sd, strict=True)
     return model
@@ -623,7 +663,7 @@ def load_lstm(path, kind):
 def load_model(ckpt, device='cpu'):
     """The verified method-1 model of a Checkpoint, in eval mode on `device`."""
     ckpt.verify_bytes()
-    return load_lstm(ckpt.path, ckpt.kind).to(device).eval()
+    return load_lstm(ckpt.path, ckpt.kind, ckpt.network()).to(device).eval()
 
 
 # ================================================================ saving: records and training runs
@@ -633,7 +673,8 @@ def make_record(kind, attributes, store, m, K, fnorm_record, label_record, corpu
     return {
         'version': RECORD_VERSION, 'kind': kind, 'attributes': list(attributes),
         'features': {'kind': store.meta.get('feature'), 'preset': store.meta.get('preset'), 'hop': store.hop,
-                     'dim': store.dim, 'store': display_path(store.path)},
+                     'dim': store.dim, 'store': display_path(store.path),
+                     **{k: store.meta[k] for k in SSL_FEATURE_KEYS if k in store.meta and 'upstream_sha256' in store.meta}},
         'chunks': {'m': m, 'K': K},
         'feature_norm': fnorm_record, 'label_norm': label_record,
         'corpus': {'name': corpus.name, 'root': display_path(corpus.root), 'splits': dict(splits),
@@ -655,6 +696,18 @@ def save_model(model, path, record):
     atomic_write(path, data)
     record = {k: v for k, v in record.items() if k != 'record_sha256'}
     record.setdefault('finished', False)     # set by Run.finish() when the run ends (a stopped run's model is not)
+    net = unwrap(model)
+    if isinstance(net, LSTMnet) and (net.layer_sum or net.lstm.input_size != 130):
+        record['network'] = {'input_dim': net.lstm.input_size * max(net.layer_sum, 1), 'hidden': net.lstm.hidden_size,
+                             'layer_sum': net.layer_sum}
+        if net.layer_sum:        # the learnt layer weights, in the record and as a bar chart beside the model
+            record['layer_weights'] = net.layer_weights()
+            layers = (record.get('features') or {}).get('layers') or list(range(net.layer_sum))
+            try:
+                from plots import plot_layer_weights
+                plot_layer_weights(record['layer_weights'], layers, sibling(path, '.layers.png'), Path(path).name)
+            except Exception as e:    # a plotting problem must never stop training
+                print(f'note: layer-weight plot not written ({e})', file=sys.stderr)
     record.update(toolkit_revision=toolkit_revision(), weights_sha256=hashlib.sha256(data).hexdigest())
     record['record_sha256'] = record_checksum(record)
     atomic_write_text(sibling(path, '.meta.json'), json.dumps(record, indent=1) + '\n')

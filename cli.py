@@ -175,6 +175,11 @@ def add_data_args(p, amp='fp16'):
     p.add_argument('--limit', type=positive_int, default=None, help='quick runs: use at most N utterances (or pairs) per split')
 
 
+def add_layer_sum_arg(p):
+    p.add_argument('--layer-sum', action='store_true', help='SSL stores of several layers: reduce each frame to a '
+                   'learnt softmax-weighted sum of the layers (saved with the model, plotted as <name>.layers.png)')
+
+
 def add_fold_arg(p):
     p.add_argument('--fold', default=None, metavar='K',
                    help='take the Train/Validation/Test split from fold K (1..K or fold3) of the corpus\'s '
@@ -298,6 +303,7 @@ def open_model(args, kind, emo, corpus, store, device):
     ck.check(kind, emo, store.meta.get('preset'), store.hop, store.dim)
     ck.require_finished(getattr(args, 'allow_unfinished', False))
     identity.check_features_settings(ck, store)
+    ck.check_store(store)
     fnorm = norm.eval_norm(ck, args.feature_norm, store, corpus, args.norm)
     return checkpoints.load_model(ck, device), ck, fnorm
 
@@ -316,7 +322,7 @@ NOT_FOR_MSCR = {'epochs': '-ep', 'emo_attr': '-emo', 'features': '--features (us
                 'norm': '--norm (MSCR computes its statistics from the Train split, see --mscr-norm)',
                 'feature_norm': '--feature-norm (use --mscr-norm)', 'label_norm': '--label-norm',
                 'rankseq': '--rankseq', 'init_from': '--init-from', 'freeze': '--freeze', 'pretrained': '--pretrained',
-                'bootstrap': '--bootstrap', 'bootstrap_n': '--bootstrap-n'}
+                'bootstrap': '--bootstrap', 'bootstrap_n': '--bootstrap-n', 'layer_sum': '--layer-sum'}
 NOT_FOR_MSCR_TRAINING = {'out': '--out (use --save-dir)'}
 
 

@@ -61,6 +61,10 @@ def build_parser():
     p.add_argument('--curves', default='released', choices=['released', 'constant'],
                    help='target curves: ranking sequences of the released rankers (default, needs --pretrained) '
                         'or constant at the utterance label')
+    p.add_argument('--store', default='lld', metavar='NAME',
+                   help="feature store of every corpus: features/<corpus name>/NAME (default lld, extracted when "
+                        "missing); e.g. an SSL store extracted beforehand (docs/ssl.md; use --curves constant or "
+                        "your own rankers: the released rankers take LLDs)")
     p.add_argument('--feature-norm', default='train', choices=cli.NORM_SCOPES,
                    help="feature normalisation on the test side (and in training): train (default), published, "
                         "speaker or corpus; see above")
@@ -257,7 +261,7 @@ def run(args, argv, t0, emos, train, test, rows, work):
     common = {'device': args.device, 'workers': args.workers, 'limit': args.limit}
     print(f'crosscorpus: rows {", ".join(rows)}; columns {", ".join(test)}; {"/".join(emos)}; -ep {args.epochs} '
           f'-batch {args.batch_size}; feature norm {args.feature_norm} -> {work}', flush=True)
-    feats = {name: S.ensure_features(c, None, work / 'logs' / f'extract_{name}.log')
+    feats = {name: S.ensure_features(c, None, work / 'logs' / f'extract_{name}.log', kind=args.store)
              for name, c in {**test, **train}.items()}
     ckpts = {}
     for name, c in train.items():

@@ -4,6 +4,8 @@
     python crossval.py --corpus data/ravdess --pretrained DIR --init-from DIR -ep 10 --lr 1e-4
     python crossval.py --corpus data/iemocap --curves fold -emo Act       # rankers trained on each fold
     python crossval.py --corpus data/emodb --curves constant --folds 1,2 -ep 1 -batch 8
+    python crossval.py --corpus data/emodb --model ssl --upstream models/wavlm-large -ep 10 -batch 32 --out runs/cv_ssl
+    python compare.py runs/crossval/emodb runs/cv_ssl --corpus data/emodb     # the paired difference table
 
 For every fold K of the corpus's Labels/folds.csv (written by prepare_corpus.py; speaker-disjoint Train,
 Validation and Test parts), for every attribute:
@@ -69,8 +71,14 @@ def build_parser():
                         "own statistics; 'published' without --init-from needs --pretrained)")
     p.add_argument('--label-norm', default=None, choices=['published', 'train'],
                    help="label normalisation of training (training.py's default)")
-    p.add_argument('--features', default=None, help='LLD feature store of the corpus (default features/<corpus '
-                   'name>/lld; extracted when missing), shared by all folds')
+    p.add_argument('--features', default=None, help='feature store of the corpus (default features/<corpus '
+                   'name>/lld; extracted when missing; an SSL store: docs/ssl.md), shared by all folds')
+    p.add_argument('--model', default='seq2seq', choices=['seq2seq', 'ssl'],
+                   help='seq2seq: method 1 (default); ssl: the utterance-level SSL baseline on raw audio '
+                        '(ssl_baseline.py; --upstream, --ssl-args)')
+    p.add_argument('--upstream', default=None, help='--model ssl: the SSL encoder (local folder or hub name)')
+    p.add_argument('--ssl-args', default='', help="--model ssl: more training.py flags, e.g. '--finetune top:4 "
+                   "--pooling attentive'")
     S.add_step_args(p)
     p.add_argument('--out', default=None, help='output folder of the folds (default runs/crossval/<corpus name>)')
     p.add_argument('--report', default=None, help='folder of <name>.json and <name>.md (default: --out)')
@@ -106,6 +114,7 @@ def settings_of(args, corpus, emos):
             'init_from': S.path_fp(args.init_from), 'pretrained': 'release v1.6 (SHA-256 checked)' if args.pretrained
             else None, 'feature_norm': args.feature_norm, 'label_norm': args.label_norm, 'limit': args.limit,
             'bootstrap': args.bootstrap, 'bootstrap_n': args.bootstrap_n,
+            'model': args.model, 'upstream': S.upstream_fp(args.upstream), 'ssl_args': args.ssl_args,
             'ranker': {'epochs': args.ranker_epochs, 'batch': args.ranker_batch, 'pairs': args.ranker_pairs}
             if args.curves == 'fold' else None}
 
@@ -148,9 +157,25 @@ def fold_rankseq(args, corpus, feats, fold, emo, d, common):
     return rs
 
 
+def run_fold_ssl(args, corpus, fold, emo, d, common):
+    """--model ssl: the SSL baseline trained and tested on one fold -> the test metrics row of testing.py."""
+    ck = d / 'model' / f'ssl_{emo}.pth.tar'
+    data = ['--model', 'ssl', '--upstream', args.upstream, '--corpus', corpus.root, '--fold', fold]
+    train = [*data, '-emo', emo, '-ep', args.epochs, '-batch', args.batch_size, '--checkpoint', ck, '--seed', args.seed,
+             '--overwrite', *shlex.split(args.ssl_args), *S.step_args(common)]
+    train += ['--lr', args.lr] if args.lr else []
+    _, t_train = S.run_step('training', train, d / f'train_{emo}.log')
+    test = [*data, '--checkpoint', ck, '-set', 'Test', '--out', d / 'test', '-batch', 8, '--bootstrap', args.bootstrap,
+            '--bootstrap-n', args.bootstrap_n, *S.step_args(common)]
+    rows, t_test = S.run_step('testing', test, d / f'test_{emo}.log')
+    return {**rows[0], 'seconds_train': round(t_train, 1), 'seconds_test': round(t_test, 1)}
+
+
 def run_fold(args, corpus, feats, rankseq, fold, emo, out, common):
     """Train and test one attribute on one fold -> the test metrics row of testing.py."""
     d = out / fold
+    if args.model == 'ssl':
+        return run_fold_ssl(args, corpus, fold, emo, d, common)
     rs = fold_rankseq(args, corpus, feats, fold, emo, d, common) if args.curves == 'fold' else rankseq
     model = d / 'model'
     data = ['--corpus', corpus.root, '--fold', fold, '--features', feats]
@@ -174,7 +199,7 @@ def main(argv=None):
     corpus = Corpus(args.corpus)
     folds, emos = fold_list(corpus, args.folds), parse_emos(args.emo_attr)
     cli.check_bootstrap(args.bootstrap_n, len(corpus))      # before any training, not after it
-    if args.curves == 'released' and not args.pretrained:
+    if args.curves == 'released' and not args.pretrained and args.model != 'ssl':
         raise ToolkitError("--curves released needs --pretrained DIR (the authors' release, for its rankers); or "
                            "use --curves constant, or --curves fold on a corpus with per-rater labels")
     if args.feature_norm == 'published' and not (args.pretrained or args.init_from):
@@ -194,10 +219,14 @@ def run(args, argv, t0, corpus, folds, emos, out):
     print(f'crossval: {corpus.name} ({len(corpus)} utterances), {len(folds)} folds ({", ".join(folds)}), '
           f'{"/".join(emos)}, -ep {args.epochs} -batch {args.batch_size}, curves {args.curves}, '
           f'{"init " + args.init_from if args.init_from else "from scratch"} -> {out}', flush=True)
-    feats = S.ensure_features(corpus, args.features, out / 'extract_features.log')
+    if args.model == 'ssl' and not args.upstream:
+        raise ToolkitError('--model ssl needs --upstream (docs/ssl.md, "Bring your own upstream")')
+    feats = None if args.model == 'ssl' else S.ensure_features(corpus, args.features, out / 'extract_features.log')
     inputs = S.inputs_of(corpus, feats)      # a fold is redone when the labels, folds, audio or features change
     rankseq = None
-    if args.curves == 'released':
+    if args.model == 'ssl':
+        pass
+    elif args.curves == 'released':
         print('ranking sequences of the released rankers ...', flush=True)
         rankseq = S.released_rankseq(corpus.root, feats, args.pretrained, emos, out / 'rankseq_released', common,
                                      folds)
@@ -243,7 +272,8 @@ def run(args, argv, t0, corpus, folds, emos, out):
     rep = Path(args.report or out)
     atomic_write_text(rep / f'{args.name}.json', json.dumps(record, indent=1, default=str))
     md = (f'# Cross-validation on {corpus.name}\n\n{len(folds)} speaker-disjoint folds ({", ".join(folds)}); '
-          f'Seq2Seq -ep {args.epochs} -batch {args.batch_size}, curves {args.curves}, '
+          + (f'SSL baseline ({args.upstream} {args.ssl_args}) ' if args.model == 'ssl' else 'Seq2Seq ')
+          + f'-ep {args.epochs} -batch {args.batch_size}, curves {args.curves}, '
           f'{"init " + args.init_from if args.init_from else "from scratch"}, feature norm '
           f'{rows[folds[0], emos[0]]["feature_norm"]}' + (f', --limit {args.limit} (SMOKE SIZE)' if args.limit else '')
           + f'.\nLabels: {record["labels"]}.\nCommand: `{cmd}`\n\nPooled Test predictions:\n\n' + M.markdown_tables(res, per_fold) + '\n')

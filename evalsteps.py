@@ -75,15 +75,19 @@ def run_step(module, argv, log):
     return out, time.perf_counter() - t0
 
 
-def ensure_features(corpus, features, log, workers=2):
-    """The LLD store of `corpus` (a Corpus): `features` or the default store of the corpus's content
-    (identity.default_store: features/<corpus name>/lld, or features/<name>-<audio hash>/lld when that one
-    holds another corpus's audio); extracted with extract_features.py when it is missing or incomplete (that
-    script resumes) -> path. A given store extracted from other audio than the corpus holds is refused."""
+def ensure_features(corpus, features, log, workers=2, kind='lld'):
+    """The feature store of `corpus` (a Corpus): `features` or the default store of the corpus's content
+    (identity.default_store: features/<corpus name>/<kind>, or features/<name>-<audio hash>/<kind> when that one
+    holds another corpus's audio); an LLD store is extracted with extract_features.py when it is missing or
+    incomplete (that script resumes); another kind (an SSL store, docs/ssl.md) must be there already -> path.
+    A given store extracted from other audio than the corpus holds is refused."""
     import identity
     from feature_store import FeatureStore
-    path = Path(features) if features else identity.default_store(corpus)
+    path = Path(features) if features else identity.default_store(corpus, kind)
     meta = path / 'meta.json'
+    if kind != 'lld' and not (meta.exists() and json.loads(meta.read_text()).get('complete')):
+        raise ToolkitError(f'{corpus.name}: no complete feature store {path}; extract it first, e.g.\n  python '
+                           f'extract_features.py --corpus {corpus.root} --feature ssl --upstream DIR --out {path}')
     if not (meta.exists() and json.loads(meta.read_text()).get('complete')):
         print(f'  extracting LLDs of {corpus.name} -> {path} (log {log})', flush=True)
         run_step('extract_features', ['--corpus', corpus.root, '--feature', 'lld', '--out', path, '--workers', workers,
@@ -97,7 +101,20 @@ def inputs_of(corpus, features):
     feature store (extraction settings + sources), never their paths."""
     import identity
     from feature_store import FeatureStore
-    return {'corpus': identity.corpus_fp(corpus)['sha256'], 'features': identity.store_fp(FeatureStore(features))['sha256']}
+    return {'corpus': identity.corpus_fp(corpus)['sha256'],
+            'features': identity.store_fp(FeatureStore(features))['sha256'] if features else None}
+
+
+def upstream_fp(name):
+    """Content fingerprint of an SSL upstream (features.upstream_identity: its weight files and config), None for
+    None; a name with no local files yet is kept as given (the extraction step checksums it once downloaded)."""
+    if not name:
+        return None
+    from features import upstream_identity
+    try:
+        return upstream_identity(name)['sha256']
+    except ToolkitError:
+        return str(name)
 
 
 def path_fp(path):

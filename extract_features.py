@@ -2,12 +2,16 @@
 
     python extract_features.py --corpus ROOT --feature lld --out features/<corpus>/lld
     python extract_features.py --corpus ROOT --feature lld --preset ComParE_2016 --hop 0.01
+    python extract_features.py --corpus ROOT --feature ssl --upstream models/wavlm-large --layers 12
+    python extract_features.py --corpus ROOT --feature ssl --upstream DIR --layers all --dtype float32
     python extract_features.py --corpus ROOT --feature wav2vec2 --model facebook/wav2vec2-large-robust
     python extract_features.py --corpus ROOT --feature text --model roberta-base   (default: offline MiniLM)
     python extract_features.py --import-mat DIR --out features/<corpus>/lld       (published .mat files)
 
 Default LLD preset 'published' = IS13_ComParE with 32 ms frames / 16 ms hop (62 frames/s), the only
 setting under which the authors' released NormTerm and models are valid (docs/features.md).
+--feature ssl stores hidden states of any wav2vec2-family encoder (wav2vec2, HuBERT, WavLM, data2vec-audio) for
+method 1 and the SSL baseline (docs/ssl.md); --feature wav2vec2 is its MSCR case (last layer, float32).
 Re-running with the same --out resumes: utterances already in the store are skipped. Ctrl-C or SIGTERM
 stops the run cleanly: the utterances stored so far are kept, the one in progress is not stored, and the
 exit code is 130 (SIGINT) or 143 (SIGTERM). Bad inputs
@@ -45,8 +49,16 @@ def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--corpus', default=None, help='MSP-Podcast-layout corpus root (default: the demo corpus '
                    'data/demo_corpus, built on first use)')
-    p.add_argument('--feature', default='lld', choices=['lld', 'wav2vec2', 'text'],
-                   help='lld: openSMILE 130-d LLDs; wav2vec2: last hidden state; text: transcript token embeddings')
+    p.add_argument('--feature', default='lld', choices=['lld', 'ssl', 'wav2vec2', 'text'],
+                   help='lld: openSMILE 130-d LLDs; ssl: hidden states of an SSL speech encoder (--upstream, '
+                        '--layers); wav2vec2: its last hidden state for MSCR; text: transcript token embeddings')
+    p.add_argument('--upstream', default=None, help='ssl: the encoder, a local folder or a hub name you choose '
+                   '(a hub name is downloaded unless it is in the Hugging Face cache); no default')
+    p.add_argument('--layers', default='last', help="ssl: hidden states to keep: 'last', 'all', or numbers such as "
+                   "12 or 6,12,18 (0 = before the first transformer layer); several are concatenated per frame")
+    p.add_argument('--dtype', default=None, choices=['float16', 'float32'],
+                   help='ssl/wav2vec2: storage precision (ssl default float16: half the bytes, docs/ssl.md; '
+                        'wav2vec2 default float32)')
     p.add_argument('--out', default=None, help='feature store folder (default features/<corpus name>/<feature>)')
     p.add_argument('--split', default=None,
                    help='extract only this split: Train, Validation, Test (the published test set: Test1 where the '
@@ -62,10 +74,11 @@ def get_args(argv=None):
                    'the published setting is roberta-base)')
     p.add_argument('--workers', type=positive_int, default=os.cpu_count() or 1,
                    help='lld: worker processes; wav2vec2/text: audio-loading threads (default: all cores)')
-    p.add_argument('--device', default=None, help='wav2vec2/text: cpu, cuda, cuda:1 (default: GPU when present)')
+    p.add_argument('--device', default=None, help='ssl/wav2vec2/text: cpu, cuda, cuda:1 (default: GPU when present)')
     p.add_argument('-batch', '--batch', type=positive_int, default=8, help='wav2vec2/text: utterances per forward pass')
     p.add_argument('--max-seconds', type=positive_float, default=30.0,
-                   help='wav2vec2: longer files run in overlapping windows of this length (bounds memory)')
+                   help='ssl/wav2vec2: longer files run in overlapping windows of this length with 2 s of context '
+                        'each side (bounds memory; docs/ssl.md, "Long recordings")')
     p.add_argument('--overwrite', action='store_true', help='replace a store in --out that was extracted with other '
                    'settings or from other audio (refused without it; an interrupted store of the same settings '
                    'is resumed without it)')
@@ -142,13 +155,23 @@ def open_writer(args, corpus, out):
                                     opensmile_config=Path(ext.config).name, columns=ext.feature_names,
                                     corpus=str(corpus.root))
         return ext, writer, f'lld ({args.preset}, hop {ext.hop} s)'
-    if args.feature == 'wav2vec2':
-        ext = F.Wav2Vec2Extractor(args.model or F.W2V_DEFAULT, args.device, args.batch, args.max_seconds)
-        hop = ext.hop
-    else:
-        ext = F.TextEncoder(args.model, args.device, args.batch)
-        hop = None
-    writer = FeatureStoreWriter(out, args.feature, ext.dim, hop, None, ext.name, args.flush_every,
+    if args.feature in ('ssl', 'wav2vec2'):
+        if args.feature == 'ssl' and not args.upstream:
+            raise ToolkitError('--feature ssl needs --upstream: a local folder of a wav2vec2/HuBERT/WavLM/'
+                               'data2vec-audio model, or a hub name (docs/ssl.md, "Bring your own upstream")')
+        name = args.upstream or args.model or F.W2V_DEFAULT
+        layers = args.layers if args.feature == 'ssl' else 'last'
+        ext = F.SSLExtractor(name, layers, args.device, args.batch, args.max_seconds)
+        ident = F.upstream_identity(name)
+        dtype = args.dtype or ('float16' if args.feature == 'ssl' else 'float32')
+        writer = FeatureStoreWriter(out, args.feature, ext.dim, ext.hop, None, ext.name, args.flush_every,
+                                    dtype=dtype, corpus=str(corpus.root), upstream=ident['name'],
+                                    upstream_sha256=ident['sha256'], upstream_files=ident['weights_sha256'],
+                                    upstream_config_sha256=ident['config_sha256'], **ext.record())
+        return ext, writer, (f'{args.feature} ({ext.name}, layers {ext.layers}, {ext.dim}-d, hop {ext.hop} s, '
+                             f'{dtype})')
+    ext = F.TextEncoder(args.model, args.device, args.batch)
+    writer = FeatureStoreWriter(out, args.feature, ext.dim, None, None, ext.name, args.flush_every,
                                 corpus=str(corpus.root))
     return ext, writer, f'{args.feature} ({ext.name}, {ext.dim}-d)'
 
@@ -212,7 +235,7 @@ def _w2v_batch(ext, ok, pr):
     return feats
 
 
-def run_wav2vec2(args, corpus, todo, ext, pr):
+def run_ssl(args, corpus, todo, ext, pr):
     dur = {}
     for n in todo:
         try:
@@ -231,7 +254,7 @@ def run_wav2vec2(args, corpus, todo, ext, pr):
         ok = [(n, x) for n, x, err in batch if err is None and len(x) >= 400]
         for n, x, err in batch:
             if err is not None or len(x) < 400:
-                pr.fail(n, err or f'{len(x) / SR:.3f} s of audio is too short for wav2vec2', tick=False)
+                pr.fail(n, err or f'{len(x) / SR:.3f} s of audio is too short for {ext.name}', tick=False)
         for (n, x), y in zip(ok, _w2v_batch(ext, ok, pr)):
             if y is not None:
                 pr.add(n, y, len(x) / SR)
@@ -324,8 +347,8 @@ def _extract(args, corpus, names, out):
     try:
         if args.feature == 'lld':
             run_lld(args, corpus, todo, pr)
-        elif args.feature == 'wav2vec2':
-            run_wav2vec2(args, corpus, todo, ext, pr)
+        elif args.feature in ('ssl', 'wav2vec2'):
+            run_ssl(args, corpus, todo, ext, pr)
         else:
             run_text(args, corpus, todo, ext, pr)
     except KeyboardInterrupt:      # Ctrl-C or SIGTERM (interrupts.py): keep what is stored, drop the rest

@@ -1,10 +1,12 @@
 """Feature store: one folder per (corpus, feature kind), scales to 100k+ utterances.
 
-    data.bin    float32 rows (little-endian), utterances appended one after another
+    data.bin    float32 rows (or float16 where meta.json says dtype 'float16', e.g. SSL stores; little-endian),
+                utterances appended one after another
     index.csv   FileName,offset,length  (offset and length in rows; lists only rows fully written
                 and fsynced; rewritten atomically at each flush)
-    meta.json   feature, dim, hop (seconds per row, null for text tokens), preset, model,
-                complete (bool), n_utterances, n_rows, ... (written atomically)
+    meta.json   feature, dim, hop (seconds per row, null for text tokens), preset, model, dtype,
+                complete (bool), n_utterances, n_rows, ... (written atomically); SSL stores add the
+                upstream's identity (name, SHA-256 of its weight files), layers and windowing (docs/ssl.md)
 
 Loading an utterance is a memmap slice. A crash leaves `complete: false` plus an index that only
 names rows that are really on disk; re-opening the writer truncates data.bin after the last indexed
@@ -23,6 +25,7 @@ from errors import ToolkitError
 from utils import atomic_write_text
 
 DTYPE = np.dtype('<f4')
+DTYPES = {'float32': np.dtype('<f4'), 'float16': np.dtype('<f2')}
 INDEX_COLS = ['FileName', 'offset', 'length']
 
 
@@ -58,7 +61,8 @@ def _read_index(path):
 
 
 class FeatureStore:
-    """Read-only view: `store.get(name) -> (T, dim) float32` memmap slice (copy it before modifying).
+    """Read-only view: `store.get(name) -> (T, dim)` memmap slice of the store's dtype (float32, or float16 for
+    compact stores; normalisation converts to float32); copy it before modifying.
 
     Picklable (DataLoader workers re-open the memmap lazily). Raises StoreError when the folder holds
     no store, or an incomplete one (unless allow_incomplete=True).
@@ -72,11 +76,15 @@ class FeatureStore:
                              f'still running); re-run extract_features.py with --out {self.path} to finish it')
         self.dim = int(self.meta['dim'])
         self.hop = self.meta.get('hop')
+        if self.meta.get('dtype', 'float32') not in DTYPES:
+            raise StoreError(f'{self.path}/meta.json: dtype {self.meta.get("dtype")!r}; this toolkit reads '
+                             f'{sorted(DTYPES)}')
+        self.dtype = DTYPES[self.meta.get('dtype', 'float32')]
         self.index = _read_index(self.path)
         self.names = list(self.index)
         self.n_rows = max((o + n for o, n in self.index.values()), default=0)
         size = (self.path / 'data.bin').stat().st_size if (self.path / 'data.bin').exists() else 0
-        if size < self.n_rows * self.dim * DTYPE.itemsize:
+        if size < self.n_rows * self.dim * self.dtype.itemsize:
             raise StoreError(f'{self.path}/data.bin is shorter ({size} bytes) than its index needs '
                              f'({self.n_rows} rows x {self.dim}); delete the folder and extract again')
         self._mm = None
@@ -85,9 +93,9 @@ class FeatureStore:
     def data(self):
         if self._mm is None:
             if self.n_rows == 0:
-                self._mm = np.zeros((0, self.dim), DTYPE)
+                self._mm = np.zeros((0, self.dim), self.dtype)
             else:
-                self._mm = np.memmap(self.path / 'data.bin', DTYPE, 'r', shape=(self.n_rows, self.dim))
+                self._mm = np.memmap(self.path / 'data.bin', self.dtype, 'r', shape=(self.n_rows, self.dim))
         return self._mm
 
     def __getstate__(self):
@@ -127,20 +135,27 @@ class FeatureStoreWriter:
     Re-opening an existing store checks that feature/dim/hop/preset/model match (StoreError if not),
     truncates data.bin after the last indexed row and keeps the done names. Rows are flushed,
     fsynced and indexed every `flush_every` utterances (or `flush_seconds`), and at close.
-    Extra keyword arguments are stored in meta.json.
+    Extra keyword arguments are stored in meta.json; those named in IDENTITY_EXTRA (an upstream's checksum, its
+    layers, the windowing) must match too when a store is resumed. dtype: 'float32' or 'float16' (half the bytes;
+    a value beyond float16's range stops with a message naming the utterance).
     """
 
-    KEYS = ('feature', 'dim', 'hop', 'preset', 'model')
+    KEYS = ('feature', 'dim', 'hop', 'preset', 'model', 'dtype')
+    IDENTITY_EXTRA = ('upstream_sha256', 'layers', 'window_seconds', 'context_seconds', 'input_normalize')
 
     def __init__(self, path, feature, dim, hop=None, preset=None, model=None, flush_every=500,
-                 flush_seconds=60.0, **extra):
+                 flush_seconds=60.0, dtype='float32', **extra):
+        if dtype not in DTYPES:
+            raise StoreError(f'dtype {dtype!r}: choose one of {sorted(DTYPES)}')
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         want = {'feature': feature, 'dim': int(dim), 'hop': None if hop is None else float(hop),
-                'preset': preset, 'model': None if model is None else str(model)}
+                'preset': preset, 'model': None if model is None else str(model), 'dtype': dtype}
         if (self.path / 'meta.json').exists():
             old = _read_meta(self.path)
-            bad = [k for k in self.KEYS if old.get(k) != want[k]]
+            old.setdefault('dtype', 'float32')
+            want.update({k: extra.get(k) for k in self.IDENTITY_EXTRA if k in extra or k in old})
+            bad = [k for k in want if old.get(k) != want[k]]
             if bad:
                 diff = ', '.join(f'{k}: store has {old.get(k)!r}, asked {want[k]!r}' for k in bad)
                 raise StoreError(f'{self.path}: existing feature store does not match ({diff}); '
@@ -150,18 +165,18 @@ class FeatureStoreWriter:
             raise StoreError(f'{self.path}: holds data.bin/index.csv but no meta.json; delete the folder')
         else:
             self.index = {}
-        self.meta = {**want, 'dtype': 'float32', 'offset_unit': 'rows', 'version': 1, **extra,
-                     'complete': False}
+        self.meta = {**want, 'offset_unit': 'rows', 'version': 1, **extra, 'complete': False}
+        self.dtype = DTYPES[dtype]
         self.n_rows = max((o + n for o, n in self.index.values()), default=0)
         self.dim, self.flush_every, self.flush_seconds = int(dim), int(flush_every), float(flush_seconds)
         self._write_meta()
         data = self.path / 'data.bin'
         data.touch()
         size = data.stat().st_size
-        if size < self.n_rows * self.dim * DTYPE.itemsize:
+        if size < self.n_rows * self.dim * self.dtype.itemsize:
             raise StoreError(f'{data}: shorter than its index; delete the folder and extract again')
         self.f = open(data, 'r+b')
-        self.f.truncate(self.n_rows * self.dim * DTYPE.itemsize)  # drop a half-written tail
+        self.f.truncate(self.n_rows * self.dim * self.dtype.itemsize)  # drop a half-written tail
         self.f.seek(0, os.SEEK_END)
         self.resumed = len(self.index)
         self.pending, self.last_flush, self.closed = [], time.time(), False
@@ -184,7 +199,10 @@ class FeatureStoreWriter:
             raise ValueError(f'{name}: expected a (T, {self.dim}) array, got shape {a.shape}')
         if name in self.index or name in self._pending_names():
             raise ValueError(f'{name}: already in the store {self.path}')
-        self.f.write(np.ascontiguousarray(a, dtype=DTYPE).tobytes())
+        if self.dtype.itemsize == 2 and np.nanmax(np.abs(a), initial=0.0) > 65504.0:
+            raise StoreError(f'{name}: a value of {float(np.nanmax(np.abs(a))):.4g} is beyond float16 range; '
+                             f'extract into a float32 store (--dtype float32)')
+        self.f.write(np.ascontiguousarray(a, dtype=self.dtype).tobytes())
         self.pending.append((name, self.n_rows, len(a)))
         self.n_rows += len(a)
         if len(self.pending) >= self.flush_every or time.time() - self.last_flush > self.flush_seconds:

@@ -1,4 +1,5 @@
-"""Frame-level feature extractors: openSMILE LLDs, wav2vec2 hidden states, text token embeddings.
+"""Frame-level feature extractors: openSMILE LLDs, SSL speech-encoder hidden states (wav2vec2, HuBERT, WavLM,
+...), text token embeddings.
 
 LLDs (docs/features.md, "LLDs (published preset)"). The default 'published' preset is the opensmile package's own IS13_ComParE
 configuration with both framers (60 ms and 20 ms) set to frameSize 0.032 / frameStep 0.016
@@ -217,39 +218,135 @@ def _device(device):
     return get_device(device)
 
 
-# ----------------------------------------------------------------------------- wav2vec2
-class Wav2Vec2Extractor:
-    """Last hidden state of a wav2vec2 model: `ext([sig, ...]) -> [(T_i, D) float32, ...]`.
+# ----------------------------------------------------------------------------- SSL speech encoders
+WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth', '.msgpack', '.h5', '.ckpt')
+STORE_DTYPES = ('float16', 'float32')
+PAD_TOLERANCE = 1e-3   # padding_probe: largest relative change that still counts as 'padding is masked out'
 
-    model: hub name (default facebook/wav2vec2-large-robust, 1024-d, 20 ms hop) or a local folder.
-    Signals are 16 kHz float32. Inputs are normalised per utterance (zero mean, unit variance) when
-    the model's feature extractor says do_normalize (the default when it has none). Signals are
-    batched by similar length with an attention mask (models with feat_extract_norm='layer',
-    e.g. large-robust); 'group'-norm models (e.g. wav2vec2-base) are run one signal at a time
-    because padding would change their outputs. Signals longer than `max_seconds` are cut into
-    overlapping windows (`context_seconds` of context each side) and the centre frames stitched,
-    so memory is bounded by `max_seconds` of audio per batch item.
+
+def upstream_folder(name):
+    """The local folder of an upstream: `name` itself when it is a folder, else its snapshot in the Hugging Face
+    cache (None when it is not there; nothing is downloaded here)."""
+    p = Path(str(name)).expanduser()
+    if p.is_dir():
+        return p
+    try:
+        from huggingface_hub import snapshot_download
+        return Path(snapshot_download(str(name), local_files_only=True))
+    except Exception:
+        return None
+
+
+def upstream_identity(name):
+    """What identifies an upstream's content: {'name', 'weights_sha256': {file: sha}, 'sha256' (one checksum over
+    the weight files and config.json), 'config_sha256'}. A store or model is matched by 'sha256', never by name."""
+    from utils import sha256_file
+    folder = upstream_folder(name)
+    if folder is None:
+        raise ExtractorSetupError(f'upstream {name!r}: no local files to checksum (not a folder, not in the '
+                                  f'Hugging Face cache)')
+    files = sorted(f for f in folder.iterdir() if f.is_file() and f.name.endswith(WEIGHT_SUFFIXES))
+    if not files:
+        raise ExtractorSetupError(f'upstream {name!r}: no weight files ({", ".join(WEIGHT_SUFFIXES)}) in {folder}')
+    weights = {f.name: sha256_file(f) for f in files}
+    cfg = folder / 'config.json'
+    cfg_sha = sha256_file(cfg) if cfg.is_file() else None
+    lines = [f'{k} {v}' for k, v in weights.items()] + [f'config.json {cfg_sha}']
+    return {'name': str(name) if not Path(str(name)).expanduser().is_dir() else Path(str(name)).name,
+            'weights_sha256': weights, 'config_sha256': cfg_sha,
+            'sha256': hashlib.sha256('\n'.join(lines).encode()).hexdigest()}
+
+
+def parse_layers(spec, n_hidden):
+    """--layers 'last' | 'all' | '12' | '6,12,24' | '-1' -> sorted distinct indices into hidden_states
+    (0 = the input of the first transformer layer, n_hidden = the last layer's output)."""
+    spec = str(spec if spec is not None else 'last').strip().lower()
+    if spec == 'all':
+        return list(range(n_hidden + 1))
+    if spec == 'last':
+        return [n_hidden]
+    out = []
+    for tok in spec.replace(' ', '').split(','):
+        try:
+            k = int(tok)
+        except ValueError:
+            raise FeatureError(f"--layers {spec!r}: give 'last', 'all', or layer numbers such as 6,12 "
+                               f"(0..{n_hidden})") from None
+        k = k + n_hidden + 1 if k < 0 else k
+        if not 0 <= k <= n_hidden:
+            raise FeatureError(f'--layers {spec!r}: layer {tok} is out of range; this upstream has hidden states '
+                               f'0..{n_hidden} (0 = before the first transformer layer)')
+        out.append(k)
+    return sorted(set(out))
+
+
+class SSLExtractor:
+    """Hidden states of a self-supervised speech encoder: `ext([sig, ...]) -> [(T_i, len(layers) * D) float32]`.
+
+    upstream: any audio encoder `transformers.AutoModel` loads with output_hidden_states (wav2vec2, HuBERT, WavLM,
+    data2vec-audio, ...): a local folder, or a hub name the user chose (loaded from the cache, else downloaded by
+    `_hf_load`). layers: indices into hidden_states (parse_layers); several layers are concatenated per frame in
+    the given order. hop = product of the conv strides / 16 kHz (20 ms for these models).
+    Inputs are normalised per utterance (zero mean, unit variance) when the model's feature extractor says
+    do_normalize (the default when it has none), over the whole recording before any windowing.
+    Batching (docs/ssl.md, "Batching"): models with feat_extract_norm='layer' run in batches of similar length with
+    an attention mask; 'group'-norm models (GroupNorm over time: padding would change every frame) run in
+    unpadded batches of signals of exactly equal length (the full windows of long recordings), else one at a time.
+    Recordings longer than `max_seconds` run in overlapping windows (`context_seconds` of context each side; the
+    centre frames are kept and stitched), so memory is bounded by `max_seconds` of audio per batch item.
     """
 
-    def __init__(self, model=W2V_DEFAULT, device=None, batch=8, max_seconds=30.0, context_seconds=2.0):
+    def __init__(self, upstream=W2V_DEFAULT, layers='last', device=None, batch=8, max_seconds=30.0,
+                 context_seconds=2.0):
         import torch
         from transformers import AutoFeatureExtractor, AutoModel, Wav2Vec2FeatureExtractor
         self.torch, self.device, self.batch = torch, _device(device), max(1, int(batch))
-        self.name = str(model)
-        self.model = _hf_load(AutoModel, model, 'wav2vec2 model').to(self.device).eval()
+        self.name = str(upstream)
+        self.model = _hf_load(AutoModel, upstream, 'speech encoder').to(self.device).eval()
+        cfg = self.model.config
+        if not hasattr(cfg, 'conv_stride') or not hasattr(self.model, '_get_feat_extract_output_lengths'):
+            raise ExtractorSetupError(f'{upstream}: a {type(self.model).__name__} ({cfg.model_type}) is not a '
+                                      f'wav2vec2-family audio encoder (no convolutional feature encoder)')
         try:
-            fe = _hf_load(AutoFeatureExtractor, model, 'feature extractor')
+            fe = _hf_load(AutoFeatureExtractor, upstream, 'feature extractor')
         except Exception:
             fe = Wav2Vec2FeatureExtractor()  # default: do_normalize=True, 16 kHz
         self.normalize = bool(getattr(fe, 'do_normalize', True))
-        cfg = self.model.config
         self.stride = int(np.prod(cfg.conv_stride))  # samples per frame (320 -> 20 ms)
         self.hop = self.stride / SR
-        self.dim = int(cfg.hidden_size)
-        self.use_mask = getattr(cfg, 'feat_extract_norm', 'layer') == 'layer'
+        self.n_hidden = int(cfg.num_hidden_layers)
+        self.layers = parse_layers(layers, self.n_hidden)
+        self.layer_dim = int(cfg.hidden_size)
+        self.dim = self.layer_dim * len(self.layers)
         ctx = int(round(context_seconds * SR / self.stride)) * self.stride
         win = max(int(round(max_seconds * SR / self.stride)) * self.stride, 4 * ctx + self.stride)
         self.win, self.ctx = win, ctx
+        self.use_mask, self.probe_diff = False, None
+        if getattr(cfg, 'feat_extract_norm', 'layer') == 'layer':
+            self.probe_diff = self.padding_probe()
+            self.use_mask = self.probe_diff <= PAD_TOLERANCE
+
+    def padding_probe(self, seconds=(0.6, 1.0)):
+        """Largest |batched - alone| / max|alone| over two seeded noise signals run padded together with an
+        attention mask: whether masking makes padding invisible to this model (it does for wav2vec2, HuBERT and
+        WavLM with layer-norm feature encoders; not for data2vec-audio, whose stacked positional convolutions
+        carry the padding into the last frames). Measured on the loaded weights, at load time."""
+        rng = np.random.default_rng(0)
+        sigs = [self.prepare(0.1 * rng.standard_normal(int(s * SR)).astype(np.float32)) for s in seconds]
+        self.use_mask = True
+        both = self._run(sigs)
+        worst = 0.0
+        for s, h in zip(sigs, both):
+            alone = self._run([s])[0]
+            worst = max(worst, float(np.abs(h - alone).max() / max(np.abs(alone).max(), 1e-12)))
+        return worst
+
+    def record(self):
+        """The plain meta.json fields that, with the upstream's identity, define a store's content."""
+        return {'layers': self.layers, 'layer_dim': self.layer_dim, 'n_hidden_layers': self.n_hidden,
+                'model_type': self.model.config.model_type, 'input_normalize': self.normalize,
+                'batching': 'attention_mask' if self.use_mask else 'equal_length', 'padding_probe': self.probe_diff,
+                'window_seconds': self.win / SR, 'context_seconds': self.ctx / SR}
 
     def n_frames(self, n_samples):
         return int(self.model._get_feat_extract_output_lengths(int(n_samples)))
@@ -268,31 +365,47 @@ class Wav2Vec2Extractor:
         return out
 
     def _run(self, sigs):
+        """Already-normalised signals -> [(T_i, dim)] in one forward pass (padded with a mask, or equal lengths)."""
         torch = self.torch
         lens = [len(s) for s in sigs]
+        if not self.use_mask and len(set(lens)) > 1:
+            raise ValueError('a group-norm upstream runs only signals of equal length together')
         xb = np.zeros((len(sigs), max(lens)), np.float32)
         mask = np.zeros_like(xb, dtype=np.int64)
         for i, s in enumerate(sigs):
-            if self.normalize:
-                s = (s - s.mean()) / np.sqrt(s.var() + 1e-7)
             xb[i, :len(s)], mask[i, :len(s)] = s, 1
         kw = {'attention_mask': torch.from_numpy(mask).to(self.device)} if self.use_mask else {}
         with torch.inference_mode():
-            h = self.model(torch.from_numpy(xb).to(self.device), **kw).last_hidden_state
-        h = h.float().cpu().numpy()
+            hs = self.model(torch.from_numpy(xb).to(self.device), output_hidden_states=True, **kw).hidden_states
+        h = torch.cat([hs[k] for k in self.layers], -1).float().cpu().numpy()
         return [h[i, :self.n_frames(n)] for i, n in enumerate(lens)]
 
+    def prepare(self, s):
+        s = np.asarray(s, dtype=np.float32).reshape(-1)
+        if len(s) < 400:  # the conv front-end's receptive field (25 ms)
+            raise FeatureError(f'{len(s) / SR:.3f} s of audio is too short for {self.name} (needs >= 25 ms)')
+        if self.normalize:
+            s = ((s - s.mean()) / np.sqrt(s.var() + 1e-7)).astype(np.float32)
+        return s
+
+    def batches(self, lengths):
+        """Index lists of one forward pass each: similar lengths (mask) or equal lengths (group norm)."""
+        order = sorted(range(len(lengths)), key=lambda j: lengths[j])
+        if self.use_mask:
+            return [order[b:b + self.batch] for b in range(0, len(order), self.batch)]
+        out, cur = [], []
+        for j in order:
+            if cur and (len(cur) == self.batch or lengths[cur[0]] != lengths[j]):
+                out.append(cur)
+                cur = []
+            cur.append(j)
+        return out + ([cur] if cur else [])
+
     def __call__(self, signals):
-        signals = [np.asarray(s, dtype=np.float32).reshape(-1) for s in signals]
-        for s in signals:
-            if len(s) < 400:  # the conv front-end's receptive field (25 ms)
-                raise FeatureError(f'{len(s) / SR:.3f} s of audio is too short for wav2vec2 (needs >= 25 ms)')
+        signals = [self.prepare(s) for s in signals]
         pieces = [(i, p) for i, s in enumerate(signals) for p in self._pieces(s)]
-        order = sorted(range(len(pieces)), key=lambda j: len(pieces[j][1][1]))
         outs = [None] * len(pieces)
-        bs = self.batch if self.use_mask else 1
-        for b in range(0, len(order), bs):
-            idx = order[b:b + bs]
+        for idx in self.batches([len(p[1][1]) for p in pieces]):
             for j, h in zip(idx, self._run([pieces[j][1][1] for j in idx])):
                 outs[j] = h
         feats = [[] for _ in signals]
@@ -302,6 +415,13 @@ class Wav2Vec2Extractor:
         for s, r in zip(signals, res):
             assert len(r) == self.n_frames(len(s)), (len(r), self.n_frames(len(s)))
         return res
+
+
+class Wav2Vec2Extractor(SSLExtractor):
+    """The MSCR audio feature: the last hidden state of a wav2vec2-family model (an SSLExtractor with layers='last')."""
+
+    def __init__(self, model=W2V_DEFAULT, device=None, batch=8, max_seconds=30.0, context_seconds=2.0):
+        super().__init__(model, 'last', device, batch, max_seconds, context_seconds)
 
 
 # ----------------------------------------------------------------------------- text

@@ -47,8 +47,14 @@ def find_models(args):
     first = out[('seq', emos[0])].features
     preset, hop = first.get('preset') or 'published', first.get('hop') or 0.016
     for (kind, e), ck in out.items():
-        ck.check('seq2seq' if kind == 'seq' else 'ranker', e, preset, hop, 130)
+        ck.check('seq2seq' if kind == 'seq' else 'ranker', e, preset, hop, first.get('dim') or 130)
         ck.require_finished(getattr(args, 'allow_unfinished', False))
+        f = ck.features
+        if (f.get('kind') or 'lld') != (first.get('kind') or 'lld') or f.get('upstream_sha256') != \
+                first.get('upstream_sha256') or f.get('layers') != first.get('layers'):
+            raise ToolkitError(f'{ck.path} was trained on other features ({f.get("kind")} {f.get("upstream")} '
+                               f'{f.get("layers")}) than {out[("seq", emos[0])].path} ({first.get("kind")} '
+                               f'{first.get("upstream")} {first.get("layers")}); pass models of one feature store')
     return out, emos, preset, hop
 
 
@@ -57,6 +63,29 @@ def unfinished_columns(ckpts):
     else {} (the columns of a normal run are unchanged)."""
     notes = [ck.unfinished_note() for ck in ckpts if not ck.finished]
     return {'model_finished': False, 'model_note': '; '.join(notes)} if notes else {}
+
+
+class SSLFrames:
+    """The frames an SSL model was trained on, for one signal: the upstream given with --upstream (refused unless its
+    weights have the SHA-256 in the model's record), the recorded layers, rounded to the store's dtype."""
+
+    preset, feature_names = 'ssl', None
+
+    def __init__(self, features, upstream, device, max_seconds=30.0):
+        from features import SSLExtractor, upstream_identity
+        if not upstream:
+            raise ToolkitError(f'the models were trained on SSL features of {features.get("upstream")!r}; pass its '
+                               f'folder with --upstream DIR')
+        got = upstream_identity(upstream)['sha256']
+        if got != features.get('upstream_sha256'):
+            raise ToolkitError(f'--upstream {upstream}: SHA-256 {got[:12]}..., but the models were trained on '
+                               f'{features.get("upstream")!r} (SHA-256 {str(features.get("upstream_sha256"))[:12]}...): '
+                               f'another upstream; pass the one the model records')
+        self.ext = SSLExtractor(upstream, ','.join(map(str, features['layers'])), device, 1, max_seconds)
+        self.hop, self.dtype = self.ext.hop, np.dtype(features.get('dtype') or 'float32')
+
+    def __call__(self, signal, sr=SR):
+        return self.ext([signal])[0].astype(self.dtype).astype(np.float32)
 
 
 def model_norms(args, models):
@@ -239,7 +268,9 @@ class Seq2SeqEngine:
         self.models, self.emos, preset, hop = find_models(args)
         self.rankers = {e for k, e in self.models if k == 'rank'}
         self.scope, feat, labels, self.lrec = model_norms(args, self.models)
-        self.ext = LLDExtractor(preset, None if preset == 'published' else hop)
+        first = next(iter(self.models.values())).features
+        self.ext = SSLFrames(first, getattr(args, 'upstream', None), device) if first.get('kind') == 'ssl' else \
+            LLDExtractor(preset, None if preset == 'published' else hop)
         nets = {key: (C.load_model(ck, device), None if feat[key] is None else (feat[key].mean, feat[key].std))
                 for key, ck in self.models.items()}
         self.pred = Predictor(nets, labels, self.ext.hop, device, args.max_seconds, args.window, args.overlap,
@@ -307,7 +338,8 @@ class Seq2SeqEngine:
             except Exception as e:
                 out.append((p, None, {'file': str(p), 'error': _failure(p, e)}))
                 continue
-            ok.append((p, sig, f, notes + [speech_note(f, self.ext.feature_names, self.ext.hop)]))
+            voiced = speech_note(f, self.ext.feature_names, self.ext.hop) if self.ext.feature_names else None
+            ok.append((p, sig, f, notes + [voiced]))
         by_stats = {}
         for item in ok:
             st = self.file_stats.get(str(item[0]))
@@ -345,7 +377,8 @@ class Seq2SeqEngine:
                 'records': {f'{k} {e}': ck.provenance() for (k, e), ck in self.models.items()},
                 'feature_norm': self.scope, 'feature_norm_warning': self.stats_warning,
                 'label_norm': {e: list(v) for e, v in pred.label_norm.items()},
-                'features': f"LLD {self.ext.preset} preset", 'hop': pred.hop, 'chunk_frames': pred.m, 'chunks': K,
+                'features': f"LLD {self.ext.preset} preset" if self.ext.preset != 'ssl' else
+                f"SSL {self.ext.ext.name} layers {self.ext.ext.layers}", 'hop': pred.hop, 'chunk_frames': pred.m, 'chunks': K,
                 'max_seconds': pred.max_len, 'window': pred.window, 'overlap': pred.overlap, 'grid': pred.grid,
                 'scale': '1-7', 'clipped': self.clip, 'rank_1': 'most emotional chunk (highest attribute)'}
 

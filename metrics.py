@@ -284,3 +284,53 @@ def markdown_tables(results, per_fold=None):
             lines.append('| ' + ' | '.join([c, str(n)] + [f"{m['label']:.2f} / {m['pred']:.2f}" if m else '–'
                                                          for m in cm]) + ' |')
     return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------- paired comparison of two systems (compare.py)
+N_PERM = 10000
+
+
+def _ccc_rows(P, y):
+    """CCC (population moments) of every row of predictions P (B, n) against labels y (n,)."""
+    mp, my = P.mean(1), y.mean()
+    vp, vy = P.var(1), y.var()
+    cov = ((P - mp[:, None]) * (y - my)).mean(1)
+    den = vp + vy + (mp - my) ** 2
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(den > 0, 2 * cov / den, 0.0)
+
+
+def paired_difference(pred_a, pred_b, label, speakers=None, resample='speakers', n_boot=N_BOOT, n_perm=N_PERM,
+                      seed=SEED, level=LEVEL):
+    """CCC of two systems on the same utterances and their difference A - B -> dict:
+    a, b (each as in `evaluate`: {value, ci, se}, intervals from the SAME resamples), diff {value, ci, se}: the
+    paired bootstrap interval (each resample draws clusters, speakers or utterances, with replacement and scores
+    both systems on it), p_value: two-sided paired permutation test (each of n_perm permutations swaps the two
+    systems' predictions on a random half of the clusters; p = (1 + #|d_perm| >= |d|) / (1 + n_perm)), and
+    bootstrap/permutation descriptions. Swapping whole speakers keeps the pairing and the dependence within a
+    speaker, as the speaker bootstrap does."""
+    a, b, y = (np.asarray(v, np.float64).ravel() for v in (pred_a, pred_b, label))
+    if not (len(a) == len(b) == len(y)) or len(y) < 2:
+        raise ToolkitError(f'paired_difference: {len(a)} and {len(b)} predictions for {len(y)} labels')
+    if not (np.isfinite(a).all() and np.isfinite(b).all() and np.isfinite(y).all()):
+        raise ToolkitError('paired_difference: predictions or labels hold NaN/inf; drop those utterances first')
+    groups, n_clusters = _groups(len(y), speakers, resample)
+    counts = cluster_counts(n_clusters, n_boot, seed)
+    m = y.mean()
+    ca, _ = _moments(a - m, y - m, groups, counts)
+    cb, _ = _moments(b - m, y - m, groups, counts)
+    va, vb = ccc(a, y), ccc(b, y)
+    rng = np.random.default_rng([seed, 1])
+    perm = []
+    for s in range(0, n_perm, BLOCK):
+        swap = rng.random((min(BLOCK, n_perm - s), n_clusters)) < 0.5
+        sw = swap[:, groups]
+        perm.append(_ccc_rows(np.where(sw, b, a), y) - _ccc_rows(np.where(sw, a, b), y))
+    perm = np.concatenate(perm)
+    d = va - vb
+    p = (1 + int((np.abs(perm) >= abs(d) - 1e-12).sum())) / (1 + n_perm)
+    return {'n': len(y), 'a': _stat(va, ca, level), 'b': _stat(vb, cb, level), 'diff': _stat(d, ca - cb, level),
+            'p_value': float(min(p, 1.0)),
+            'bootstrap': {'resample': resample, 'n_boot': n_boot, 'seed': seed, 'level': level,
+                          'n_clusters': n_clusters, 'method': 'percentile, paired'},
+            'permutation': {'n_perm': n_perm, 'unit': resample, 'seed': seed}}

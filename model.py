@@ -11,16 +11,31 @@ class LSTMnet(nn.Module):
     out_dim=2 is the chunk emotion ranker f (a pair's logits are f(x1) - f(x2)); out_dim=1 is the
     Seq2Seq chunk regressor. Parameter names (lstm.*, fc1.*, fc2.*) and sizes match the authors'
     released v1.6 checkpoints, so those load with strict=True.
+    layer_sum=L > 1 (SSL stores holding L layers of input_dim // L values each, concatenated per frame): the frames
+    are first reduced to one learnt softmax-weighted sum of the L layers (as in SUPERB), parameter `layer_logits`.
     """
 
-    def __init__(self, input_dim=130, hidden=130, out_dim=1, num_layers=2, dropout=0.5):
+    def __init__(self, input_dim=130, hidden=130, out_dim=1, num_layers=2, dropout=0.5, layer_sum=0):
         super().__init__()
+        self.layer_sum = int(layer_sum) if layer_sum and layer_sum > 1 else 0
+        if self.layer_sum:
+            if input_dim % self.layer_sum:
+                raise ValueError(f'{input_dim} input values do not split into {layer_sum} layers')
+            self.layer_logits = nn.Parameter(torch.zeros(self.layer_sum))
+            input_dim //= self.layer_sum
         self.lstm = nn.LSTM(input_dim, hidden, num_layers=num_layers, batch_first=True, dropout=dropout)
         self.fc1 = nn.Linear(hidden, hidden)
         self.fc2 = nn.Linear(hidden, out_dim)
 
+    def layer_weights(self):
+        """The softmax layer weights (list of floats), or None without a layer sum."""
+        return torch.softmax(self.layer_logits.detach().float(), 0).tolist() if self.layer_sum else None
+
     def forward(self, x):
         """x: (N, m, D) chunks -> (N, out_dim). The LSTM's precision under --amp: utils.lstm_forward."""
+        if self.layer_sum:
+            x = x.unflatten(-1, (self.layer_sum, -1))
+            x = (x * torch.softmax(self.layer_logits, 0).to(x.dtype)[:, None]).sum(-2)
         h, _ = lstm_forward(self.lstm, x)
         return self.fc2(torch.relu(self.fc1(h[:, -1])))
 

@@ -311,6 +311,12 @@ def training_norm(fscope, lscope, store, corpus, norm_path=None, release=None, e
         raise NormError(f'unknown normalisation scope {fscope!r}/{lscope!r}; use one of {SCOPES} / {LABEL_SCOPES}')
     if nd is not None:
         nd.check_features(store.meta.get('preset'), store.hop, store.dim, f'the feature store {store.path}')
+        for key in ('upstream_sha256', 'layers'):       # SSL stores: NormTerm per upstream and layer set
+            if (nd.features or {}).get(key) != store.meta.get(key) and key in (nd.features or {}):
+                raise NormError(f'--norm {nd.path} holds statistics of SSL features of '
+                                f'{nd.features.get("upstream")!r} layers {nd.features.get("layers")}, the store '
+                                f'{store.path} holds {store.meta.get("upstream")!r} layers {store.meta.get("layers")}; '
+                                f'compute the NormTerm of this store (python norm_para.py --features {store.path})')
         on = nd.computed_on or {}
         if on.get('corpus') == corpus.name and on.get('split') not in (None, 'Train'):
             raise NormError(f'--norm {nd.path} holds statistics of the {on["split"]} split of {corpus.name} (its '

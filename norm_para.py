@@ -18,7 +18,7 @@ from pathlib import Path
 
 import identity
 import interrupts
-from checkpoints import display_path, toolkit_revision
+from checkpoints import SSL_FEATURE_KEYS, display_path, toolkit_revision
 from cli import add_fold_arg, open_corpus, parser, run_script
 from errors import ToolkitError
 from feature_store import FeatureStore
@@ -62,7 +62,8 @@ def write(args, corpus, store):
         write_norm_record(args.out, {
             'kind': 'normterm', 'version': 1,
             'features': {'kind': store.meta.get('feature'), 'preset': store.meta.get('preset'), 'hop': store.hop,
-                         'dim': store.dim, 'store': display_path(store.path)},
+                         'dim': store.dim, 'store': display_path(store.path),
+                         **{k: store.meta[k] for k in SSL_FEATURE_KEYS if k in store.meta and 'upstream_sha256' in store.meta}},
             'corpus': {'name': corpus.name, 'root': display_path(corpus.root), 'fold': corpus.fold},
             'split': args.split, 'utterances': len(used), 'missing': len(missing), 'frames': int(frames),
             # identity by content (identity.py): the audio and the speakers the statistics were computed on

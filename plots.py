@@ -110,3 +110,22 @@ def plot_file(signal, row, png, title=None, spans=None):
         atomic_write(png, lambda f: fig.savefig(f, dpi=110, format='png', metadata={'Software': None}))
     finally:
         plt.close(fig)
+
+
+def plot_layer_weights(weights, layers, png, title=''):
+    """Bar chart of the learnt softmax layer weights of an SSL layer sum (one bar per stored hidden state)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(max(3.0, 0.35 * len(weights) + 1.5), 2.8))
+    try:
+        ax.bar([str(k) for k in layers], weights, color='#1f77b4')
+        ax.axhline(1 / len(weights), color='0.5', lw=0.8, ls='--')
+        ax.set_xlabel('hidden state (layer)')
+        ax.set_ylabel('softmax weight')
+        ax.set_title(title, fontsize=9, loc='left')
+        ax.spines[['top', 'right']].set_visible(False)
+        fig.tight_layout()
+        atomic_write(png, lambda f: fig.savefig(f, dpi=110, format='png', metadata={'Software': None}))
+    finally:
+        plt.close(fig)

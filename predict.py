@@ -226,6 +226,8 @@ def build_parser():
     ap.add_argument('--ranker-dir', metavar='DIR', help='folder with *_<Emo>_ranker.pth.tar for --rankers (default: '
                     'the --checkpoint folder, the release of --pretrained, or the demo rankers)')
     ap.add_argument('--norm', metavar='DIR', help="NormTerm folder whose statistics replace the models' own")
+    ap.add_argument('--upstream', metavar='DIR', help='models trained on SSL features (docs/ssl.md): the upstream '
+                    'folder (or hub name) they were trained on, checked by the SHA-256 of its weights')
     ap.add_argument('-emo', '--emo', default='all', help='Act, Dom, Val, a comma list, or all (default)')
     ap.add_argument('--rankers', action='store_true',
                     help='also run the chunk emotion rankers: per-chunk ranks (1 = most emotional chunk)')

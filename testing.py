@@ -5,6 +5,7 @@ per-utterance CSVs.
     python testing.py -emo all --pretrained ../Chunk-Level-Emotion-Retrieval --corpus ROOT -set all
     python testing.py -emo Act --checkpoint my_run/LSTM_epoch30_batch128_EmoRankerSeq_Act.pth.tar --feature-norm speaker
     python testing.py --model mscr --audio-feature lld --sweep   (method 2; the "MSCR" group of --help)
+    python testing.py --model ssl --checkpoint runs/ssl_baseline/FILE.pth.tar -set Test   (the SSL baseline)
 
 Model: --checkpoint FILE|DIR (your own, with its .meta.json record), --pretrained DIR (a clone of the
 authors' repository, checked by SHA-256), or neither: trained_seq2seq_model/LSTM_epoch{ep}_batch{batch}_
@@ -36,6 +37,7 @@ import identity
 import metrics as M
 import mscr
 import norm as N
+import ssl_baseline
 from dataloader import PadCollate, UtteranceDataset, chunk_frames, limit_names
 from errors import ToolkitError
 from seq2seq import predict
@@ -44,8 +46,9 @@ from utils import EMO_COL, atomic_write_text, get_device, parse_emos, set_seed
 
 def build_parser():
     p = cli.parser(__doc__)
-    p.add_argument('--model', default='seq2seq', choices=['seq2seq', 'mscr'],
-                   help='seq2seq: method 1 (default); mscr: method 2 (audio-text, mscr.py)')
+    p.add_argument('--model', default='seq2seq', choices=['seq2seq', 'mscr', 'ssl'],
+                   help='seq2seq: method 1 (default); mscr: method 2 (audio-text, mscr.py); ssl: the SSL baseline '
+                        '(ssl_baseline.py, docs/ssl.md)')
     cli.add_run_args(p, 30, 128, 'epochs in the checkpoint name', 'batch in the checkpoint name; also utterances '
                      'per forward pass', emo_required=False)
     cli.add_data_args(p, amp='off')
@@ -59,6 +62,7 @@ def build_parser():
                    help='output folder for predictions and metrics (default runs/testing)')
     M.add_bootstrap_args(p)
     cli.add_mscr_args(p, train=False)
+    ssl_baseline.add_args(p, train=False)
     return p
 
 
@@ -128,6 +132,9 @@ def main(argv=None):
     args = cli.parse_model_args(build_parser(), argv)
     if args.model == 'mscr':
         return mscr.test_mscr(args)
+    if args.model == 'ssl':
+        set_seed(args.seed, args.threads)
+        return ssl_baseline.test(args, cli.open_corpus(args.corpus, args.fold), get_device(args.device))
     if not args.emo_attr:
         raise ToolkitError('-emo is required for the Seq2Seq model (Act, Dom, Val or all)')
     set_seed(args.seed, args.threads)

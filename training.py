@@ -5,6 +5,7 @@
     python training.py -emo Act --init-from ../Chunk-Level-Emotion-Retrieval --freeze lstm -ep 10 --lr 1e-4
     torchrun --nproc_per_node 4 training.py -ep 30 -batch 128 -emo Act
     python training.py --model mscr --audio-feature lld   (method 2; its flags are the "MSCR" group of --help)
+    python training.py --model ssl --upstream DIR -emo all --finetune top:4   (the SSL baseline, docs/ssl.md)
 
 Seq2Seq (docs/method1.md): every utterance is cut into 22 dynamic chunks of one second; a 2-layer LSTM
 predicts each chunk, the utterance prediction is the chunk mean. Targets: the annotators' mean and std with
@@ -32,6 +33,7 @@ import identity
 import interrupts
 import mscr
 import norm as N
+import ssl_baseline
 from dataloader import K_CHUNKS, PadCollate, chunk_frames, make_loader
 from errors import ToolkitError
 from outputs import check_outputs
@@ -39,13 +41,15 @@ from seq2seq import predict, seq2seq_datasets, seq2seq_step
 from utils import ccc, ddp_cleanup, ddp_setup, make_scaler, parse_emos, seed_rank, set_seed, unwrap
 
 RESUME_KEYS = ('batch', 'lr', 'seed', 'freeze', 'init_from', 'feature_norm', 'label_norm', 'limit', 'amp', 'fold', 'emo',
+               'layer_sum',
                'norm_sha256', 'rankseq_sha256', 'corpus', 'features', 'checkpoint')
 
 
 def build_parser():
     p = cli.parser(__doc__)
-    p.add_argument('--model', default='seq2seq', choices=['seq2seq', 'mscr'],
-                   help='seq2seq: method 1 (LLD chunks, ranker curves); mscr: method 2 (audio-text, mscr.py)')
+    p.add_argument('--model', default='seq2seq', choices=['seq2seq', 'mscr', 'ssl'],
+                   help='seq2seq: method 1 (LLD chunks, ranker curves); mscr: method 2 (audio-text, mscr.py); ssl: the '
+                        'utterance-level SSL baseline (ssl_baseline.py, docs/ssl.md)')
     cli.add_run_args(p, 30, 128, emo_required=False)
     cli.add_data_args(p)
     cli.add_norm_args(p)
@@ -62,9 +66,11 @@ def build_parser():
     s.add_argument('--out', default=str(C.SEQ2SEQ_DIR), help='output folder for the checkpoint and its logs')
     s.add_argument('--init-from', default=None, help="start from these weights: a Seq2Seq checkpoint file or folder, "
                    "or the authors' repository root (its v1.6 model and NormTerm)")
+    cli.add_layer_sum_arg(s)
     s.add_argument('--freeze', default=None, choices=['lstm'],
                    help='lstm: train only fc1/fc2; the LSTM weights stay bit-identical (and run in eval mode)')
     cli.add_mscr_args(p, train=True)
+    ssl_baseline.add_args(p, train=True)
     return p
 
 
@@ -74,7 +80,7 @@ def settings_of(args, lr, emo=None, corpus=None, store=None, ckpt=None, rankseq=
     return {'epochs': args.epochs, 'batch': args.batch_size, 'lr': lr, 'seed': args.seed, 'freeze': args.freeze,
             'init_from': C.display_path(args.init_from) if args.init_from else None,
             'feature_norm': args.feature_norm, 'label_norm': args.label_norm, 'limit': args.limit, 'amp': args.amp,
-            'fold': args.fold, 'emo': emo, 'norm_sha256': C.sha256_folder(args.norm, C.NORMTERM_FILES) if args.norm else None,
+            'fold': args.fold, 'emo': emo, 'layer_sum': getattr(args, 'layer_sum', False), 'norm_sha256': C.sha256_folder(args.norm, C.NORMTERM_FILES) if args.norm else None,
             'rankseq_sha256': C.sha256_file(rankseq) if rankseq and Path(rankseq).is_file() else None,
             'corpus': C.display_path(corpus.root) if corpus else None,
             'features': C.display_path(store.path) if store else None, 'checkpoint': C.display_path(ckpt)}
@@ -150,6 +156,12 @@ def main(argv=None):
     args = cli.parse_model_args(build_parser(), argv)
     if args.model == 'mscr':
         return mscr.train_mscr(args)
+    if args.model == 'ssl':
+        rank, world, device, is_main = ddp_setup(args.device)
+        try:
+            return [ssl_baseline.train(args, cli.open_corpus(args.corpus, args.fold), rank, world, device, is_main)]
+        finally:
+            ddp_cleanup()
     if not args.emo_attr:
         raise ToolkitError('-emo is required for the Seq2Seq model (Act, Dom, Val or all)')
     emos = parse_emos(args.emo_attr)

@@ -39,6 +39,7 @@ def get_args(argv=None):
     p = cli.parser(__doc__)
     cli.add_run_args(p, 20, 128, batch_help='utterance pairs per step')
     cli.add_data_args(p)
+    cli.add_layer_sum_arg(p)
     cli.add_norm_args(p, labels=False)
     p.add_argument('--pairs', default=str(cli.PREF_DIR), help='folder of the preference-label CSVs')
     p.add_argument('--out', default=str(C.RANKER_DIR), help='output folder for the checkpoint and its logs')
@@ -89,7 +90,7 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
     settings = {'epochs': args.epochs, 'batch': args.batch_size, 'lr': args.lr, 'seed': args.seed, 'freeze': args.freeze,
                 'init_from': C.display_path(args.init_from) if args.init_from else None,
                 'feature_norm': args.feature_norm, 'limit': args.limit, 'amp': args.amp,
-                'pairs_per_epoch': args.pairs_per_epoch, 'fold': args.fold}
+                'pairs_per_epoch': args.pairs_per_epoch, 'fold': args.fold, 'layer_sum': args.layer_sum}
     resume = {**{k: v for k, v in settings.items() if k != 'epochs'}, 'emo': emo,
               'norm_sha256': C.sha256_folder(args.norm, C.NORMTERM_FILES) if args.norm else None,
               'pairs_sha256': [C.sha256_file(Path(args.pairs) / f'{cli.SPLIT_FILE[s]}_{emo}.csv')

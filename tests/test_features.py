@@ -133,9 +133,10 @@ def test_wav2vec2_batched_and_windowed(tiny_w2v):
         assert y.dtype == np.float32 and y.shape == (ext.n_frames(len(s)), 32) and np.isfinite(y).all()
         assert abs(len(y) - len(s) / 320) <= 1  # 50 frames per second
     for i in (0, 1, 3):  # padding in a batch does not change an utterance's frames
-        np.testing.assert_allclose(out[i], ext._run([sigs[i]])[0], atol=1e-4)
-    # the 5 s file ran in 2 s windows: each window's kept frames equal that window run alone
-    pieces = ext._pieces(sigs[2])
+        np.testing.assert_allclose(out[i], ext._run([ext.prepare(sigs[i])])[0], atol=1e-4)
+    # the 5 s file ran in 2 s windows (of the whole file's normalised signal): each window's kept frames equal
+    # that window run alone
+    pieces = ext._pieces(ext.prepare(sigs[2]))
     assert len(pieces) > 1
     t = 0
     for start, piece, a, z in pieces:
