@@ -339,7 +339,7 @@ def test_six_commands_end_to_end(tiny_corpus, features, tmp_path):
     assert (s2s / 'LSTM_epoch2_batch6_EmoRankerSeq_Act.pth.tar').exists()
     log = pd.read_csv(s2s / 'LSTM_epoch2_batch6_EmoRankerSeq_Act.log.csv')
     assert len(log) == 2 and np.isfinite(log['train_loss']).all()
-    out = run(['testing.py', '-ep', '2', '-batch', '6', '-emo', 'Act', *c, '--checkpoint', s2s, '--out', res, '-set', 'all'])
+    out = run(['testing.py', '-ep', '2', '-batch', '6', '-emo', 'Act', *c, '--checkpoint', s2s, '--out', res])
     assert 'CCC' in out and 'Act   Test' in out
     pred = pd.read_csv(res / 'Act_Test_predictions.csv')
     assert len(pred) == 6 and [f'Chunk{k:02d}' for k in (1, 22)] == [pred.columns[3], pred.columns[-1]]

@@ -164,14 +164,14 @@ def test_method1_on_ssl_store(tiny_corpus, ssl_stores, upstreams, tmp_path):
     bad = ['--corpus', tiny_corpus, '--features', ssl_stores / 'w2v', '--workers', '0', '--device', 'cpu']
     # NormTerm per store: statistics of the WavLM store are refused for the wav2vec2 store (same dims and hop)
     import norm_para
-    from checkpoints import CheckpointError
     from norm import NormError
     run(norm_para.main, ['--corpus', tiny_corpus, '--features', store, '--out', tmp_path / 'nt'])
     assert json.loads((tmp_path / 'nt' / 'normterm.json').read_text())['features']['upstream'] == 'wavlm'
     with pytest.raises(NormError, match='compute the NormTerm of this store'):
         run(training.main, ['-ep', '1', '-batch', '6', '-emo', 'Act', *bad, '--rankseq', rs, '--out', tmp_path / 's2',
                             '--norm', tmp_path / 'nt'])
-    with pytest.raises(CheckpointError, match="'wavlm' layers .* but .* holds 'wav2vec2'.*another upstream"):
+    from identity import IdentityError
+    with pytest.raises(IdentityError, match="other settings.*upstream: model 'wavlm', store 'wav2vec2'.*extract the features"):
         run(testing.main, ['-ep', '2', '-batch', '6', '-emo', 'Act', *bad, '--checkpoint', s2s, '--out', tmp_path / 'x'])
 
 
