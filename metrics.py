@@ -29,9 +29,10 @@ RESAMPLE = ('speakers', 'utterances')
 N_BOOT, LEVEL, SEED = 1000, 0.95, 0
 METHODS = ('z-t', 'percentile')
 METHOD = 'z-t'
-# fewest test speakers for which the printed 95 % speaker interval covered >= 0.90 in every simulated setting of
-# bench/bench_coverage.py; below it the interval is withheld with that reason
-MIN_SPEAKERS = 4
+# fewest test speakers from which the printed 95 % speaker interval covered >= 0.90 in every simulated setting of
+# bench/bench_coverage.py (CCC, r, AUC, paired difference; 2, 3, 4, 6, 10, 20, 30 speakers); below it the interval
+# is withheld with that reason
+MIN_SPEAKERS = 2
 COVERAGE_JSON = 'bench/results/coverage.json'
 BLOCK = 100          # resamples per block of the AUC bootstrap (bounds memory: BLOCK x n floats)
 HIGH_AROUSAL = ('anger', 'happiness', 'fear')
@@ -196,9 +197,11 @@ def interval_record(resample, n_clusters, n_boot=N_BOOT, seed=SEED, level=LEVEL,
     unit = 'speaker' if resample == 'speakers' else 'utterance'
     withheld = ''
     if n_clusters < min_clusters:
-        withheld = (f'{n_clusters} test {unit}{"s" * (n_clusters != 1)}; ' + (
-            f'a {round(level * 100)} % interval covers < 90 % below {min_clusters} speakers ({COVERAGE_JSON})'
-            if resample == 'speakers' and min_clusters == MIN_SPEAKERS else f'at least {min_clusters} needed'))
+        withheld = f'{n_clusters} test {unit}{"s" * (n_clusters != 1)}; ' + (
+            f'the interval reached 90 % coverage from {min_clusters} speakers on ({COVERAGE_JSON}); below, none is '
+            f'printed' + ('' if n_clusters != 1 else ' (one speaker leaves no spread between speakers to resample; '
+                          '--bootstrap utterances assumes independent utterances)')
+            if resample == 'speakers' and min_clusters == MIN_SPEAKERS else f'at least {min_clusters} needed')
     return {'resample': resample, 'n_boot': n_boot, 'seed': seed, 'level': level, 'n_clusters': n_clusters,
             'method': method, 'withheld': withheld}
 
