@@ -164,7 +164,7 @@ def heatmap(record, path):
                 if st and np.isfinite(st['value']):
                     val[i, j] = st['value']
                     txt[i][j] = f"{st['value']:.2f}\n" + (f"[{st['ci'][0]:.2f}, {st['ci'][1]:.2f}]"
-                                                            if np.isfinite(st['ci'][0]) else '† no CI')
+                                                            if st['ci'][0] is not None else '† no CI')
         lo = 0.5 if key == 'auc_arousal' else 0.0
         im = ax.imshow(val, cmap='viridis', vmin=lo, vmax=1.0, aspect='auto')
         for i in range(len(rows)):

@@ -179,8 +179,9 @@ def _interval(value, samples, level, method, k, scale):
 
 
 def _stat(value, samples, b, scale='fisher'):
-    """{value, ci, se} of one statistic; ci is [NaN, NaN] when the interval is withheld (b['withheld'])."""
-    ci = [float('nan')] * 2 if b['withheld'] else _interval(value, samples, b['level'], b['method'],
+    """{value, ci, se} of one statistic; ci is [None, None] (JSON null) when the interval is withheld
+    (b['withheld'])."""
+    ci = [None, None] if b['withheld'] else _interval(value, samples, b['level'], b['method'],
                                                              b['n_clusters'], scale)
     return {'value': float(value), 'ci': ci, 'se': float(np.nanstd(samples, ddof=1))
             if np.isfinite(samples).sum() > 1 else float('nan')}
@@ -220,7 +221,7 @@ def evaluate(pred, label, speakers=None, categories=None, resample='speakers', n
              level=LEVEL, auc_scores=None, method=METHOD, min_clusters=None):
     """Metrics of predictions against labels with bootstrap intervals -> dict:
     n, n_speakers, bootstrap {resample, n_boot, seed, level, n_clusters, method, withheld}, ccc, pearson_r (each
-    {value, ci: [lo, hi] ([NaN, NaN] when withheld), se: bootstrap SD}), auc_arousal (the same, or None without categories of both groups; the
+    {value, ci: [lo, hi] ([None, None] when withheld), se: bootstrap SD}), auc_arousal (the same, or None without categories of both groups; the
     scores are `auc_scores` if given, else `pred`), category_means {category: {n, label, pred}}.
     The same resamples serve every statistic."""
     x = np.asarray(pred, np.float64).ravel()
