@@ -93,7 +93,16 @@ def coverage_claims():
     t = {k: cov[('test', k, 'speakers')]['ccc'] for k in (2, 4, 10, 30)}
     old = ', '.join(f"{t[k]['percentile']['coverage']:.2f} with {k}" for k in (2, 4, 10, 30))
     new = ', '.join(f"{t[k]['z-t']['coverage']:.2f} with {k}" for k in (2, 4, 10, 30))
+    sp = [c for c in r['cells'] if c['unit'] == 'speakers']
+    rng = {m: (min(c['diff'][m]['coverage'] for c in sp), max(c['diff'][m]['coverage'] for c in sp))
+           for m in ('z-t', 'percentile')}
+    w = {k: t[k]['z-t']['mean_width'] for k in (2, 4, 10)}
     return [(doc, s) for doc in ('README.md', 'docs/protocols.md') for s in (old, new)] + [
+        ('docs/ssl.md', f"coverage is {rng['z-t'][0]:.3f}–{rng['z-t'][1]:.3f} for 2 to 30 speakers"),
+        ('docs/ssl.md', f"covered {rng['percentile'][0]:.3f}–{rng['percentile'][1]:.3f}"),
+        ('docs/protocols.md', f"mean CCC interval spans {w[2]:.2f} (it knows little more than the sign), with 4 "
+                              f"{w[4]:.2f}, with 10 {w[10]:.2f}"),
+        ('README.md', f'mean width {w[2]:.2f} in CCC'),
         ('docs/protocols.md', f"from **{r['min_speakers_measured']} test speakers**")]
 
 
