@@ -1,17 +1,22 @@
-"""Evaluation metrics with bootstrap confidence intervals (docs/protocols.md, docs/metrics.md).
+"""Evaluation metrics with confidence intervals (docs/protocols.md, docs/metrics.md).
 
     from metrics import evaluate
     r = evaluate(pred, label, speakers=spk, categories=cat)          # speakers resampled (cluster bootstrap)
     r['ccc'] -> {'value': .71, 'ci': [.64, .77], ...}; r['pearson_r'], r['auc_arousal'], r['category_means']
 
-CCC (utils.ccc: population moments) and Pearson's r come with a 95 % percentile bootstrap interval.
-Resampling unit (`resample`): 'speakers' (default) draws the speakers with replacement and keeps every
-utterance of a drawn speaker (cluster bootstrap: utterances of one speaker are not independent, so this is
-the honest interval for a speaker-independent test); 'utterances' draws utterances with replacement (the
-usual, narrower interval; it assumes independent utterances). A speaker drawn twice counts twice. Both
-draws are vectorised: each resample is a vector of multiplicities, and the CCC/r of all resamples come
-from weighted sums (moments per speaker, then one matrix product), so 1000 resamples of 10k utterances
-take a few milliseconds. The seed is fixed (default 0): the same inputs give the same interval.
+CCC (utils.ccc: population moments), Pearson's r and the arousal AUC come with a 95 % interval from 1000
+bootstrap resamples. Resampling unit (`resample`): 'speakers' (default) draws the speakers with replacement and
+keeps every utterance of a drawn speaker (cluster bootstrap: utterances of one speaker are not independent);
+'utterances' draws utterances with replacement (it assumes independent utterances). A speaker drawn twice
+counts twice. Both draws are vectorised: each resample is a vector of multiplicities, and the CCC/r of all
+resamples come from weighted sums (moments per speaker, then one matrix product), so 1000 resamples of 10k
+utterances take a few milliseconds. The seed is fixed (default 0): the same inputs give the same interval.
+
+The interval (`_interval`, used by every printer): on the Fisher-z scale, value +- t(k-1) x bootstrap SD x
+sqrt(k/(k-1)) for k resampled units. bench/bench_coverage.py measured its coverage by simulation
+(bench/results/coverage.json): >= 0.90 for CCC, r, AUC and a paired difference from 2 test speakers on, where
+the percentile bootstrap printed before covered 0.52 with 2 speakers and 0.88 with 10. Below MIN_SPEAKERS (one
+speaker) the interval is withheld (ci [None, None]) and the record says why.
 
 Arousal AUC: the probability that an utterance of a high-arousal category (anger, happiness, fear) gets a
 higher predicted arousal than one of a low-arousal category (boredom, sadness); ties count 1/2
@@ -287,7 +292,7 @@ def describe_bootstrap(b):
         return f"{lvl} % CI withheld: {b['withheld']}"
     k = b['n_clusters']
     unit = ('speaker' if b['resample'] == 'speakers' else 'utterance') + ('s' if k != 1 else '')
-    what = (f"{b['n_boot']} resamples of the {k} {unit} (with replacement), seed {b['seed']}")
+    what = f"{b['n_boot']} resamples of the {k} {unit} with replacement, seed {b['seed']}"
     if b.get('method', 'percentile') == 'percentile':
         out = f'{lvl} % CI: percentile bootstrap, {what}'
     else:
