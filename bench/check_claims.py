@@ -87,6 +87,21 @@ def crossval_claims():
             ('README.md', f"arousal AUC {f3(p['auc_arousal']['value'])}")]
 
 
+def coverage_table(r):
+    """Markdown: coverage (mean width) of the speaker intervals per model, statistic, method and speaker count."""
+    ks = (2, 3, 4, 6, 10, 20, 30)
+    cov = {(c['model'], c['speakers']): c for c in r['cells'] if c['data'] == 'clustered' and c['unit'] == 'speakers'}
+    lines = ['| coverage (mean width) at k test speakers | ' + ' | '.join(str(k) for k in ks) + ' |',
+             '|---|' + '---|' * len(ks)]
+    for model in ('test', 'acted'):
+        for stat, sname in (('ccc', 'CCC'), ('auc', 'AUC'), ('diff', 'CCC difference')):
+            for meth, mname in (('percentile', 'percentile (before)'), ('z-t', 'printed now')):
+                lines.append(f'| {model}: {sname}, {mname} | ' + ' | '.join(
+                    f"{cov[(model, k)][stat][meth]['coverage']:.2f} ({cov[(model, k)][stat][meth]['mean_width']:.2f})"
+                    for k in ks) + ' |')
+    return '\n'.join(lines)
+
+
 def coverage_claims():
     r = load('coverage.json')
     cov = {(c['model'], c['speakers'], c['unit']): c for c in r['cells'] if c['data'] == 'clustered'}
@@ -98,6 +113,7 @@ def coverage_claims():
            for m in ('z-t', 'percentile')}
     w = {k: t[k]['z-t']['mean_width'] for k in (2, 4, 10)}
     return [(doc, s) for doc in ('README.md', 'docs/protocols.md') for s in (old, new)] + [
+        ('docs/protocols.md', coverage_table(r)),
         ('docs/ssl.md', f"coverage is {rng['z-t'][0]:.3f}–{rng['z-t'][1]:.3f} for 2 to 30 speakers"),
         ('docs/ssl.md', f"covered {rng['percentile'][0]:.3f}–{rng['percentile'][1]:.3f}"),
         ('docs/protocols.md', f"mean CCC interval spans {w[2]:.2f} (it knows little more than the sign), with 4 "
