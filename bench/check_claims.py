@@ -67,12 +67,16 @@ def crosscorpus_claims():
     r = load('crosscorpus.json')
     name = {'released': 'released v1.6 (MSP-Podcast)', 'emodb': 'Emo-DB', 'ravdess': 'RAVDESS 01–04'}
     out = []
+    sys.path.insert(0, str(REPO))
+    import metrics as M
+    new = r['bootstrap'].get('method') == M.METHOD        # intervals of the current kind: written with them
+    show = M.fmt_ci if new else (lambda st: f3(st['value']))
     for key, c in r['cells'].items():
         tr, te = key.split('__')
         m = c['metrics']
-        vals = ' | '.join(f3(m[e]['ccc']['value']) for e in r['emos'])
+        vals = ' | '.join(show(m[e]['ccc']) for e in r['emos'])
         out.append(('README.md', f'| {name[tr]} → {name[te]}' + (' (Test split)' if tr == te else '')
-                    + f' | {c["n"]} ({m["Act"]["n_speakers"]}) | {vals} | {f3(m["Act"]["auc_arousal"]["value"])} |'))
+                    + f' | {c["n"]} ({m["Act"]["n_speakers"]}) | {vals} | {show(m["Act"]["auc_arousal"])} |'))
     em = r['cells']['emodb__emodb']['metrics']['Act']['ccc']['value']
     out.append(('README.md', f"unseen speakers (Act {f3(em)})"))
     return out
@@ -82,9 +86,16 @@ def crossval_claims():
     r = load('crossval_ravdess.json')
     p = r['pooled']['Act']
     folds = [f['Act']['CCC'] for f in r['per_fold'].values()]
-    return [('README.md', f"Act CCC **{f3(p['ccc']['value'])}** pooled over {p['n']} utterances"),
+    sys.path.insert(0, str(REPO))
+    import metrics as M
+    if p['bootstrap'].get('method') == M.METHOD:          # intervals of the current kind: written with them
+        v, auc = M.fmt_ci(p['ccc']), M.fmt_ci(p['auc_arousal'])
+        v = '**' + v.replace(' [', '** [', 1)
+    else:
+        v, auc = f"**{f3(p['ccc']['value'])}**", f3(p['auc_arousal']['value'])
+    return [('README.md', f"Act CCC {v} pooled over {p['n']} utterances"),
             ('README.md', f'per fold {f3(min(folds))}–{f3(max(folds))}'),
-            ('README.md', f"arousal AUC {f3(p['auc_arousal']['value'])}")]
+            ('README.md', f"arousal AUC {auc}")]
 
 
 def coverage_table(r):
