@@ -322,7 +322,7 @@ NOT_FOR_MSCR = {'epochs': '-ep', 'emo_attr': '-emo', 'features': '--features (us
                 'norm': '--norm (MSCR computes its statistics from the Train split, see --mscr-norm)',
                 'feature_norm': '--feature-norm (use --mscr-norm)', 'label_norm': '--label-norm',
                 'rankseq': '--rankseq', 'init_from': '--init-from', 'freeze': '--freeze', 'pretrained': '--pretrained',
-                'bootstrap': '--bootstrap', 'bootstrap_n': '--bootstrap-n', 'layer_sum': '--layer-sum'}
+                'layer_sum': '--layer-sum'}
 NOT_FOR_MSCR_TRAINING = {'out': '--out (use --save-dir)'}
 
 

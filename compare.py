@@ -1,6 +1,7 @@
 """Paired comparison of two systems on the same utterances: per attribute (and split) the CCC of each with its
 interval, the difference A - B with a paired speaker-bootstrap interval and a two-sided paired permutation p-value
-(metrics.paired_difference; docs/ssl.md, "Comparing two systems").
+(metrics.paired_difference; docs/ssl.md, "Comparing two systems"). The intervals are withheld, with the reason,
+below metrics.MIN_SPEAKERS speakers (their measured coverage: bench/results/coverage.json).
 
     python compare.py runs/testing_seq2seq runs/testing_ssl --corpus ROOT
     python compare.py A/Act_Test_predictions.csv B/Act_Test_predictions.csv --bootstrap utterances
@@ -108,8 +109,6 @@ def compare(args):
         tb = tb.loc[ta.index]
         spk = speakers_of(ta, corpus, args.bootstrap)
         unit, note = (args.bootstrap, '') if spk is None else M.bootstrap_unit(args.bootstrap, spk)
-        if unit == 'speakers' and spk is not None and len(set(spk)) < 2:
-            unit, note = 'utterances', 'fewer than 2 speakers: utterances resampled instead'
         if spk is None and args.bootstrap == 'speakers':
             unit, note = 'utterances', 'no speaker IDs (pass --corpus): utterances resampled instead'
         r = M.paired_difference(ta.Pred, tb.Pred, ta.Label, spk if unit == 'speakers' else None, unit,
@@ -118,7 +117,7 @@ def compare(args):
                      'A_hi': r['a']['ci'][1], 'CCC_B': r['b']['value'], 'B_lo': r['b']['ci'][0],
                      'B_hi': r['b']['ci'][1], 'Diff_A_minus_B': r['diff']['value'], 'Diff_lo': r['diff']['ci'][0],
                      'Diff_hi': r['diff']['ci'][1], 'p_value': r['p_value'],
-                     'interval': M.describe_bootstrap(r['bootstrap']) + ', paired' + (f' ({note})' if note else ''),
+                     'interval': M.describe_bootstrap(r['bootstrap']) + (f' ({note})' if note else ''),
                      'test': f'two-sided paired permutation, {args.permutations} swaps of whole {unit}',
                      'A': display_path(args.a), 'B': display_path(args.b)})
     df = pd.DataFrame(rows)

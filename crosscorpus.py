@@ -6,7 +6,8 @@
 
 A matrix: one row per training corpus (plus the row 'released': the authors' MSP-Podcast v1.6 models of
 --pretrained, not trained here; --no-released leaves it out), one column per test corpus. Each cell: CCC and
-Pearson r per attribute with 95 % bootstrap intervals (speakers of the test corpus resampled by default),
+Pearson r per attribute with 95 % bootstrap intervals (speakers of the test corpus resampled by default;
+withheld below metrics.MIN_SPEAKERS test speakers, bench/results/coverage.json),
 the arousal AUC (predicted Act of anger, happiness, fear vs boredom, sadness) and the per-category means
 (metrics.py).
 
@@ -162,7 +163,8 @@ def heatmap(record, path):
                 st = cell and cell['metrics'].get(emo, {}).get(key)
                 if st and np.isfinite(st['value']):
                     val[i, j] = st['value']
-                    txt[i][j] = f"{st['value']:.2f}\n[{st['ci'][0]:.2f}, {st['ci'][1]:.2f}]{one_speaker(cell, emo)}"
+                    txt[i][j] = f"{st['value']:.2f}\n" + (f"[{st['ci'][0]:.2f}, {st['ci'][1]:.2f}]"
+                                                            if st['ci'][0] is not None else '† no CI')
         lo = 0.5 if key == 'auc_arousal' else 0.0
         im = ax.imshow(val, cmap='viridis', vmin=lo, vmax=1.0, aspect='auto')
         for i in range(len(rows)):
@@ -180,19 +182,20 @@ def heatmap(record, path):
     axes[0][0].set_ylabel('trained on', fontsize=8)
     b = record['bootstrap']
     fig.suptitle(f"train → test; feature norm {record['settings']['feature_norm']}; 95 % CI, {b['resample']} "
-                 f"resampled ({b['n_boot']} resamples)" + ('; † one test speaker: the interval is the point'
-                                                            if any(one_speaker(c, emos[0]) for c in
-                                                                   record['cells'].values()) else ''), fontsize=9)
+                 f"resampled ({b['n_boot']} resamples)" + (f'; † fewer than {M.MIN_SPEAKERS} test speakers: '
+                                                            f'no interval' if any(withheld(c, emos[0]) for c in
+                                                                              record['cells'].values()) else ''),
+                 fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def one_speaker(cell, emo):
-    """' †' when a cell's speaker interval rests on a single test speaker."""
+def withheld(cell, emo):
+    """' †' when a cell's interval is withheld (too few test speakers, metrics.MIN_SPEAKERS)."""
     b = cell and cell['metrics'].get(emo, {}).get('bootstrap')
-    return ' †' if b and b['resample'] == 'speakers' and b['n_clusters'] == 1 else ''
+    return ' †' if b and b.get('withheld') else ''
 
 
 def markdown(record):
@@ -205,9 +208,12 @@ def markdown(record):
            f"Seq2Seq -ep {s['epochs']} -batch {s['batch']}, curves {s['curves']}, test-side feature "
            f"normalisation **{s['feature_norm']}**" + (f', --limit {s["limit"]} (SMOKE SIZE)' if s['limit'] else '')
            + '.' + (f"\n\n{record['note']}" if record.get('note') else '')
-           + f"\n\n95 % CI: percentile bootstrap, {record['bootstrap']['n_boot']} resamples of the test corpus's "
+           + f"\n\n95 % CI: {record['bootstrap']['n_boot']} bootstrap resamples of the test corpus's "
              f"{record['bootstrap']['resample']} in each cell (with replacement; the number of speakers per cell is in "
-             f"the JSON), seed {record['bootstrap']['seed']}.\n\nLabels: "
+             f"the JSON), seed {record['bootstrap']['seed']}; Fisher z +- t(k-1) x bootstrap SD x sqrt(k/(k-1)) for "
+             f"k resampled units (metrics.py), whose coverage bench/bench_coverage.py measured at >= 0.90 from "
+             f"{M.MIN_SPEAKERS} test speakers on ({M.COVERAGE_JSON}); with fewer the interval is withheld (†)."
+             f"\n\nLabels: "
            + '; '.join(f"{n}: {c['labels']}" for n, c in record['corpora'].items())
            + ' (derived = A/V/D from the category table, not rated; CCC then measures how well the category\'s '
              'point is recovered).\n']
@@ -218,16 +224,17 @@ def markdown(record):
                 '|---|' + '---|' * len(cols)]
         for r in rows:
             out.append(f'| {r} | ' + ' | '.join(M.fmt_ci((cell(r, c) or {'metrics': {}})['metrics'].get(emo, {})
-                                                          .get(key)) + one_speaker(cell(r, c), emo) for c in cols) + ' |')
+                                                          .get(key)) + withheld(cell(r, c), emo) for c in cols) + ' |')
     out += ['\nUtterances per cell (N) and test-side normalisation:\n',
             '| trained on ↓ / tested on → | ' + ' | '.join(cols) + ' |', '|---|' + '---|' * len(cols)]
     for r in rows:
         out.append(f'| {r} | ' + ' | '.join(
             f"{cell(r, c)['n']} ({cell(r, c)['test_set']}), {cell(r, c)['feature_norm']}" if cell(r, c) else '–'
             for c in cols) + ' |')
-    if any(one_speaker(cell(r, c), emos[0]) for r in rows for c in cols):
-        out.append('\n† one test speaker: resampling speakers has nothing to vary, so the interval is the point '
-                   'value (pass --bootstrap utterances for an utterance interval).')
+    if any(withheld(cell(r, c), emos[0]) for r in rows for c in cols):
+        out.append(f'\n† interval withheld: fewer than {M.MIN_SPEAKERS} test speakers, where a 95 % interval covered '
+                   f'less than 90 % in {M.COVERAGE_JSON} (--bootstrap utterances gives an utterance interval, which '
+                   f'assumes independent utterances).')
     out.append(f"\nCommand: `{record['command']}`\n")
     return '\n'.join(out)
 

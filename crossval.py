@@ -17,7 +17,9 @@ default, needs --pretrained), of rankers trained on each fold's Train part from 
 labels (--curves fold: generate_preference_labels.py, training_ranker.py, generate_ranking_seqence.py, each
 with --fold K), or are constant at the utterance label (--curves constant).
 The Test predictions of all folds are pooled (each utterance is tested once) and scored: CCC and Pearson r
-per attribute with 95 % bootstrap intervals (speakers resampled by default, --bootstrap), the arousal AUC
+per attribute with 95 % bootstrap intervals (speakers resampled by default, --bootstrap; the pooled Test parts
+hold every speaker once, so the pooled interval rests on all of them; a single fold's testing.py interval is
+withheld below metrics.MIN_SPEAKERS test speakers, bench/results/coverage.json), the arousal AUC
 (predicted Act of anger, happiness, fear vs boredom, sadness) and the mean label and prediction per category
 (metrics.py).
 

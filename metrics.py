@@ -1,17 +1,22 @@
-"""Evaluation metrics with bootstrap confidence intervals (docs/protocols.md, docs/metrics.md).
+"""Evaluation metrics with confidence intervals (docs/protocols.md, docs/metrics.md).
 
     from metrics import evaluate
     r = evaluate(pred, label, speakers=spk, categories=cat)          # speakers resampled (cluster bootstrap)
     r['ccc'] -> {'value': .71, 'ci': [.64, .77], ...}; r['pearson_r'], r['auc_arousal'], r['category_means']
 
-CCC (utils.ccc: population moments) and Pearson's r come with a 95 % percentile bootstrap interval.
-Resampling unit (`resample`): 'speakers' (default) draws the speakers with replacement and keeps every
-utterance of a drawn speaker (cluster bootstrap: utterances of one speaker are not independent, so this is
-the honest interval for a speaker-independent test); 'utterances' draws utterances with replacement (the
-usual, narrower interval; it assumes independent utterances). A speaker drawn twice counts twice. Both
-draws are vectorised: each resample is a vector of multiplicities, and the CCC/r of all resamples come
-from weighted sums (moments per speaker, then one matrix product), so 1000 resamples of 10k utterances
-take a few milliseconds. The seed is fixed (default 0): the same inputs give the same interval.
+CCC (utils.ccc: population moments), Pearson's r and the arousal AUC come with a 95 % interval from 1000
+bootstrap resamples. Resampling unit (`resample`): 'speakers' (default) draws the speakers with replacement and
+keeps every utterance of a drawn speaker (cluster bootstrap: utterances of one speaker are not independent);
+'utterances' draws utterances with replacement (it assumes independent utterances). A speaker drawn twice
+counts twice. Both draws are vectorised: each resample is a vector of multiplicities, and the CCC/r of all
+resamples come from weighted sums (moments per speaker, then one matrix product), so 1000 resamples of 10k
+utterances take a few milliseconds. The seed is fixed (default 0): the same inputs give the same interval.
+
+The interval (`_interval`, used by every printer): on the Fisher-z scale, value +- t(k-1) x bootstrap SD x
+sqrt(k/(k-1)) for k resampled units. bench/bench_coverage.py measured its coverage by simulation
+(bench/results/coverage.json): >= 0.90 for CCC, r, AUC and a paired difference from 2 test speakers on, where
+the percentile bootstrap printed before covered 0.52 with 2 speakers and 0.88 with 10. Below MIN_SPEAKERS (one
+speaker) the interval is withheld (ci [None, None]) and the record says why.
 
 Arousal AUC: the probability that an utterance of a high-arousal category (anger, happiness, fear) gets a
 higher predicted arousal than one of a low-arousal category (boredom, sadness); ties count 1/2
@@ -27,6 +32,13 @@ from utils import ccc
 
 RESAMPLE = ('speakers', 'utterances')
 N_BOOT, LEVEL, SEED = 1000, 0.95, 0
+METHODS = ('z-t', 'percentile')
+METHOD = 'z-t'
+# fewest test speakers from which the printed 95 % speaker interval covered >= 0.90 in every simulated setting of
+# bench/bench_coverage.py (CCC, r, AUC, paired difference; 2, 3, 4, 6, 10, 20, 30 speakers); below it the interval
+# is withheld with that reason
+MIN_SPEAKERS = 2
+COVERAGE_JSON = 'bench/results/coverage.json'
 BLOCK = 100          # resamples per block of the AUC bootstrap (bounds memory: BLOCK x n floats)
 HIGH_AROUSAL = ('anger', 'happiness', 'fear')
 LOW_AROUSAL = ('boredom', 'sadness')
@@ -132,17 +144,72 @@ def _weighted_auc(s, pos, w):
         return np.where(den > 0, num / den, np.nan)
 
 
-def _interval(samples, level):
+def t_quantile(level, df):
+    """Two-sided Student-t quantile: t_{df}((1 + level) / 2)."""
+    from scipy.stats import t
+    return float(t.ppf((1 + level) / 2, df))
+
+
+def _to_z(v, scale):
+    """The scale the interval is symmetric on: Fisher z (atanh) of a CCC or r, atanh(2 AUC - 1) of an AUC
+    (both bounded to (-1, 1)), the raw value of a difference."""
+    v = np.asarray(v, np.float64)
+    if scale == 'raw':
+        return v
+    return np.arctanh(np.clip(2 * v - 1 if scale == 'auc' else v, -1 + 1e-9, 1 - 1e-9))
+
+
+def _from_z(z, scale):
+    if scale == 'raw':
+        return z
+    v = np.tanh(z)
+    return (v + 1) / 2 if scale == 'auc' else v
+
+
+def _interval(value, samples, level, method, k, scale):
+    """[lo, hi] from the bootstrap statistics `samples` of k resampled clusters. 'z-t' (the default): on the
+    Fisher-z scale, value +- t_{k-1} * sd(z of the resamples) * sqrt(k / (k - 1)) (the bootstrap SD of a
+    mean of k clusters is sqrt((k - 1) / k) of its SE; t with k - 1 df for the few-cluster uncertainty of that
+    SE), mapped back. 'percentile': the (1 -+ level) / 2 quantiles of the resamples (covers far less than
+    `level` with few clusters: bench/results/coverage.json)."""
     v = samples[np.isfinite(samples)]
-    if len(v) == 0:
+    if len(v) < 2 or not np.isfinite(value) or k < 2:
         return [float('nan'), float('nan')]
-    a = (1 - level) / 2
-    return [float(np.quantile(v, a)), float(np.quantile(v, 1 - a))]
+    if method == 'percentile':
+        a = (1 - level) / 2
+        return [float(np.quantile(v, a)), float(np.quantile(v, 1 - a))]
+    half = t_quantile(level, k - 1) * np.std(_to_z(v, scale), ddof=1) * np.sqrt(k / (k - 1))
+    z = _to_z(value, scale)
+    return [float(_from_z(z - half, scale)), float(_from_z(z + half, scale))]
 
 
-def _stat(value, samples, level):
-    return {'value': float(value), 'ci': _interval(samples, level), 'se': float(np.nanstd(samples, ddof=1))
+def _stat(value, samples, b, scale='fisher'):
+    """{value, ci, se} of one statistic; ci is [None, None] (JSON null) when the interval is withheld
+    (b['withheld'])."""
+    ci = [None, None] if b['withheld'] else _interval(value, samples, b['level'], b['method'],
+                                                             b['n_clusters'], scale)
+    return {'value': float(value), 'ci': ci, 'se': float(np.nanstd(samples, ddof=1))
             if np.isfinite(samples).sum() > 1 else float('nan')}
+
+
+def interval_record(resample, n_clusters, n_boot=N_BOOT, seed=SEED, level=LEVEL, method=METHOD,
+                    min_clusters=None):
+    """The 'bootstrap' record of every result: resampling, method and, below `min_clusters` clusters
+    (default MIN_SPEAKERS for speakers, 2 for utterances), the reason the interval is withheld."""
+    if method not in METHODS:
+        raise ToolkitError(f'unknown interval method {method!r}; use {" or ".join(METHODS)}')
+    if min_clusters is None:
+        min_clusters = MIN_SPEAKERS if resample == 'speakers' else 2
+    unit = 'speaker' if resample == 'speakers' else 'utterance'
+    withheld = ''
+    if n_clusters < min_clusters:
+        withheld = f'{n_clusters} test {unit}{"s" * (n_clusters != 1)}; ' + (
+            f'the interval reached 90 % coverage from {min_clusters} speakers on ({COVERAGE_JSON}); below, none is '
+            f'printed' + ('' if n_clusters != 1 else ' (one speaker leaves no spread between speakers to resample; '
+                          '--bootstrap utterances assumes independent utterances)')
+            if resample == 'speakers' and min_clusters == MIN_SPEAKERS else f'at least {min_clusters} needed')
+    return {'resample': resample, 'n_boot': n_boot, 'seed': seed, 'level': level, 'n_clusters': n_clusters,
+            'method': method, 'withheld': withheld}
 
 
 # ---------------------------------------------------------------- the report
@@ -156,10 +223,10 @@ def add_bootstrap_args(p):
 
 
 def evaluate(pred, label, speakers=None, categories=None, resample='speakers', n_boot=N_BOOT, seed=SEED,
-             level=LEVEL, auc_scores=None):
+             level=LEVEL, auc_scores=None, method=METHOD, min_clusters=None):
     """Metrics of predictions against labels with bootstrap intervals -> dict:
-    n, n_speakers, bootstrap {resample, n_boot, seed, level, n_clusters}, ccc, pearson_r (each
-    {value, ci: [lo, hi], se}), auc_arousal (the same, or None without categories of both groups; the
+    n, n_speakers, bootstrap {resample, n_boot, seed, level, n_clusters, method, withheld}, ccc, pearson_r (each
+    {value, ci: [lo, hi] ([None, None] when withheld), se: bootstrap SD}), auc_arousal (the same, or None without categories of both groups; the
     scores are `auc_scores` if given, else `pred`), category_means {category: {n, label, pred}}.
     The same resamples serve every statistic."""
     x = np.asarray(pred, np.float64).ravel()
@@ -171,10 +238,9 @@ def evaluate(pred, label, speakers=None, categories=None, resample='speakers', n
     groups, n_clusters = _groups(len(x), speakers, resample)
     counts = cluster_counts(n_clusters, n_boot, seed)
     cb, rb = _moments(x - y.mean(), y - y.mean(), groups, counts)     # centred: no cancellation in the sums
+    b = interval_record(resample, n_clusters, n_boot, seed, level, method, min_clusters)
     out = {'n': len(x), 'n_speakers': None if speakers is None else int(pd.Series(speakers).nunique()),
-           'bootstrap': {'resample': resample, 'n_boot': n_boot, 'seed': seed, 'level': level,
-                         'n_clusters': n_clusters, 'method': 'percentile'},
-           'ccc': _stat(ccc(x, y), cb, level), 'pearson_r': _stat(pearson(x, y), rb, level),
+           'bootstrap': b, 'ccc': _stat(ccc(x, y), cb, b), 'pearson_r': _stat(pearson(x, y), rb, b),
            'auc_arousal': None, 'category_means': {}}
     if categories is not None:
         cat = pd.Series([canonical_category(c) for c in categories], dtype=object)
@@ -187,7 +253,7 @@ def evaluate(pred, label, speakers=None, categories=None, resample='speakers', n
             value = _weighted_auc(s[keep], pos[keep], np.ones((1, keep.sum())))[0]
             boot = np.concatenate([_weighted_auc(s[keep], pos[keep], counts[b:b + BLOCK][:, groups[keep]])
                                    for b in range(0, n_boot, BLOCK)])
-            out['auc_arousal'] = {**_stat(value, boot, level),
+            out['auc_arousal'] = {**_stat(value, boot, b, 'auc'),
                                   'high': list(HIGH_AROUSAL), 'low': list(LOW_AROUSAL),
                                   'n_high': int(pos[keep].sum()), 'n_low': int((~pos[keep]).sum())}
         out['category_means'] = category_means(x, y, cat)
@@ -202,19 +268,49 @@ def category_means(pred, label, categories):
             for c, g in df.groupby('c', sort=True)}
 
 
-def fmt_ci(stat, digits=3):
-    """'0.712 [0.640, 0.771]' (or '–' for None/NaN)."""
-    if not stat or not np.isfinite(stat['value']):
+def fmt_interval(value, lo, hi, digits=3):
+    """'0.712 [0.640, 0.771]'; '0.712 [CI withheld]' without an interval; '–' without a value."""
+    if value is None or not np.isfinite(value):
         return '–'
-    lo, hi = stat['ci']
-    return f"{stat['value']:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return f'{value:.{digits}f} [CI withheld]'
+    return f'{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]'
+
+
+def fmt_ci(stat, digits=3):
+    """fmt_interval of a {value, ci} dict (or '–' for None)."""
+    if not stat:
+        return '–'
+    return fmt_interval(stat['value'], *stat['ci'], digits=digits)
 
 
 def describe_bootstrap(b):
-    """'95 % CI: percentile bootstrap, 1000 resamples of the 10 speakers, seed 0'."""
-    unit = ('speaker' if b['resample'] == 'speakers' else 'utterance') + ('s' if b['n_clusters'] != 1 else '')
-    return (f"{round(b['level'] * 100)} % CI: percentile bootstrap, {b['n_boot']} resamples of the "
-            f"{b['n_clusters']} {unit} (with replacement), seed {b['seed']}")
+    """One line naming the interval: '95 % CI: speaker bootstrap (1000 resamples of the 10 speakers with
+    replacement, seed 0), Fisher z +- t(9) x bootstrap SD x sqrt(10/9) ...', or why it is withheld."""
+    lvl = round(b['level'] * 100)
+    if b.get('withheld'):
+        return f"{lvl} % CI withheld: {b['withheld']}"
+    k = b['n_clusters']
+    unit = ('speaker' if b['resample'] == 'speakers' else 'utterance') + ('s' if k != 1 else '')
+    what = f"{b['n_boot']} resamples of the {k} {unit} with replacement, seed {b['seed']}"
+    if b.get('method', 'percentile') == 'percentile':
+        out = f'{lvl} % CI: percentile bootstrap, {what}'
+    else:
+        out = (f"{lvl} % CI: {'paired ' * bool(b.get('paired'))}{b['resample'][:-1]} bootstrap ({what}); "
+               f"{'the difference: raw, the CCCs: ' * bool(b.get('paired'))}Fisher z +- t({k - 1}) x bootstrap SD x "
+               f"sqrt({k}/{k - 1})")
+    if b['resample'] == 'utterances':
+        return out + ('; assumes independent utterances: where utterances of a speaker are alike it covers far '
+                      f'less than {lvl} % ({COVERAGE_JSON})')
+    return out + f'; measured coverage >= 0.90 from {MIN_SPEAKERS} speakers on ({COVERAGE_JSON})'
+
+
+def interval_columns(r):
+    """The metrics-table columns of one evaluate(...) result, as testing.py and the MSCR test write them."""
+    return {'CCC': r['ccc']['value'], 'CCC_lo': r['ccc']['ci'][0], 'CCC_hi': r['ccc']['ci'][1],
+            'Pearson_r': r['pearson_r']['value'], 'r_lo': r['pearson_r']['ci'][0], 'r_hi': r['pearson_r']['ci'][1],
+            'bootstrap': describe_bootstrap(r['bootstrap']) + (f" ({r['bootstrap']['note']})"
+                                                               if r['bootstrap'].get('note') else '')}
 
 
 # ---------------------------------------------------------------- reading speakers and categories of a corpus
@@ -240,6 +336,29 @@ def corpus_categories(corpus, names):
         src = lab['EmoClass']
     src = src[~src.index.duplicated()]
     return [canonical_category(c) for c in src.reindex(list(names)).tolist()]
+
+
+def evaluate_on(corpus, names, pred, label, resample, n_boot):
+    """evaluate(...) of predictions on `names` of `corpus` with its speakers (utterances resampled, with a note
+    in bootstrap['note'], where a speaker ID is missing): what testing.py prints for method 1 and MSCR."""
+    spk = corpus_speakers(corpus, names)
+    unit, note = bootstrap_unit(resample, spk)
+    r = evaluate(pred, label, spk if unit == 'speakers' else None, resample=unit, n_boot=n_boot)
+    r['bootstrap']['note'] = note
+    return r
+
+
+def print_table(rows, extra_head='', extra_key=None):
+    """The table testing.py prints: one row per attribute and split (rows as interval_columns + Attr, Split,
+    Release_splits, N), then each distinct interval description."""
+    print(f'{"Attr":5s} {"Split":11s} {"release":11s} {"N":>6s} {"CCC [95 % CI]":>25s} {"r [95 % CI]":>25s}  '
+          f'{extra_head}')
+    for r in rows:
+        print(f'{r["Attr"]:5s} {r["Split"]:11s} {r["Release_splits"]:11s} {r["N"]:6d} '
+              f'{fmt_interval(r["CCC"], r["CCC_lo"], r["CCC_hi"], 4):>25s} '
+              f'{fmt_interval(r["Pearson_r"], r["r_lo"], r["r_hi"], 4):>25s}  {r[extra_key] if extra_key else ""}')
+    for b in dict.fromkeys(r['bootstrap'] for r in rows):
+        print(b)
 
 
 def corpus_speakers(corpus, names):
@@ -301,11 +420,11 @@ def _ccc_rows(P, y):
 
 
 def paired_difference(pred_a, pred_b, label, speakers=None, resample='speakers', n_boot=N_BOOT, n_perm=N_PERM,
-                      seed=SEED, level=LEVEL):
+                      seed=SEED, level=LEVEL, method=METHOD, min_clusters=None):
     """CCC of two systems on the same utterances and their difference A - B -> dict:
     a, b (each as in `evaluate`: {value, ci, se}, intervals from the SAME resamples), diff {value, ci, se}: the
     paired bootstrap interval (each resample draws clusters, speakers or utterances, with replacement and scores
-    both systems on it), p_value: two-sided paired permutation test (each of n_perm permutations swaps the two
+    both systems on it; the same method as `evaluate` on the raw difference, withheld likewise), p_value: two-sided paired permutation test (each of n_perm permutations swaps the two
     systems' predictions on a random half of the clusters; p = (1 + #|d_perm| >= |d|) / (1 + n_perm)), and
     bootstrap/permutation descriptions. Swapping whole speakers keeps the pairing and the dependence within a
     speaker, as the speaker bootstrap does."""
@@ -329,8 +448,7 @@ def paired_difference(pred_a, pred_b, label, speakers=None, resample='speakers',
     perm = np.concatenate(perm)
     d = va - vb
     p = (1 + int((np.abs(perm) >= abs(d) - 1e-12).sum())) / (1 + n_perm)
-    return {'n': len(y), 'a': _stat(va, ca, level), 'b': _stat(vb, cb, level), 'diff': _stat(d, ca - cb, level),
-            'p_value': float(min(p, 1.0)),
-            'bootstrap': {'resample': resample, 'n_boot': n_boot, 'seed': seed, 'level': level,
-                          'n_clusters': n_clusters, 'method': 'percentile, paired'},
+    bt = interval_record(resample, n_clusters, n_boot, seed, level, method, min_clusters)
+    return {'n': len(y), 'a': _stat(va, ca, bt), 'b': _stat(vb, cb, bt), 'diff': _stat(d, ca - cb, bt, 'raw'),
+            'p_value': float(min(p, 1.0)), 'bootstrap': {**bt, 'paired': True},
             'permutation': {'n_perm': n_perm, 'unit': resample, 'seed': seed}}

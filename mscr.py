@@ -38,6 +38,7 @@ import checkpoints
 import cli
 import dataloader as D
 import interrupts
+import metrics as M
 import norm as normalisation
 from errors import ToolkitError
 from feature_store import FeatureStore, StoreError, default_features
@@ -438,13 +439,18 @@ def predict_utterance(model, meta, frames, tokens, n_words, device='cpu'):
 
 
 # ============================================================================ testing and the sweep
-def evaluate(model, ds, loader, norm, device, amp='off', missing=None):
-    """Scores of a whole split, optionally with missing data (dict(audio=p, text=q, mode=...))."""
+def evaluate(model, ds, loader, norm, device, amp='off', missing=None, preds=False):
+    """Scores of a whole split, optionally with missing data (dict(audio=p, text=q, mode=...)); with preds=True
+    also the de-normalised predictions and labels {emo: (pred, label)} in dataset order."""
     ds.missing = missing
     try:
-        return scores(*predict(model, loader, device, amp), norm)
+        p, y = predict(model, loader, device, amp)
     finally:
         ds.missing = None
+    s = scores(p, y, norm)
+    if not preds:
+        return s
+    return s, {e: (p[:, k] * norm[e][1] + norm[e][0], y[:, k] * norm[e][1] + norm[e][0]) for k, e in enumerate(EMOS)}
 
 
 def check_test_flags(args):
@@ -508,15 +514,24 @@ def test_split(c, split):
           f'{"+".join(released)}')
     if not a.sweep:
         miss = dict(audio=a.missing_audio, text=a.missing_text, mode=c.modes[0])
-        s = evaluate(c.model, ds, loader, c.norm, c.device, a.amp, miss if a.missing_audio or a.missing_text else None)
-        print(f'missing audio {a.missing_audio:g}, text {a.missing_text:g} ({c.modes[0]}): '
-              + '  '.join(f'{e} CCC {s[e]:.4f}' for e in EMOS))
+        s, pl = evaluate(c.model, ds, loader, c.norm, c.device, a.amp,
+                         miss if a.missing_audio or a.missing_text else None, preds=True)
+        print(f'missing audio {a.missing_audio:g}, text {a.missing_text:g} ({c.modes[0]})')
+        # the intervals of method 1 (testing.py): metrics.evaluate on the de-normalised predictions, same flags
+        rows = [{'Attr': e, 'Split': split, 'Release_splits': '+'.join(released), 'N': len(ds),
+                 **M.interval_columns(M.evaluate_on(c.corpus, ds.names, *pl[e], a.bootstrap, a.bootstrap_n))}
+                for e in EMOS]
+        M.print_table(rows)
         s = {**s, 'release_splits': '+'.join(released)}
         rec = dict(checkpoint=checkpoints.display_path(c.ckpt), corpus=c.corpus.name, split=split,
-                   release_splits=released, n=len(ds), missing=miss, **{f'ccc_{e}': s[e] for e in EMOS})
+                   release_splits=released, n=len(ds), missing=miss, **{f'ccc_{e}': s[e] for e in EMOS},
+                   metrics=rows)
         path = Path(a.out) / f'{stem}_{split}_scores.json'
-        atomic_write_text(path, json.dumps(rec, indent=1) + '\n')
-        print(f'wrote {path}')
+        atomic_write_text(path, json.dumps(rec, indent=1, default=float) + '\n')
+        csv_path = Path(a.out) / f'{stem}_{split}_metrics.csv'
+        atomic_write_text(csv_path, pd.DataFrame(rows).assign(missing_audio=a.missing_audio,
+                                                              missing_text=a.missing_text).to_csv(index=False))
+        print(f'wrote {path}\n      {csv_path}')
         return s
     df = sweep(c.model, ds, loader, c.norm, c.device, a.amp, c.modes, c.fracs).assign(
         split=split, release_splits='+'.join(released))

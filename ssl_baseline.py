@@ -361,8 +361,6 @@ def test(args, corpus, device):
         out = predict(model, DataLoader(ds, args.batch_size, collate_fn=collate, num_workers=args.workers), device,
                       args.amp)
         pz = np.stack([out[i] for i in range(len(names))])
-        spk = M.corpus_speakers(corpus, names)
-        unit, note = M.bootstrap_unit(args.bootstrap, spk)
         for k, e in enumerate(emos):
             if e not in want:
                 continue
@@ -370,18 +368,16 @@ def test(args, corpus, device):
             path = Path(args.out) / f'{e}_{split}_predictions.csv'
             atomic_write_text(path, pd.DataFrame({'FileName': names, 'Label': y[:, k], 'Pred': pred.round(5)})
                               .to_csv(index=False))
-            r = M.evaluate(pred, y[:, k], spk if unit == 'speakers' else None, resample=unit, n_boot=args.bootstrap_n)
-            rows.append({'Attr': e, 'Split': split, 'N': len(names), 'CCC': r['ccc']['value'],
-                         'CCC_lo': r['ccc']['ci'][0], 'CCC_hi': r['ccc']['ci'][1],
-                         'bootstrap': M.describe_bootstrap(r['bootstrap']) + (f' ({note})' if note else ''),
-                         'Pearson_r': r['pearson_r']['value'], 'feature_norm': 'utterance (waveform)',
+            r = M.evaluate_on(corpus, names, pred, y[:, k], args.bootstrap, args.bootstrap_n)
+            rows.append({'Attr': e, 'Split': split, 'Release_splits': '+'.join(corpus.release_splits(names=names)),
+                         'N': len(names), **M.interval_columns(r), 'feature_norm': 'utterance (waveform)',
                          'predictions': C.display_path(path), 'model': C.display_path(ck.path),
                          'model_sha256': ck.sha256, 'upstream': ck.features['upstream']})
     if not rows:
         raise ToolkitError(f'no utterances with labels in {sets}')
     df = pd.DataFrame(rows)
     atomic_write_text(Path(args.out) / 'metrics.csv', df.to_csv(index=False))
-    print(df[['Attr', 'Split', 'N', 'CCC', 'CCC_lo', 'CCC_hi']].to_string(index=False, float_format='%.4f'))
+    M.print_table(rows, 'feature norm', 'feature_norm')
     print(f'SSL baseline {C.display_path(ck.path)} (upstream {ck.features["upstream"]}); predictions and metrics.csv '
           f'in {args.out}', file=sys.stderr)
     return rows

@@ -19,8 +19,10 @@ Predictions are de-normalised with the model's label statistics; CCC is computed
 corpus has no Test split). Test is the published test set: Test1 where the release has Test1 and Test2 (both
 published codes score that one set); -set Test2 (any release split name) scores another. Every row names the
 release splits it scored (Release_splits).
-Intervals: percentile bootstrap with a fixed seed (metrics.py, docs/protocols.md); --bootstrap speakers (default)
-resamples whole speakers, the honest interval for unseen speakers; utterances treats utterances as independent.
+Intervals (metrics.py, docs/metrics.md): --bootstrap speakers (default) resamples whole speakers (fixed seed),
+utterances treats utterances as independent; the interval is Fisher z +- t(k-1) x bootstrap SD, and it is
+withheld, with the reason, below metrics.MIN_SPEAKERS test speakers, where no interval measured in
+bench/results/coverage.json reached 90 % coverage. --model mscr prints and records the same intervals.
 Output (--out, default runs/testing): <Emo>_<Split>_predictions.csv (FileName, Label, Pred, Chunk01..22:
 the 22-chunk curve) and metrics.csv (with the intervals, the model source, checksum and normalisation); the table is printed.
 """
@@ -90,16 +92,9 @@ def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device, fla
         df[k] = v
     path = Path(args.out) / f'{emo}_{split}_predictions.csv'
     atomic_write_text(path, df.to_csv(index=False))
-    unit, note = M.bootstrap_unit(args.bootstrap, M.corpus_speakers(corpus, names))
-    if unit == 'speakers' and len(set(M.corpus_speakers(corpus, names))) == 1:
-        note = 'one speaker: the interval is the point value; --bootstrap utterances gives an utterance interval'
-    r = M.evaluate(pred, y, M.corpus_speakers(corpus, names) if unit == 'speakers' else None, resample=unit,
-                   n_boot=args.bootstrap_n)
+    r = M.evaluate_on(corpus, names, pred, y, args.bootstrap, args.bootstrap_n)
     return {'Attr': emo, 'Split': split, 'Release_splits': '+'.join(corpus.release_splits(names=names)),
-            'N': len(names), 'CCC': r['ccc']['value'], 'CCC_lo': r['ccc']['ci'][0],
-            'CCC_hi': r['ccc']['ci'][1], 'Pearson_r': r['pearson_r']['value'], 'r_lo': r['pearson_r']['ci'][0],
-            'r_hi': r['pearson_r']['ci'][1], 'bootstrap': M.describe_bootstrap(r['bootstrap']) + (
-                f' ({note})' if note else ''), 'predictions': C.display_path(path)}
+            'N': len(names), **M.interval_columns(r), 'predictions': C.display_path(path)}
 
 
 def test_emo(args, emo, corpus, store, device, sets):
@@ -165,15 +160,7 @@ def main(argv=None):
     print(f'\nCCC on the raw de-normalised predictions, not clipped ({corpus.name})')
     for ck in ckpts:
         print(f'  {"/".join(ck.attributes)}: {ck.describe()}, SHA-256 {(ck.sha256 or "?")[:12]}')
-    print(f'{"Attr":5s} {"Split":11s} {"release":11s} {"N":>6s} {"CCC [95 % CI]":>25s} {"r [95 % CI]":>25s}  '
-          f'feature norm')
-    for r in rows:
-        ci = lambda v, lo, hi: f'{v:.4f} [{lo:.4f}, {hi:.4f}]'   # noqa: E731
-        print(f'{r["Attr"]:5s} {r["Split"]:11s} {r["Release_splits"]:11s} {r["N"]:6d} '
-              f'{ci(r["CCC"], r["CCC_lo"], r["CCC_hi"]):>25s} {ci(r["Pearson_r"], r["r_lo"], r["r_hi"]):>25s}  '
-              f'{r["feature_norm"]}')
-    for b in dict.fromkeys(r['bootstrap'] for r in rows):
-        print(b)
+    M.print_table(rows, 'feature norm', 'feature_norm')
     metrics = Path(args.out) / 'metrics.csv'
     atomic_write_text(metrics, pd.DataFrame(rows).to_csv(index=False))
     print(f'predictions and metrics: {Path(args.out)}')

@@ -3,6 +3,7 @@ planted difference found, identical systems not, refusal when the utterance sets
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 
 import compare
 import metrics as M
@@ -34,7 +35,9 @@ def naive_paired(a, b, y, spk, n, seed):
         pa = np.array([b[i] if swap[spk[i]] else a[i] for i in range(len(y))])
         pb = np.array([a[i] if swap[spk[i]] else b[i] for i in range(len(y))])
         hits += abs(naive_ccc(pa, y) - naive_ccc(pb, y)) >= abs(d) - 1e-12
-    return d, np.quantile(diffs, [0.025, 0.975]), (1 + hits) / (1 + n)
+    k = len(uniq)            # the printed interval: d +- t(k-1) x SD of the resampled differences x sqrt(k/(k-1))
+    half = scipy.stats.t.ppf(0.975, k - 1) * np.std(diffs, ddof=1) * np.sqrt(k / (k - 1))
+    return d, [d - half, d + half], (1 + hits) / (1 + n)
 
 
 def data(seed, n_spk=12, per=10, shift=0.0):

@@ -55,6 +55,9 @@ def test_crosscorpus_matrix(emodb_mini, tiny_corpus, tiny_lld, tmp_path, one_tor
     assert rel['metrics']['Act']['bootstrap']['n_clusters'] == 3
     md = (tmp_path / 'res' / 'crosscorpus.md').read_text()
     assert '**Act CCC** [95 % CI]' in md and 'smoke size' in md and '| released | ' in md and 'Test split' in md
+    # the diagonal tests one speaker (09): no interval, marked, and the reason under the table
+    assert diag['metrics']['Act']['ccc']['ci'] == [None, None] and '[CI withheld] †' in md
+    assert '† interval withheld: fewer than 2 test speakers' in md
     png = (tmp_path / 'res' / 'crosscorpus.png').read_bytes()
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 5000
     saved = json.loads((tmp_path / 'res' / 'crosscorpus.json').read_text())

@@ -133,3 +133,64 @@ def test_categories_and_bootstrap_unit(tiny_corpus):
     assert M.bootstrap_unit('speakers', M.corpus_speakers(c, names)) == ('speakers', '')
     unit, note = M.bootstrap_unit('speakers', ['1', None])
     assert unit == 'utterances' and 'no speaker ID' in note
+
+
+def loop_interval(x, y, spk, counts, stat):
+    """The printed interval written out with loops: every resample built by repeating the drawn speakers'
+    utterances, its statistic computed plainly, Fisher z (atanh), then z +- t(k-1) x SD x sqrt(k / (k-1))."""
+    uniq = sorted(set(spk))
+    k = len(uniq)
+    z = []
+    for row in counts:
+        take = [i for j, s in enumerate(uniq) for _ in range(int(row[j])) for i in range(len(spk)) if spk[i] == s]
+        z.append(np.arctanh(stat(x[take], y[take])))
+    half = 2.7764451051977987 * np.std(z, ddof=1) * np.sqrt(k / (k - 1))     # t_4(0.975), k = 5
+    z0 = np.arctanh(stat(x, y))
+    return [np.tanh(z0 - half), np.tanh(z0 + half)]
+
+
+def test_interval_definition_against_a_loop():
+    """5 speakers (>= MIN_SPEAKERS): the printed CCC and r intervals equal the loop implementation on the same
+    resamples; the percentile interval (what was printed before) is narrower and differs."""
+    rng = np.random.default_rng(11)
+    x, y, spk = clustered(rng, n_spk=5, per=7)
+    assert M.MIN_SPEAKERS <= 5 and M.t_quantile(0.95, 4) == pytest.approx(2.7764451051977987, abs=1e-12)
+    r = M.evaluate(x, y, spk, n_boot=200, seed=4)
+    counts = M.cluster_counts(5, 200, 4)
+    assert r['ccc']['ci'] == pytest.approx(loop_interval(x, y, list(spk), counts, ccc), abs=1e-10)
+    assert r['pearson_r']['ci'] == pytest.approx(loop_interval(x, y, list(spk), counts,
+                                                               lambda a, b: np.corrcoef(a, b)[0, 1]), abs=1e-10)
+    assert r['bootstrap']['method'] == 'z-t' and not r['bootstrap']['withheld']
+    p = M.evaluate(x, y, spk, n_boot=200, seed=4, method='percentile')['ccc']['ci']
+    assert p[1] - p[0] < r['ccc']['ci'][1] - r['ccc']['ci'][0]
+    assert 'Fisher z +- t(4)' in M.describe_bootstrap(r['bootstrap'])
+
+
+def test_interval_withheld_below_the_measured_speaker_count():
+    """Below MIN_SPEAKERS test speakers no interval is printed, with the reason; MIN_SPEAKERS is the count
+    bench/bench_coverage.py measured (its JSON)."""
+    import json
+    from pathlib import Path
+    cov = json.loads((Path(__file__).resolve().parents[1] / M.COVERAGE_JSON).read_text())
+    assert cov['min_speakers_measured'] == M.MIN_SPEAKERS == cov['min_speakers_in_metrics']
+    rng = np.random.default_rng(6)
+    k = M.MIN_SPEAKERS
+    x, y, spk = clustered(rng, n_spk=k, per=10)
+    cats = rng.choice(['A', 'S'], len(x))
+    few = spk < k - 1                                          # k - 1 speakers
+    r = M.evaluate(x[few], y[few], spk[few], cats[few])
+    for key in ('ccc', 'pearson_r', 'auc_arousal'):
+        assert r[key]['ci'] == [None, None] and np.isfinite(r[key]['value'])
+    why = r['bootstrap']['withheld']
+    assert why.startswith(f'{k - 1} test speaker') and f'90 % coverage from {k} speakers on (bench/results/coverage.json)' \
+        in why
+    assert M.describe_bootstrap(r['bootstrap']) == '95 % CI withheld: ' + why
+    assert M.fmt_ci(r['ccc']).endswith('[CI withheld]')
+    d = M.paired_difference(x[few], y[few] + 0.1, y[few], spk[few], n_perm=20)
+    assert d['diff']['ci'] == [None, None] and d['bootstrap']['withheld'] == why
+    ok = M.evaluate(x, y, spk, cats)                         # k speakers: printed
+    assert all(np.isfinite(ok[key]['ci']).all() for key in ('ccc', 'pearson_r', 'auc_arousal'))
+    assert ok['ccc']['ci'][0] < ok['ccc']['value'] < ok['ccc']['ci'][1]
+    # utterances resampled: an interval from 2 utterances on, said to assume independent utterances
+    u = M.evaluate(x[few], y[few], resample='utterances')
+    assert np.isfinite(u['ccc']['ci']).all() and 'assumes independent utterances' in M.describe_bootstrap(u['bootstrap'])

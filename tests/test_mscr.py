@@ -423,6 +423,13 @@ def test_train_test_sweep_end_to_end(stores, tmp_path):
     assert all(np.isfinite(s[e]) for e in ('Act', 'Dom', 'Val')) and s['release_splits'] == 'Test1'
     rec = json.loads((tmp_path / 'MSCR_iter40_batch16_lld_scales1_Test_scores.json').read_text())
     assert rec['release_splits'] == ['Test1'] and rec['ccc_Act'] == pytest.approx(s['Act'])
+    # the intervals of method 1 (metrics.evaluate_on, the same flags): printed, in the JSON and the metrics CSV
+    met = pd.read_csv(tmp_path / 'MSCR_iter40_batch16_lld_scales1_Test_metrics.csv').set_index('Attr')
+    for e in ('Act', 'Dom', 'Val'):
+        row = next(m for m in rec['metrics'] if m['Attr'] == e)
+        assert row['CCC'] == pytest.approx(s[e]) and row['CCC_lo'] <= row['CCC'] <= row['CCC_hi']
+        assert row['r_lo'] <= row['Pearson_r'] <= row['r_hi'] and met.loc[e, 'CCC_hi'] == pytest.approx(row['CCC_hi'])
+    assert met.bootstrap.str.contains('1000 resamples of the 2 speakers').all() and (met.N == 6).all()
     s2 = testing.main(tfl + ['--missing-audio', '1', '--missing-mode', 'modality'])
     assert s2 != s
     df = testing.main(tfl + ['--sweep', '--sweep-fracs', '0,0.5,1', '--missing-mode', 'frames,chunks,modality'])
