@@ -222,8 +222,17 @@ def check_not_under_test(computed_on, desc, corpus, splits):
     """Stop when statistics a model is evaluated with (`desc`: what they are) were computed on a split being
     evaluated (their record says so): the score would use the test data's own statistics under a 'train' label."""
     on = computed_on or {}
-    if on.get('speakers'):      # checked by speaker (identity.speaker_leaks), never by corpus folder and split name
-        return
+    if on.get('speakers'):      # by speaker (the audio of their utterances), never by corpus folder and split name
+        seen = identity.seen_speakers(on['speakers'], identity.speakers_of(
+            corpus, [n for sp in splits for n in corpus.files(sp)]))
+        if not seen:
+            return
+        if not (on.get('corpus') == corpus.name and on.get('split') in splits):
+            raise NormError(f'the {desc} were computed on the {on.get("split")} split of {on.get("corpus")}, which '
+                            f'saw tested speaker(s) {", ".join(seen[:8])} (same audio, whatever the folder or split '
+                            f'names): the score would use the test data\'s own statistics. Use statistics of a Train '
+                            f'part without these speakers (norm_para.py --split Train), or --feature-norm corpus to '
+                            f'normalise the evaluated data on itself knowingly (metrics.csv then says so)')
     if on.get('corpus') == corpus.name and on.get('split') in splits and on.get('split') != 'Train':
         raise NormError(f'the {desc} were computed on the {on["split"]} split of {corpus.name}, the split under '
                         f'test: the score would use the test data\'s own statistics. Use statistics of the Train split '
@@ -327,10 +336,11 @@ def training_norm(fscope, lscope, store, corpus, norm_path=None, release=None, e
             test = identity.speakers_of(corpus, corpus.files('Test'))
             seen = identity.seen_speakers(on['speakers'], test)
             if seen:
-                raise NormError(f'--norm {nd.path} holds statistics of speaker(s) {", ".join(seen[:8])} (its record '
-                                f'says so, by the audio of their utterances), who are in the Test part of '
-                                f'{corpus.name}{" " + corpus.fold if corpus.fold else ""}: training with them would '
-                                f'carry the test speakers into the model; compute them on Train (python norm_para.py '
+                raise NormError(f'--norm {nd.path} holds statistics of the {on.get("split")} split of '
+                                f'{on.get("corpus")}, with speaker(s) {", ".join(seen[:8])} of the Test part of '
+                                f'{corpus.name}{" " + corpus.fold if corpus.fold else ""} (its record says so, by the '
+                                f'audio of their utterances): training with them would carry the test speakers into '
+                                f'the model and into its later test; compute them on Train (python norm_para.py '
                                 f'--split Train{" --fold " + corpus.fold[4:] if corpus.fold else ""})')
         elif on.get('corpus') == corpus.name and on.get('split') not in (None, 'Train'):
             raise NormError(f'--norm {nd.path} holds statistics of the {on["split"]} split of {corpus.name} (its '
