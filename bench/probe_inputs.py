@@ -897,11 +897,11 @@ def _dup_row(d):
 
 corpus_case('one FileName twice in the labels file, other values', 'refused naming the file',
             lambda c: edit_labels(c, _dup_row),
-            pats=(r'MSP-PODCAST_\d+_\d+\.wav', r'twice|repeated|duplicate|more than once'))
+            pats=(r'MSP-PODCAST_\d+_\d+\.wav', r'twice|repeated|duplicate|more than once|several rows'))
 corpus_case('one FileName twice in the labels file, same values', 'read once or refused',
             lambda c: edit_labels(c, lambda d: pd.concat([d, d.iloc[[20]]], ignore_index=True)),
             ok=lambda c, o, r: len(preds(o)) == 6 and preds(o).FileName.is_unique,
-            pats=(r'twice|repeated|duplicate|more than once',))
+            pats=(r'twice|repeated|duplicate|more than once|several rows',))
 corpus_case('a labelled Test recording deleted', 'named (missing audio) or listed',
             lambda c: next(f for f in sorted((c / 'Audios').glob('*.wav'))
                            if f.name in set(pd.read_csv(labels(c)).query("Split_Set == 'Test1'").FileName)).unlink(),
@@ -922,7 +922,7 @@ corpus_case('SpkrID missing for one Test utterance', 'scored, the bootstrap says
             ok=lambda c, o, r: len(preds(o)) in (5, 6), pats=('SpkrID',))
 corpus_case('check_corpus on labels with a repeated FileName', 'a fatal finding naming the file',
             lambda c: edit_labels(c, _dup_row),
-            then='check', pats=(r'MSP-PODCAST', r'twice|repeated|duplicate|more than once'))
+            then='check', pats=(r'MSP-PODCAST', r'twice|repeated|duplicate|more than once|several rows'))
 
 
 # ---------------------------------------------------------------- folds
@@ -991,7 +991,7 @@ fold_edit('folds.csv with a FileName that is not in the labels', 'named or ignor
           _test_fold(), ok=lambda ctx, c, r: len(preds(c.parent / 't')) == 6, pats=('ghost',))
 fold_edit('folds.csv with one FileName twice, in two parts', 'refused naming the file',
           lambda c: edit_folds(c, lambda d: pd.concat([d, d[d.fold1 == 'Test'].iloc[[0]].assign(fold1='Train')])),
-          _test_fold(), pats=(r'MSP-PODCAST', r'twice|repeated|duplicate|more than once|2 rows'))
+          _test_fold(), pats=(r'MSP-PODCAST', r'twice|repeated|duplicate|more than once|several rows'))
 fold_edit('folds.csv in Latin-1', 'named with the fix',
           lambda c: (c / 'Labels' / 'folds.csv').write_bytes(
               (c / 'Labels' / 'folds.csv').read_bytes().replace(b'FileName', b'FileName\xe9', 1)),
@@ -1138,9 +1138,9 @@ def _(ctx):
 def _(ctx):
     c = ctx.copy('cvint', folds=True)
     out = c.parent / 'cv'
-    r1 = script('crossval', ctx.cv_args(c, out, '--folds', '1', '-ep', 30),
+    r1 = script('crossval', ctx.cv_args(c, out, '--folds', '1', '-ep', 4),
                 interrupt_when=lambda: any((out / 'fold1').rglob('*.pth.tar')), after=0.3)
-    r2 = call('crossval', ctx.cv_args(c, out, '--folds', '1', '-ep', 30))
+    r2 = call('crossval', ctx.cv_args(c, out, '--folds', '1', '-ep', 4))
     if r1.tb:
         return Obs('traceback', r1, 'interrupted run: ' + r1.tb.strip().splitlines()[-1])
     return succeeded(r2, [(not skipped_msg(r2), 'the interrupted fold counted as done'),
@@ -1386,7 +1386,16 @@ def _(ctx):
     c = ctx.copy('nleak')
     n = c.parent / 'N'
     call('norm_para', norm_args(ctx, n, '--split', 'Test', corpus=c))
-    return refused(call('testing', ctx.test_args(c.parent / 't', '--norm', n)), 'saw tested speaker', '5')
+    return refused(call('testing', ctx.test_args(c.parent / 't', '--norm', n)), 'saw tested speaker|split under test')
+
+
+@case('normalisation', 'testing with a NormTerm of the Test speakers from a renamed copy', 'refused: seen speakers')
+def _(ctx):
+    c = ctx.tmp('nleak2') / 'renamed'
+    shutil.copytree(ctx.base['root'], c)
+    n = c.parent / 'N'
+    call('norm_para', norm_args(ctx, n, '--split', 'Test', corpus=c))
+    return refused(call('testing', ctx.test_args(c.parent / 't', '--norm', n)), r'saw tested speaker\(s\) 5, 6')
 
 
 @case('normalisation', 'testing --fold 2 with the NormTerm of fold 1\'s Train part (holds speakers 1, 2)',
@@ -1672,7 +1681,7 @@ def flag_case(area, module, flag, value, args_fn):
 
 for flag, vals in (('-ep', ('0', '-1', 'abc', '1.5')), ('-batch', ('0', '-8')), ('--lr', ('nan', 'inf', '-1', '0')),
                    ('--seed', ('-1', str(2 ** 40))), ('--limit', ('0',)), ('--workers', ('-1',)),
-                   ('--threads', ('0',))):
+                   ('--threads', ('-1',))):
     for v in vals:
         flag_case('flags', 'training', flag, v, lambda ctx: ctx.train_args(ctx.tmp('fl') / 'm'))
 for flag, vals in (('--bootstrap-n', ('0', '-5', 'x', str(10 ** 13))), ('-batch', ('0',)), ('--limit', ('-1',))):
