@@ -218,9 +218,11 @@ def norm_dir(path):
 _NORM_DIRS = {}
 
 
-def check_not_under_test(computed_on, desc, corpus, splits):
+def check_not_under_test(computed_on, desc, corpus, splits, leaks_checked=False):
     """Stop when statistics a model is evaluated with (`desc`: what they are) were computed on a split being
-    evaluated (their record says so): the score would use the test data's own statistics under a 'train' label."""
+    evaluated (their record says so): the score would use the test data's own statistics under a 'train' label.
+    Statistics with speaker fingerprints are compared by speaker; leaks_checked: the caller compares them itself
+    (identity.check_speaker_leaks, which --allow-seen-speakers turns into a flag on every output row)."""
     on = computed_on or {}
     if on.get('speakers'):      # by speaker (the audio of their utterances), never by corpus folder and split name
         seen = identity.seen_speakers(on['speakers'], identity.speakers_of(
@@ -228,6 +230,8 @@ def check_not_under_test(computed_on, desc, corpus, splits):
         if not seen:
             return
         if not (on.get('corpus') == corpus.name and on.get('split') in splits):
+            if leaks_checked:       # the caller runs identity.check_speaker_leaks (with --allow-seen-speakers)
+                return
             raise NormError(f'the {desc} were computed on the {on.get("split")} split of {on.get("corpus")}, which '
                             f'saw tested speaker(s) {", ".join(seen[:8])} (same audio, whatever the folder or split '
                             f'names): the score would use the test data\'s own statistics. Use statistics of a Train '

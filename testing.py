@@ -106,8 +106,8 @@ def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device, fla
 def test_emo(args, emo, corpus, store, device, sets):
     model, ck, fnorm = cli.open_model(args, 'seq2seq', emo, corpus, store, device)
     lnorm, lrec = N.model_label_stats(ck, emo, args.norm)
-    N.check_not_under_test(fnorm.computed_on, f'feature statistics ({fnorm.describe()})', corpus, sets)
-    N.check_not_under_test(lrec.get('computed_on'), f'label statistics ({lrec.get("source")})', corpus, sets)
+    N.check_not_under_test(fnorm.computed_on, f'feature statistics ({fnorm.describe()})', corpus, sets, True)
+    N.check_not_under_test(lrec.get('computed_on'), f'label statistics ({lrec.get("source")})', corpus, sets, True)
     prov = {'model_source': ck.source, 'model': C.display_path(ck.path), 'model_sha256': ck.sha256,
             'feature_norm': fnorm.scope, 'feature_norm_source': fnorm.source, 'label_norm': lrec['scope'],
             'label_norm_source': lrec['source'], 'ccc_on': 'raw model outputs (not clipped to 1-7)',
