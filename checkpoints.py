@@ -593,6 +593,7 @@ def start_model(args, kind, emo, store):
                         layer_sum=len(layers) if getattr(args, 'layer_sum', False) else 0)
     else:
         init.check(kind, emo, store.meta.get('preset'), store.hop, store.dim)
+        init.require_finished(getattr(args, 'allow_unfinished', False))
         init.check_store(store)
         model = load_model(init)
         print(f'{emo}: {kind} initialised from {init.describe()}')
@@ -680,7 +681,8 @@ def make_record(kind, attributes, store, m, K, fnorm_record, label_record, corpu
         'corpus': {'name': corpus.name, 'root': display_path(corpus.root), 'splits': dict(splits),
                    'fold': getattr(corpus, 'fold', None)},
         'init_from': None if init_from is None else {'source': init_from.source, 'path': display_path(init_from.path),
-                                                     'sha256': init_from.sha256},
+                                                     'sha256': init_from.sha256,
+                                                     **({} if init_from.finished else {'finished': False})},
         'settings': dict(settings), 'result': dict(result or {}),
         'toolkit_revision': toolkit_revision(), 'weights_sha256': None,
     }

@@ -76,6 +76,15 @@ open_fraction = _number(float, 0, 1, lo_open=True)      # (0, 1]
 dropout_float = _number(float, 0, 1, hi_open=True)      # [0, 1)
 
 
+def file_stem(text):
+    """An argparse `type` for a file-name stem (--name): no folder part, so the files stay in their folder."""
+    t = str(text).strip()
+    if not t or t in ('.', '..') or '/' in t or '\\' in t or '\0' in t:
+        raise argparse.ArgumentTypeError(f'expected a file name without a folder (no / or ..), got {text!r}; the '
+                                         f'folder is set by --out/--report')
+    return t
+
+
 def available_memory():
     """Bytes of memory available now (MemAvailable of /proc/meminfo; physical memory where that is unknown)."""
     try:

@@ -427,6 +427,10 @@ def publish_dir(tmp, out):
 def csv_error(path, e):
     """The message for a CSV that cannot be read: an encoding other than UTF-8 is named, with the fix."""
     if isinstance(e, UnicodeDecodeError):
+        head = bytes(e.object[:2]) if isinstance(e.object, (bytes, bytearray)) else b''
+        if head in (b'\xff\xfe', b'\xfe\xff'):
+            return (f"{path}: UTF-16 text (it starts with a UTF-16 byte-order mark), not UTF-8. Save it as UTF-8, "
+                    f"e.g. iconv -f utf-16 -t utf-8 OLD > NEW")
         return (f"{path}: not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} is not valid UTF-8; saved as "
                 f"Latin-1/Windows-1252?). Save it as UTF-8, e.g. iconv -f latin1 -t utf-8 OLD > NEW")
     return f"{path}: cannot read CSV ({e})"
@@ -482,7 +486,10 @@ class Corpus:
         """['fold1', 'fold2', ...] of Labels/folds.csv in numeric order; [] when there is no folds file."""
         if not self.folds_path.is_file():
             return []
-        head = pd.read_csv(self.folds_path, nrows=0).columns
+        try:
+            head = pd.read_csv(self.folds_path, nrows=0).columns
+        except Exception as e:
+            raise CorpusError(csv_error(self.folds_path, e)) from None
         names = [str(c).strip() for c in head if re.fullmatch(r'fold\d+', str(c).strip())]
         return sorted(names, key=lambda n: int(n[4:]))
 
@@ -514,7 +521,22 @@ class Corpus:
             raise CorpusError(f"{path}: column {name} holds {sorted(set(bad))[:5]}; each cell must be Train, "
                               f"Validation, Test or empty")
         split = pd.Series(cell.where(cell != '').values, index=_wav_names(df['FileName']).values)
-        split = split[~split.index.duplicated()]
+        dup = split.index.duplicated(keep=False)
+        if dup.any():           # one utterance in two rows: refused when the rows disagree, read once otherwise
+            clash = split[dup].groupby(level=0).nunique(dropna=False)
+            clash = clash[clash > 1]
+            if len(clash):
+                n = clash.index[0]
+                raise CorpusError(f"{path}: {len(clash)} FileName(s) appear in several rows with different {name} "
+                                  f"parts, e.g. {n} ({', '.join(map(str, split[n].tolist()))}); keep one row per "
+                                  f"utterance (prepare_corpus.py writes one)")
+            split = split[~split.index.duplicated()]
+        held = set(split.reindex(self.labels['FileName'].values).dropna().map(user_split))
+        lack = [p for p in ('Train', 'Validation', 'Test') if p not in held]
+        if lack:
+            raise CorpusError(f"{path}: {name} has no {' and no '.join(lack)} part among the utterances of "
+                              f"{self.consensus_path.name}; each fold needs Train, Validation and Test utterances "
+                              f"(rebuild the folds with prepare_corpus.py, or check them with check_corpus.py)")
         self.labels['Split_Set_default'] = self.labels['Split_Set']
         self.labels['Split_Set'] = split.reindex(self.labels['FileName'].values).values
         self.fold = name
@@ -545,6 +567,9 @@ class Corpus:
         for c in EMO_COLS:
             df[c] = self._check_label_column(path, df, c)
         df = self._drop_duplicates(path, df)
+        if df.empty:
+            raise CorpusError(f"{path}: no utterances (the file holds a header and no rows); write one row per "
+                              f"recording")
         return df.drop(columns='_line').reset_index(drop=True)
 
     def _label_warning(self, msg):

@@ -73,7 +73,7 @@ def build_parser():
     p.add_argument('--work', default=str(cli.REPO / 'runs' / 'crosscorpus'),
                    help='folder of the models, predictions and logs (default runs/crosscorpus)')
     p.add_argument('--out', default=None, help='folder of <name>.json/.md/.png (default: --work)')
-    p.add_argument('--name', default='crosscorpus', help='stem of the result files (default crosscorpus)')
+    p.add_argument('--name', type=cli.file_stem, default='crosscorpus', help='stem of the result files (default crosscorpus)')
     p.add_argument('--note', default='', help='a line added to the Markdown and JSON (e.g. why settings are reduced)')
     p.add_argument('--fresh', action='store_true', help='ignore the done markers and redo every model and cell')
     return p

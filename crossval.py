@@ -42,7 +42,7 @@ import evalsteps as S
 import metrics as M
 from corpus import Corpus
 from errors import ToolkitError
-from outputs import output_lock
+from outputs import OutputClashError, check_not_inside, check_parent, output_lock
 from utils import atomic_write_text, parse_emos
 
 CURVES = ('released', 'fold', 'constant')
@@ -84,7 +84,7 @@ def build_parser():
     S.add_step_args(p)
     p.add_argument('--out', default=None, help='output folder of the folds (default runs/crossval/<corpus name>)')
     p.add_argument('--report', default=None, help='folder of <name>.json and <name>.md (default: --out)')
-    p.add_argument('--name', default='crossval', help='stem of the report files (default crossval)')
+    p.add_argument('--name', type=cli.file_stem, default='crossval', help='stem of the report files (default crossval)')
     p.add_argument('--fresh', action='store_true', help='ignore the done markers and redo every fold')
     return p
 
@@ -210,6 +210,17 @@ def main(argv=None):
         from checkpoints import require_release
         require_release(args.pretrained)
     out = Path(args.out or cli.REPO / 'runs' / 'crossval' / corpus.name)
+    check_parent(out, '--out')
+    if out.exists() and not out.is_dir():
+        raise ToolkitError(f'--out {out} is a file, not a folder; crossval.py writes a folder of folds there: choose '
+                           f'another --out')
+    if out.resolve() == corpus.root.resolve():
+        raise OutputClashError(f'--out {out} is the corpus folder {corpus.root}, which this command reads: choose '
+                               f'another --out')
+    check_not_inside(out, '--out', [(corpus.audio_dir, 'the audio folder of the corpus'),
+                                    (corpus.labels_dir, 'the labels folder of the corpus')])
+    if args.report:
+        check_parent(args.report, '--report')
     with output_lock(out, f'the cross-validation run {out}'):   # a second run into --out stops, naming this one
         return run(args, argv, t0, corpus, folds, emos, out)
 
@@ -250,7 +261,7 @@ def run(args, argv, t0, corpus, folds, emos, out):
                   f'{len(fc.files("Validation"))}, testing on {len(fc.files("Test"))} (speakers {", ".join(test_spk)})'
                   f' ...', flush=True)
             r = run_fold(args, corpus, feats, rankseq, fold, emo, out, common)
-            S.mark_done(marker, key, result=r)
+            S.mark_done(marker, key, outputs=[out / fold / 'test' / f'{emo}_Test_predictions.csv'], result=r)
             rows[fold, emo] = r
             print(f'{tag}: test CCC {r["CCC"]:.4f} [{r["CCC_lo"]:.4f}, {r["CCC_hi"]:.4f}] on {r["N"]} utterances '
                   f'({r["seconds_train"]:.0f} s training, {r["seconds_test"]:.0f} s testing)', flush=True)

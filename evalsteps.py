@@ -10,12 +10,14 @@ import contextlib
 import hashlib
 import importlib
 import json
+import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
 import cli
+import identity
 import metrics as M
 from errors import ToolkitError
 from utils import EMOS, atomic_write_text
@@ -35,19 +37,35 @@ def settings_key(settings):
 
 
 def is_done(marker, settings):
-    """True when `marker` exists and was written for exactly these settings."""
+    """True when `marker` exists, was written for exactly these settings, and the outputs it records (SHA-256 of
+    each, relative to the marker's folder) are still there unchanged: a step whose result file was deleted or
+    edited since is redone, never reported from the marker."""
     p = Path(marker)
     if not p.is_file():
         return False
     try:
-        return json.loads(p.read_text()).get('key') == settings_key(settings)
+        rec = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError):
         return False
+    if not isinstance(rec, dict) or rec.get('key') != settings_key(settings):
+        return False
+    for rel, sha in (rec.get('outputs') or {}).items():
+        f = p.parent / rel
+        if not f.is_file() or identity.file_sha(f) != sha:
+            print(f'note: {f} was {"removed" if not f.is_file() else "changed"} after {p.name} marked the step done; '
+                  f'redoing the step', file=sys.stderr)
+            return False
+    return True
 
 
-def mark_done(marker, settings, **extra):
+def mark_done(marker, settings, outputs=(), **extra):
+    """Write the done marker of a step: its settings key and the SHA-256 of its `outputs` (files whose content the
+    protocol reads back later)."""
+    marker = Path(marker)
+    outs = {os.path.relpath(Path(f).absolute(), marker.parent.absolute()): identity.file_sha(f) for f in outputs}
     atomic_write_text(marker, json.dumps({'key': settings_key(settings), 'settings': settings,
-                                          'finished': time.strftime('%Y-%m-%d %H:%M:%S'), **extra},
+                                          'finished': time.strftime('%Y-%m-%d %H:%M:%S'),
+                                          **({'outputs': outs} if outs else {}), **extra},
                                          indent=1, default=str))
 
 

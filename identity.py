@@ -341,6 +341,11 @@ def check_store(store, corpus, names=None):
     """Stop when the feature store was extracted from other audio than the corpus holds now (a same-named
     corpus, or edited recordings): the model would be scored on another recording's features."""
     bad, known = store_mismatch(store, corpus, names)
+    gone = [n for n in bad if not Path(corpus.audio_path(n)).is_file()]
+    if gone:
+        raise IdentityError(f'{len(gone)} recording(s) of {corpus.consensus_path} are missing from {corpus.audio_dir} '
+                            f'(e.g. {", ".join(gone[:3])}) although the feature store {store.path} holds their '
+                            f'features: restore the audio, or remove those rows from the labels file')
     if bad:
         raise IdentityError(f'feature store {store.path} was extracted from other audio than {corpus.root} holds now '
                             f'({len(bad)} utterance(s) differ, e.g. {", ".join(bad[:3])}: other size or SHA-256 in '

@@ -106,7 +106,11 @@ def model_norms(args, models):
 
 def file_table(path, column, files, flag):
     """A CSV with columns file,<column> -> {str(file): value or None}; files match by path, name or stem."""
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    from corpus import csv_error
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ToolkitError(f'{flag} {csv_error(path, e)}') from None
     if not {'file', column} <= set(df.columns):
         raise ToolkitError(f"{flag} {path}: needs columns 'file' and '{column}' (found {list(df.columns)})")
     by = {}

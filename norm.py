@@ -218,10 +218,25 @@ def norm_dir(path):
 _NORM_DIRS = {}
 
 
-def check_not_under_test(computed_on, desc, corpus, splits):
+def check_not_under_test(computed_on, desc, corpus, splits, leaks_checked=False):
     """Stop when statistics a model is evaluated with (`desc`: what they are) were computed on a split being
-    evaluated (their record says so): the score would use the test data's own statistics under a 'train' label."""
+    evaluated (their record says so): the score would use the test data's own statistics under a 'train' label.
+    Statistics with speaker fingerprints are compared by speaker; leaks_checked: the caller compares them itself
+    (identity.check_speaker_leaks, which --allow-seen-speakers turns into a flag on every output row)."""
     on = computed_on or {}
+    if on.get('speakers'):      # by speaker (the audio of their utterances), never by corpus folder and split name
+        seen = identity.seen_speakers(on['speakers'], identity.speakers_of(
+            corpus, [n for sp in splits for n in corpus.files(sp)]))
+        if not seen:
+            return
+        if not (on.get('corpus') == corpus.name and on.get('split') in splits):
+            if leaks_checked:       # the caller runs identity.check_speaker_leaks (with --allow-seen-speakers)
+                return
+            raise NormError(f'the {desc} were computed on the {on.get("split")} split of {on.get("corpus")}, which '
+                            f'saw tested speaker(s) {", ".join(seen[:8])} (same audio, whatever the folder or split '
+                            f'names): the score would use the test data\'s own statistics. Use statistics of a Train '
+                            f'part without these speakers (norm_para.py --split Train), or --feature-norm corpus to '
+                            f'normalise the evaluated data on itself knowingly (metrics.csv then says so)')
     if on.get('corpus') == corpus.name and on.get('split') in splits and on.get('split') != 'Train':
         raise NormError(f'the {desc} were computed on the {on["split"]} split of {corpus.name}, the split under '
                         f'test: the score would use the test data\'s own statistics. Use statistics of the Train split '
@@ -269,8 +284,11 @@ def data_norm(scope, store, corpus, names=None):
     if scope == 'train':
         train = [n for n in corpus.files('Train') if n in store]
         if not train:
-            raise NormError(f'{corpus.consensus_path}: no Train utterance in {store.path}, so there are no Train '
-                            f'statistics; use --feature-norm corpus|speaker or --norm DIR')
+            n_train = len(corpus.files('Train'))
+            raise NormError(f'{corpus.consensus_path}: none of its {n_train} Train utterances is in the feature store '
+                            f'{store.path}, so there are no Train statistics; extract them (python extract_features.py '
+                            f'--corpus {corpus.root} --out {store.path}), or use --feature-norm corpus|speaker or '
+                            f'--norm DIR')
         return FeatNorm(*norm_stats(store, train), 'train', f'Train split of {corpus.name}',
                         computed_on={'corpus': corpus.name, 'split': 'Train',
                                      'speakers': identity.speakers_of(corpus, train)})
@@ -318,7 +336,17 @@ def training_norm(fscope, lscope, store, corpus, norm_path=None, release=None, e
                                 f'{store.path} holds {store.meta.get("upstream")!r} layers {store.meta.get("layers")}; '
                                 f'compute the NormTerm of this store (python norm_para.py --features {store.path})')
         on = nd.computed_on or {}
-        if on.get('corpus') == corpus.name and on.get('split') not in (None, 'Train'):
+        if on.get('speakers'):          # by speaker: statistics that saw a speaker of this run's Test part
+            test = identity.speakers_of(corpus, corpus.files('Test'))
+            seen = identity.seen_speakers(on['speakers'], test)
+            if seen:
+                raise NormError(f'--norm {nd.path} holds statistics of the {on.get("split")} split of '
+                                f'{on.get("corpus")}, with speaker(s) {", ".join(seen[:8])} of the Test part of '
+                                f'{corpus.name}{" " + corpus.fold if corpus.fold else ""} (its record says so, by the '
+                                f'audio of their utterances): training with them would carry the test speakers into '
+                                f'the model and into its later test; compute them on Train (python norm_para.py '
+                                f'--split Train{" --fold " + corpus.fold[4:] if corpus.fold else ""})')
+        elif on.get('corpus') == corpus.name and on.get('split') not in (None, 'Train'):
             raise NormError(f'--norm {nd.path} holds statistics of the {on["split"]} split of {corpus.name} (its '
                             f'record says so): training with them would carry that split into the model and into '
                             f'its later test; compute them on Train (python norm_para.py --split Train)')

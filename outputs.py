@@ -62,6 +62,20 @@ def check_replaced_folder(out, flag, sources):
                                    f'(with --force: replacing it) would destroy it: choose another {flag}')
 
 
+def check_not_inside(out, flag, sources):
+    """An output folder that may not be, or lie inside, a folder the command reads (a feature store, a corpus's
+    audio or labels folder): its files would mix with that artefact's. sources: [(path, what it is)]."""
+    k = _key(out)
+    for src, what in sources:
+        if src is None:
+            continue
+        s = _key(src)
+        if k == s or s in k.parents:
+            rel = 'is' if k == s else 'lies inside'
+            raise OutputClashError(f'{flag} {out} {rel} {what} {src}, which this command reads; its outputs would be '
+                                   f'mixed into it: choose another {flag}')
+
+
 def files_under(folder, pattern='*'):
     """Existing files under `folder` (recursive; empty for a missing folder)."""
     folder = Path(folder)

@@ -61,7 +61,7 @@ import norm as N
 from cli import _number, add_unfinished_arg, nonneg_float, parser, positive_float, positive_int, run_script
 from errors import ToolkitError
 from inference import MSCREngine, Seq2SeqEngine
-from outputs import check_outputs, files_under, output_lock
+from outputs import check_outputs, check_parent, files_under, output_lock
 from plots import plot_file
 from utils import EMOS, atomic_write_text, get_device
 
@@ -91,6 +91,10 @@ def check_writable(path, flag):
     path = Path(path)
     if flag != '--plot' and path.is_dir():
         raise ToolkitError(f"{flag} {path}: is a folder; give a file name, e.g. {flag} {path / ('results' + ('.json' if flag == '--json' else '.csv'))}")
+    if flag == '--plot' and path.exists() and not path.is_dir():
+        raise ToolkitError(f"{flag} {path} is a file, not a folder; --plot names the folder the PNGs go to: choose "
+                           f"another {flag}")
+    check_parent(path, flag)
     target = path if flag == '--plot' else path.parent
     try:
         target.mkdir(parents=True, exist_ok=True)

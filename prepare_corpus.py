@@ -66,8 +66,11 @@ def main(argv=None):
             raise ToolkitError(f'{flag} is for {corpus} only, not {a.name}')
     if a.name == 'emodb' and a.audio != 'symlink':
         raise ToolkitError('--audio: emodb audio is always resampled to 16 kHz (as prepare_emodb.py does)')
-    opts = dict(audio=a.audio, force=a.force, self_evaluations=a.self_evaluations, song=a.song,
-                speakers=[s.strip() for s in a.speakers.split(',')] if a.speakers else None)
+    spk = [s.strip() for s in a.speakers.split(',') if s.strip()] if a.speakers is not None else None
+    if spk == []:
+        raise ToolkitError(f'--speakers {a.speakers!r} names no speaker; give a comma list (e.g. --speakers 01,02) '
+                           f'or leave it out for every speaker')
+    opts = dict(audio=a.audio, force=a.force, self_evaluations=a.self_evaluations, song=a.song, speakers=spk)
     if a.name == 'crema-d':
         opts.update(mode=a.mode or 'voice')
     if a.name == 'emodb':
@@ -78,6 +81,11 @@ def main(argv=None):
         out, report = get(a.name).convert(a.src, a.out, **opts)
     except FileNotFoundError as e:
         raise ToolkitError(str(e)) from None
+    except ToolkitError as e:
+        if spk and 'no utterance could be converted' in str(e):
+            raise ToolkitError(f'--speakers {",".join(spk)}: no utterance of these speakers could be converted from '
+                               f'{a.src} (check the speaker IDs, as the converter names them in SpkrID); {e}') from None
+        raise
     report = report or Report()
     report.print(out, a.max_list)
     import pandas as pd

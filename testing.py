@@ -42,6 +42,7 @@ import norm as N
 import ssl_baseline
 from dataloader import PadCollate, UtteranceDataset, chunk_frames, limit_names
 from errors import ToolkitError
+from outputs import check_parent
 from seq2seq import predict
 from utils import EMO_COL, atomic_write_text, get_device, parse_emos, set_seed
 
@@ -100,8 +101,8 @@ def test_split(args, emo, split, model, corpus, store, fnorm, lnorm, device, fla
 def test_emo(args, emo, corpus, store, device, sets):
     model, ck, fnorm = cli.open_model(args, 'seq2seq', emo, corpus, store, device)
     lnorm, lrec = N.model_label_stats(ck, emo, args.norm)
-    N.check_not_under_test(fnorm.computed_on, f'feature statistics ({fnorm.describe()})', corpus, sets)
-    N.check_not_under_test(lrec.get('computed_on'), f'label statistics ({lrec.get("source")})', corpus, sets)
+    N.check_not_under_test(fnorm.computed_on, f'feature statistics ({fnorm.describe()})', corpus, sets, True)
+    N.check_not_under_test(lrec.get('computed_on'), f'label statistics ({lrec.get("source")})', corpus, sets, True)
     prov = {'model_source': ck.source, 'model': C.display_path(ck.path), 'model_sha256': ck.sha256,
             'feature_norm': fnorm.scope, 'feature_norm_source': fnorm.source, 'label_norm': lrec['scope'],
             'label_norm_source': lrec['source'], 'ccc_on': 'raw model outputs (not clipped to 1-7)',
@@ -134,6 +135,7 @@ def main(argv=None):
         raise ToolkitError('-emo is required for the Seq2Seq model (Act, Dom, Val or all)')
     set_seed(args.seed, args.threads)
     device = get_device(args.device)
+    check_parent(args.out, '--out')
     corpus = cli.open_corpus(args.corpus, args.fold)
     cli.check_bootstrap(args.bootstrap_n, len(corpus))
     store = cli.open_store(args.features, corpus)
@@ -156,7 +158,10 @@ def main(argv=None):
     if missing:
         print('skipped: ' + '; '.join(f'{e}: {msg}' for e, msg in missing))
     if not rows:
-        raise ToolkitError('nothing was evaluated')
+        raise ToolkitError(f'nothing was evaluated: {", ".join(sets)} of {corpus.consensus_path}'
+                           f'{" (" + corpus.fold + " of " + str(corpus.folds_path) + ")" if corpus.fold else ""} holds no '
+                           f'utterance with {"/".join(emos)} labels and features in {store.path}; check the split '
+                           f'(-set) and the features')
     print(f'\nCCC on the raw de-normalised predictions, not clipped ({corpus.name})')
     for ck in ckpts:
         print(f'  {"/".join(ck.attributes)}: {ck.describe()}, SHA-256 {(ck.sha256 or "?")[:12]}')

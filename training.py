@@ -36,7 +36,7 @@ import norm as N
 import ssl_baseline
 from dataloader import K_CHUNKS, PadCollate, chunk_frames, make_loader
 from errors import ToolkitError
-from outputs import check_outputs
+from outputs import OutputClashError, check_not_inside, check_outputs, check_parent
 from seq2seq import predict, seq2seq_datasets, seq2seq_step
 from utils import ccc, ddp_cleanup, ddp_setup, make_scaler, parse_emos, seed_rank, set_seed, unwrap
 
@@ -66,6 +66,8 @@ def build_parser():
     s.add_argument('--out', default=str(C.SEQ2SEQ_DIR), help='output folder for the checkpoint and its logs')
     s.add_argument('--init-from', default=None, help="start from these weights: a Seq2Seq checkpoint file or folder, "
                    "or the authors' repository root (its v1.6 model and NormTerm)")
+    s.add_argument('--allow-unfinished', action='store_true', help='--init-from a model whose training run did not '
+                   'finish (its record says finished: false; refused without this flag); the new record names it')
     cli.add_layer_sum_arg(s)
     s.add_argument('--freeze', default=None, choices=['lstm'],
                    help='lstm: train only fc1/fc2; the LSTM weights stay bit-identical (and run in eval mode)')
@@ -93,6 +95,13 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
     model, init = C.start_model(args, 'seq2seq', emo, store)
     ckpt = Path(args.checkpoint.replace('{emo}', emo)) if args.checkpoint else \
         Path(args.out) / C.seq2seq_name(args.epochs, args.batch_size, emo)
+    flag = '--checkpoint' if args.checkpoint else '--out'
+    check_parent(ckpt, flag)
+    check_not_inside(ckpt.parent, flag, [(store.path, 'the feature store'), (corpus.audio_dir, 'the audio folder of '
+                                          'the corpus'), (corpus.labels_dir, 'the labels folder of the corpus')])
+    if corpus.root.resolve() == ckpt.parent.resolve():
+        raise OutputClashError(f'{flag} {ckpt.parent} is the corpus folder {corpus.root}, which this command reads: '
+                               f'choose another {flag}')
     if init is not None:   # fine-tuning must not write over the model it starts from
         check_outputs([(ckpt, '--checkpoint' if args.checkpoint else '--out')],
                       [(init.path, 'the --init-from model'), (C.sibling(init.path, '.meta.json'), 'its record')])

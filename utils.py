@@ -460,8 +460,9 @@ def ensure_dir(path, flag="--out"):
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise OutputError(f"cannot create output folder {path}: a file with that name (or a "
-                          f"parent of it) exists; pass another {flag}") from None
+        block = next((q for q in [path, *path.parents] if q.exists() and not q.is_dir()), None)
+        raise OutputError(f"cannot create output folder {path}: {block or 'a file on its path'} is a file, not a "
+                          f"folder; pass another {flag}") from None
     except PermissionError:
         raise OutputError(f"no permission to create {path}; pass another {flag}") from None
     if not os.access(path, os.W_OK):
