@@ -1,0 +1,215 @@
+"""Mutation testing with mutmut: does the suite fail when a bug is planted in the code that turns data into numbers?
+
+    pip install mutmut==3.8.1                           # a requirement of this bench only (not of the toolkit or CI)
+    nice python bench/bench_mutation.py                 # every group below, one after the other
+    nice python bench/bench_mutation.py --groups audio  # one group; --functions all: every function of its files
+    python bench/bench_mutation.py --groups metrics --workdir /tmp/mut   # continue a run (reruns what changed)
+
+Groups (module: the functions mutated, the tests run against them):
+  metrics       metrics.py: CCC / AUC / speaker-bootstrap interval / paired difference (the text formatting
+                functions markdown_tables, fmt_ci, describe_bootstrap, add_bootstrap_args are left out)
+  corpora       corpora/: the functions that turn source values into labels, folds and skip decisions
+  check_corpus  check_corpus.py: rating, split and fold checks (printing and the argparse main left out)
+  audio         audio.py: the input checks of predict.py (levels, clipping, band limit, silent channel,
+                truncated WAV, no speech) and the measurements behind them
+
+mutmut (https://github.com/boxed/mutmut) writes every mutant of the chosen functions (an operator, a constant,
+a comparison, an argument dropped, ...) and runs, for each, the tests of its group that reach that function
+(real-data and whole-pipeline tests left out, see TESTS). A mutant the tests fail on is killed; one they pass
+on survived. Each group works in its own scratch copy of the tracked files (`--workdir`/<group>, kept so a
+second call only reruns what changed; ../shared is linked in so the tests that read it run) and
+bench/results/mutation.json gets, per module, the mutants checked, killed, survived (each named) and the
+equivalent ones (listed in EQUIVALENT with why they behave like the original on every input the code can get;
+not counted), and the kill rate = killed / (checked - equivalent). Slow on a busy 2-core machine (5-10 mutants a
+minute): not part of the suite or CI.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / 'bench' / 'results' / 'mutation.json'
+# group -> files mutated, functions (mutmut names module.x_name; None = every function), tests, pytest -k filter
+GROUPS = {
+    'metrics': {
+        'paths': ['metrics.py'],
+        'functions': ['metrics.x_' + f for f in (
+            'canonical_category', 'pearson', 'auc', '_groups', 'cluster_counts', '_moments', '_weighted_auc',
+            '_interval', '_stat', 'evaluate', 'category_means', 'corpus_categories', 'corpus_speakers',
+            'bootstrap_unit', '_ccc_rows', 'paired_difference')],
+        'tests': ['tests/test_metrics.py', 'tests/test_compare.py'],
+        'filter': 'not real and not pipeline'},
+    'corpora': {
+        'paths': ['corpora/'],
+        'functions': ['corpora.crema_d.x_vote', 'corpora.crema_d.x_responses', 'corpora.crema_d.x_tabulated',
+                      'corpora.msp_improv.x__values', 'corpora.msp_improv.x__out_of_scale',
+                      'corpora.msp_improv.x_parse_evaluation', 'corpora.iemocap.x__scaled',
+                      'corpora.iemocap.x_parse_attributes', 'corpora.common.x_pad_avd',
+                      'corpora.common.x_five_to_seven', 'corpora.common.x_rotation_folds',
+                      'corpora.common.x_sex_balanced_groups', 'corpora.common.x_session_folds',
+                      'corpora.ravdess.x_groups_of', 'corpora.common.x_digital_silence',
+                      'corpora.common.x_audio_seconds'],
+        'tests': ['tests/test_corpora_units.py', 'tests/test_prepare_corpus.py', 'tests/test_accounting.py'],
+        'filter': 'not real and not pipeline'},
+    'check_corpus': {
+        'paths': ['check_corpus.py'],
+        'functions': ['check_corpus.x_' + f for f in (
+            'probe', '_check_ratings', '_file_jobs', '_probe_files', '_label_range', '_split_summary',
+            '_check_folds', '_spk_key', 'check')],
+        'tests': ['tests/test_corpus.py', 'tests/test_folds.py'],
+        'filter': 'check_corpus and not help'},
+    'audio': {
+        'paths': ['audio.py'],
+        'functions': ['audio.x_' + f for f in (
+            'wav_claimed_seconds', 'channel_levels_db', 'mix_active', 'active_speech_level', 'high_band_db',
+            'measure', 'measure_notes', 'voiced_seconds', 'speech_note', 'note_kind')],
+        'tests': ['tests/test_warnings.py'],
+        'filter': 'not smoke'},
+}
+# survivors that behave exactly like the original on every input the code can get (mutant name -> why)
+EQUIVALENT = {}
+COUNTED_KILLED = ('killed', 'timeout')    # a mutant that hangs the tests is caught too
+
+
+def config_text(g):
+    """setup.cfg [mutmut] of a group's scratch copy: mutate its files, copy the rest the tests import."""
+    own = {p.rstrip('/') for p in g['paths']}
+    also = sorted(p.name for p in ROOT.glob('*.py') if p.name not in own)
+    also += [d for d in ('corpora/', 'chunk_emotion_rankers/', 'bench/') if d.rstrip('/') not in own]
+    lines = ['[mutmut]', 'source_paths =', *[f'    {p}' for p in g['paths']],
+             'also_copy =', *[f'    {a}' for a in also + ['pytest.ini', 'ruff.toml']],
+             'pytest_add_cli_args_test_selection =', *[f'    {t}' for t in g['tests']],
+             'pytest_add_cli_args =', '    -k', f'    {g["filter"]}', '    -p', '    no:cacheprovider',
+             '    -x', '    -q', 'process_isolation = forkserver', 'mutate_only_covered_lines = true']
+    return '\n'.join(lines) + '\n'
+
+
+def scratch_copy(work, g):
+    """Copy the tracked files of the working tree into `work` (kept: mutmut's results live in work/mutants);
+    link ../shared beside it so the tests that read the shared corpora run as in the repository."""
+    files = subprocess.run(['git', 'ls-files'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        src, dst = ROOT / f, work / f
+        if src.is_file() and not (dst.is_file() and dst.read_bytes() == src.read_bytes()):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    cfg = work / 'setup.cfg'
+    if not cfg.is_file() or cfg.read_text() != config_text(g):
+        cfg.write_text(config_text(g))
+    shared = ROOT.parent / 'shared'
+    if shared.is_dir() and not (work / 'shared').exists():
+        (work / 'shared').symlink_to(shared)
+
+
+def results(work, prefixes):
+    """{mutant name: status} from `mutmut results --all true`."""
+    out = subprocess.run(['mutmut', 'results', '--all', 'true'], cwd=work, capture_output=True, text=True).stdout
+    res = {}
+    for line in out.splitlines():
+        name, sep, status = line.strip().rpartition(': ')
+        if sep and name.startswith(prefixes):
+            res[name] = status
+    return res
+
+
+def module_of(name):
+    return name.split('.x')[0]
+
+
+def summary(res, functions):
+    chosen = {n: s for n, s in res.items()
+              if functions is None or any(n.startswith(f + '__mutmut_') for f in functions)}
+    mods = {}
+    for name, status in sorted(chosen.items()):
+        m = mods.setdefault(module_of(name), {'checked': 0, 'killed': 0, 'survived': [], 'equivalent': {},
+                                              'other': {}})
+        if status == 'not checked':
+            continue
+        m['checked'] += 1
+        if status in COUNTED_KILLED:
+            m['killed'] += 1
+        elif status == 'survived' and name in EQUIVALENT:
+            m['equivalent'][name] = EQUIVALENT[name]
+        elif status in ('survived', 'no tests'):
+            m['survived'].append(name)
+        else:
+            m['other'][name] = status
+    for m in mods.values():
+        real = m['checked'] - len(m['equivalent'])
+        m['kill_rate'] = round(m['killed'] / real, 4) if real else None
+    return mods
+
+
+def run_group(name, g, workdir, max_children, all_functions):
+    work = Path(workdir) / name
+    work.mkdir(parents=True, exist_ok=True)
+    scratch_copy(work, g)
+    functions = None if all_functions else g['functions']
+    globs = [] if functions is None else [f + '__mutmut_*' for f in functions]
+    t0, c0 = time.time(), os.times()
+    run = subprocess.run(['mutmut', 'run', '--max-children', str(max_children), *globs], cwd=work,
+                         capture_output=True, text=True)
+    c1 = os.times()
+    if run.returncode:
+        sys.exit(f'{name}: mutmut run failed ({run.returncode}): {run.stderr[-2000:] or run.stdout[-2000:]}')
+    prefixes = tuple(p.rstrip('/').removesuffix('.py').replace('/', '.') + '.' for p in g['paths'])
+    mods = summary(results(work, prefixes), functions)
+    total = {k: sum(m[k] for m in mods.values()) for k in ('checked', 'killed')}
+    total['equivalent'] = sum(len(m['equivalent']) for m in mods.values())
+    total['survived'] = sum(len(m['survived']) for m in mods.values())
+    real = total['checked'] - total['equivalent']
+    total['kill_rate'] = round(total['killed'] / real, 4) if real else None
+    return {'paths': g['paths'], 'functions': functions or 'all', 'tests': g['tests'], 'test_filter': g['filter'],
+            'scope': 'every function of the files' if functions is None else
+                     f'{len(functions)} functions holding the logic (see functions)',
+            'modules': mods, 'total': total, 'wall_seconds_this_call': round(time.time() - t0, 1),
+            'child_cpu_seconds_this_call': round(c1.children_user + c1.children_system - c0.children_user
+                                                 - c0.children_system, 1)}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--groups', nargs='+', default=list(GROUPS), choices=list(GROUPS),
+                   help='groups to run, one after the other (default: all)')
+    p.add_argument('--functions', choices=['logic', 'all'], default='logic',
+                   help='logic: the functions listed per group (default); all: every function of its files (hours)')
+    p.add_argument('--workdir', default='/tmp/mutmut', help='scratch copies, one folder per group (kept between calls)')
+    p.add_argument('--max-children', type=int, default=2, help='mutants tested in parallel (default 2)')
+    p.add_argument('--out', default=str(OUT), help='JSON to write; groups not run keep their earlier entry')
+    a = p.parse_args(argv)
+    if a.max_children < 1:
+        p.error('--max-children must be >= 1')
+    if shutil.which('mutmut') is None:
+        sys.exit('mutmut is not installed: pip install mutmut==3.8.1 (only this bench needs it)')
+    out = Path(a.out)
+    rec = json.loads(out.read_text()) if out.is_file() else {}
+    head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True)
+    version = subprocess.run(['mutmut', '--version'], capture_output=True, text=True).stdout.strip().split()[-1]
+    rec.update({'bench': 'bench/bench_mutation.py', 'tool': f'mutmut {version}',
+                'machine': f'{platform.machine()}, {os.cpu_count()} cores',
+                'note': 'kill_rate = (killed + timeout) / (checked - equivalent); a "no tests" mutant counts as '
+                        'survived; a call that continues a workdir reruns only mutants whose code or tests '
+                        'changed, so its times cover that part'})
+    groups = rec.setdefault('groups', {})
+    for name in a.groups:
+        print(f'{name}: running mutmut ...', flush=True)
+        groups[name] = run_group(name, GROUPS[name], a.workdir, a.max_children, a.functions == 'all')
+        groups[name]['code_revision'] = head.stdout.strip()
+        rec['kill_rate'] = {m: v['kill_rate'] for g in groups.values() for m, v in g['modules'].items()}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rec, indent=1) + '\n')
+        t = groups[name]['total']
+        print(f'{name}: {t["killed"]}/{t["checked"] - t["equivalent"]} killed ({t["kill_rate"]}), '
+              f'{t["equivalent"]} equivalent -> {out}', flush=True)
+        for mod, m in groups[name]['modules'].items():
+            print(f'  {mod}: {m["killed"]}/{m["checked"]} killed, survived: {", ".join(m["survived"]) or "-"}')
+
+
+if __name__ == '__main__':
+    main()
