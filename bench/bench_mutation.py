@@ -24,9 +24,11 @@ not counted), and the kill rate = killed / (checked - equivalent). Slow on a bus
 minute): not part of the suite or CI.
 """
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -146,13 +148,29 @@ def summary(res, functions):
     return mods
 
 
-def run_group(name, g, workdir, max_children, all_functions):
+def sample_names(work, functions, n, seed, max_children):
+    """A seeded random sample of `n` mutant names of `functions`: mutmut writes every mutant (and collects
+    which tests reach which function) on a run that matches no mutant, then the names are read back."""
+    subprocess.run(['mutmut', 'run', '--max-children', str(max_children), 'no_such_function__mutmut_0'], cwd=work,
+                   capture_output=True, text=True)
+    names = sorted(k for meta in (work / 'mutants').rglob('*.meta')
+                   for k in json.loads(meta.read_text())['exit_code_by_key']
+                   if functions is None or k.split('__mutmut_')[0] in functions)
+    if not names:
+        sys.exit(f'{work}: mutmut wrote no mutants of the chosen functions')
+    rng = random.Random(seed)
+    return sorted(rng.sample(names, min(n, len(names))))
+
+
+def run_group(name, g, workdir, max_children, all_functions, sample=0, seed=0):
     work = Path(workdir) / name
     work.mkdir(parents=True, exist_ok=True)
     scratch_copy(work, g)
     functions = None if all_functions else g['functions']
     globs = [] if functions is None else [f + '__mutmut_*' for f in functions]
     t0, c0 = time.time(), os.times()
+    if sample:
+        globs = sample_names(work, functions, sample, seed, max_children)
     run = subprocess.run(['mutmut', 'run', '--max-children', str(max_children), *globs], cwd=work,
                          capture_output=True, text=True)
     c1 = os.times()
@@ -165,9 +183,12 @@ def run_group(name, g, workdir, max_children, all_functions):
     total['survived'] = sum(len(m['survived']) for m in mods.values())
     real = total['checked'] - total['equivalent']
     total['kill_rate'] = round(total['killed'] / real, 4) if real else None
+    scope = 'every function of the files' if functions is None else \
+        f'{len(functions)} functions holding the logic (see functions)'
+    if sample:
+        scope += f'; a seeded random sample (seed {seed}) of {len(globs)} of their mutants'
     return {'paths': g['paths'], 'functions': functions or 'all', 'tests': g['tests'], 'test_filter': g['filter'],
-            'scope': 'every function of the files' if functions is None else
-                     f'{len(functions)} functions holding the logic (see functions)',
+            'scope': scope, 'sampled_mutants': globs if sample else None,
             'modules': mods, 'total': total, 'wall_seconds_this_call': round(time.time() - t0, 1),
             'child_cpu_seconds_this_call': round(c1.children_user + c1.children_system - c0.children_user
                                                  - c0.children_system, 1)}
@@ -180,17 +201,20 @@ def main(argv=None):
     p.add_argument('--functions', choices=['logic', 'all'], default='logic',
                    help='logic: the functions listed per group (default); all: every function of its files (hours)')
     p.add_argument('--workdir', default='/tmp/mutmut', help='scratch copies, one folder per group (kept between calls)')
+    p.add_argument('--sample', type=int, default=0,
+                   help='test a seeded random sample of this many mutants per group (default 0: every mutant)')
+    p.add_argument('--seed', type=int, default=0, help='seed of --sample (default 0)')
     p.add_argument('--max-children', type=int, default=2, help='mutants tested in parallel (default 2)')
     p.add_argument('--out', default=str(OUT), help='JSON to write; groups not run keep their earlier entry')
     a = p.parse_args(argv)
-    if a.max_children < 1:
-        p.error('--max-children must be >= 1')
+    if a.max_children < 1 or a.sample < 0:
+        p.error('--max-children must be >= 1 and --sample >= 0')
     if shutil.which('mutmut') is None:
         sys.exit('mutmut is not installed: pip install mutmut==3.8.1 (only this bench needs it)')
     out = Path(a.out)
     rec = json.loads(out.read_text()) if out.is_file() else {}
     head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True)
-    version = subprocess.run(['mutmut', '--version'], capture_output=True, text=True).stdout.strip().split()[-1]
+    version = importlib.metadata.version('mutmut')
     rec.update({'bench': 'bench/bench_mutation.py', 'tool': f'mutmut {version}',
                 'machine': f'{platform.machine()}, {os.cpu_count()} cores',
                 'note': 'kill_rate = (killed + timeout) / (checked - equivalent); a "no tests" mutant counts as '
@@ -199,7 +223,8 @@ def main(argv=None):
     groups = rec.setdefault('groups', {})
     for name in a.groups:
         print(f'{name}: running mutmut ...', flush=True)
-        groups[name] = run_group(name, GROUPS[name], a.workdir, a.max_children, a.functions == 'all')
+        groups[name] = run_group(name, GROUPS[name], a.workdir, a.max_children, a.functions == 'all',
+                                 a.sample, a.seed)
         groups[name]['code_revision'] = head.stdout.strip()
         rec['kill_rate'] = {m: v['kill_rate'] for g in groups.values() for m, v in g['modules'].items()}
         out.parent.mkdir(parents=True, exist_ok=True)
