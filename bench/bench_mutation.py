@@ -124,9 +124,10 @@ def module_of(name):
     return name.split('.x')[0]
 
 
-def summary(res, functions):
+def summary(res, functions, only=None):
     chosen = {n: s for n, s in res.items()
-              if functions is None or any(n.startswith(f + '__mutmut_') for f in functions)}
+              if (functions is None or any(n.startswith(f + '__mutmut_') for f in functions))
+              and (only is None or n in only)}
     mods = {}
     for name, status in sorted(chosen.items()):
         m = mods.setdefault(module_of(name), {'checked': 0, 'killed': 0, 'survived': [], 'equivalent': {},
@@ -177,7 +178,7 @@ def run_group(name, g, workdir, max_children, all_functions, sample=0, seed=0):
     if run.returncode:
         sys.exit(f'{name}: mutmut run failed ({run.returncode}): {run.stderr[-2000:] or run.stdout[-2000:]}')
     prefixes = tuple(p.rstrip('/').removesuffix('.py').replace('/', '.') + '.' for p in g['paths'])
-    mods = summary(results(work, prefixes), functions)
+    mods = summary(results(work, prefixes), functions, set(globs) if sample else None)
     total = {k: sum(m[k] for m in mods.values()) for k in ('checked', 'killed')}
     total['equivalent'] = sum(len(m['equivalent']) for m in mods.values())
     total['survived'] = sum(len(m['survived']) for m in mods.values())
