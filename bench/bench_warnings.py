@@ -193,20 +193,24 @@ def split_parts(rows_by):
 
 
 # threshold choice on the 'choose' part: halfway between the most extreme clean file and the least extreme planted
-# file, in dB (clip share on a log scale), rounded to a 5-dB step (clip share to 1, 2 or 5 x 10^k). The other
-# checks have no data-driven value: their planted inputs measure exactly zero / -inf (a zero channel, digital
-# silence, white noise without voicing) or are structural (sample rate, WAV header), so their threshold is a design
-# value that the held-out part and the near-threshold inputs test.
+# file, in dB (clip share on a log scale), then to the next 5-dB step (clip share: 1, 2 or 5 x 10^k) away from the
+# clean files: a false alarm misleads on every clean recording, an input between the planted ones and the threshold
+# is still flagged if it is as degraded as they are. The other checks have no data-driven value: their planted
+# inputs measure exactly zero / -inf (a zero channel, digital silence, white noise without voicing) or are
+# structural (sample rate, WAV header), so their threshold is a design value that the held-out part and the
+# near-threshold inputs test.
 CHOSEN = {'low_level': ('level_dbfs', 'LOW_LEVEL_DBFS', 'low', 'db', ['quiet_-50dB']),
           'band_limited': ('high_band_db', 'BAND_LIMIT_DB', 'low', 'db', ['8k_upsampled_16k']),
           'clipped': ('clip_share', 'CLIP_SHARE', 'high', 'log', ['clipped_peak_+20dB'])}
 
 
-def round_step(v, scale):
+def round_step(v, scale, side):
+    """The grid step next to v (dB, or log10 of a share) on the flagged side: below for 'low', above for 'high'."""
     if scale == 'db':
-        return float(5 * round(v / 5))
-    grid = [m * 10.0 ** k for k in range(-6, 1) for m in (1, 2, 5)]
-    return min(grid, key=lambda g: abs(np.log10(g) - v))
+        return float(5 * (np.floor(v / 5) if side == 'low' else np.ceil(v / 5)))
+    grid = sorted(m * 10.0 ** k for k in range(-6, 1) for m in (1, 2, 5))
+    return max(g for g in grid if np.log10(g) <= v + 1e-9) if side == 'low' else \
+        min(g for g in grid if np.log10(g) >= v - 1e-9)
 
 
 def choose_thresholds(clean, prow):
@@ -222,7 +226,7 @@ def choose_thresholds(clean, prow):
             mid = (ce + be) / 2
         out[check] = {'measurement': key, 'flagged_when': 'below' if side == 'low' else 'above',
                       'clean_extreme': ce, 'planted_extreme': be,
-                      'halfway': float(10 ** mid if scale == 'log' else mid), 'chosen': round_step(mid, scale)}
+                      'halfway': float(10 ** mid if scale == 'log' else mid), 'chosen': round_step(mid, scale, side)}
     return out
 
 
@@ -290,9 +294,10 @@ def out_of_sample(clean, prow, near_rows, parts):
                      'held-out part; planted inputs belong to the part of the clean file they were made from; the '
                      'synthetic planted inputs and the near-threshold inputs (made from held-out files) are held out',
            'parts': parts, 'rule': 'halfway between the most extreme clean file and the least extreme planted file '
-                                   'of the choosing part (dB; clip share on a log scale), rounded to 5 dB (clip '
-                                   'share: 1, 2 or 5 x 10^k); the other checks are design values (their planted '
-                                   'inputs measure exactly zero or -inf, or they are structural)',
+                                   'of the choosing part (dB; clip share on a log scale), then the next 5-dB step '
+                                   '(clip share: 1, 2 or 5 x 10^k) away from the clean files; the other checks are '
+                                   'design values (their planted inputs measure exactly zero or -inf, or they are '
+                                   'structural)',
            'chosen': chosen, 'held_out': {}}
     for check, (_key, attr, _side, _scale, kinds) in CHOSEN.items():
         code = getattr(audio, attr)
@@ -582,6 +587,27 @@ def write_md(res, out_dir=None):
         pc = res['predict_check']
         L += ['', f'predict.py (own Act model) `warning` column equal to the bench findings on **{pc["agree"]} / '
                   f'{pc["files"]}** files.']
+    o = res['out_of_sample']
+    L += ['', '## Out of sample', '', f'Split: {o["split"]}. Speakers: '
+          + '; '.join(f'{c} choose {", ".join(p["choose"])} / held out {", ".join(p["held_out"])}'
+                      for c, p in o['parts'].items()) + '.', '', f'Rule: {o["rule"]}.', '',
+          '| check | clean extreme (choosing part) | planted extreme (choosing part) | halfway | chosen | in audio.py |',
+          '|---|---|---|---|---|---|']
+    for k, c in o['chosen'].items():
+        L.append(f'| {k} | {c["clean_extreme"]:.4g} | {c["planted_extreme"]:.4g} | {c["halfway"]:.4g} | '
+                 f'{c["chosen"]:g} | {o["held_out"][k]["code_threshold"]:g} |')
+    L += ['', '| check (held-out part) | clean files | false alarms | planted files | misses |', '|---|---|---|---|---|']
+    L += [f'| {k} | {e["clean_files"]} | {e["false_alarms_code"]} | {e["planted_files"]} | {e["misses_code"]} |'
+          for k, e in o['held_out'].items()]
+    L += ['', 'Near-threshold inputs (held-out files moved just inside / just outside the thresholds of audio.py):', '',
+          '| check | offset | files | flagged | measured (min - max) |', '|---|---|---|---|---|']
+    for k, n in o['near_threshold'].items():
+        for off, b in n['by_offset'].items():
+            L.append(f'| {k} | {off} | {b["files"]} | {b["flagged"]} | {b["measured_min"]} - {b["measured_max"]} |')
+    L += ['', f'Held out: **{o["held_out_false_alarms_code"]}** false alarms on {o["held_out_clean_files"]} clean '
+              f'files, **{o["held_out_misses_code"]}** misses; near-threshold: **{o["near_misses"]}** misses and '
+              f'**{o["near_false_alarms"]}** false alarms on {o["near_files"]} files. Out-of-sample target (no error, '
+              f'chosen = audio.py) met: **{res["out_of_sample_target_met"]}**.']
     w = res['max_false_alarm_rate']
     worst = (f'{100 * w["rate"]:.2f} % ({w["check"]} on {w["corpus"]})' if w['rate'] > 0 else
              '0 % (no check fired on any clean file)')
