@@ -45,7 +45,7 @@ GROUPS = {
             'canonical_category', 'pearson', 'auc', '_groups', 'cluster_counts', '_moments', '_weighted_auc',
             '_interval', '_stat', 'evaluate', 'category_means', 'corpus_categories', 'corpus_speakers',
             'bootstrap_unit', '_ccc_rows', 'paired_difference')],
-        'tests': ['tests/test_metrics.py', 'tests/test_compare.py'],
+        'tests': ['tests/test_metrics.py', 'tests/test_metrics_units.py', 'tests/test_compare.py'],
         'filter': 'not real and not pipeline'},
     'corpora': {
         'paths': ['corpora/'],
@@ -75,7 +75,25 @@ GROUPS = {
         'filter': 'not smoke'},
 }
 # survivors that behave exactly like the original on every input the code can get (mutant name -> why)
-EQUIVALENT = {}
+NUMERIC = 'every caller passes numeric arrays (floats from the label and prediction tables); np.asarray without ' \
+          'the float64 dtype gives the same values for them'
+EQUIVALENT = {
+    'metrics.x__ccc_rows__mutmut_10': 'mean((P + mp)(y - my)) = mean((P - mp)(y - my)) because mean(y - my) = 0: the '
+                                      'same covariance (to rounding)',
+    'metrics.x__ccc_rows__mutmut_22': 'drops divide="ignore": 2 cov / den divides only where den = 0, and there cov = 0 '
+                                      '(0/0 is "invalid", still ignored), so no division-by-zero can occur',
+    'metrics.x__weighted_auc__mutmut_45': "np.searchsorted(s, s) with side 'left' spelled out or left to its default "
+                                          "('left'): the same call",
+    'metrics.x__weighted_auc__mutmut_74': 'divide=None: den = 0 only when one class has no weight, and then num = 0 '
+                                          'too, so only the ignored "invalid" 0/0 occurs',
+    'metrics.x_cluster_counts__mutmut_4': 'int32 instead of int64 indices matters only from 2^31 draws '
+                                          '(n_boot x clusters), i.e. 16 GB of counts, beyond any test or run here',
+    'metrics.x_cluster_counts__mutmut_25': 'the row offsets as int64 added in place to the int32 draws: the same '
+                                           'values (same-kind cast) below 2^31 draws',
+    'metrics.x_evaluate__mutmut_10': NUMERIC, 'metrics.x_paired_difference__mutmut_5': NUMERIC,
+    'metrics.x_pearson__mutmut_9': NUMERIC,
+    'metrics.x_evaluate__mutmut_107': 'pd.Series of str/None values gets dtype object with or without dtype=object',
+}
 COUNTED_KILLED = ('killed', 'timeout')    # a mutant that hangs the tests is caught too
 
 
@@ -163,16 +181,21 @@ def sample_names(work, functions, n, seed, max_children):
     return sorted(rng.sample(names, min(n, len(names))))
 
 
-def run_group(name, g, workdir, max_children, all_functions, sample=0, seed=0):
+def run_group(name, g, workdir, max_children, all_functions, sample=0, seed=0, previous=None):
     work = Path(workdir) / name
     work.mkdir(parents=True, exist_ok=True)
     scratch_copy(work, g)
     functions = None if all_functions else g['functions']
     globs = [] if functions is None else [f + '__mutmut_*' for f in functions]
     t0, c0 = time.time(), os.times()
-    if sample:
+    to_run = None
+    if previous is not None:          # --rerun-survivors: the same mutants as before, only the survivors rerun
+        sample = bool(previous.get('sampled_mutants'))
+        globs = previous['sampled_mutants'] if sample else globs
+        to_run = [n for m in previous['modules'].values() for n in m['survived'] + list(m['equivalent'])]
+    elif sample:
         globs = sample_names(work, functions, sample, seed, max_children)
-    run = subprocess.run(['mutmut', 'run', '--max-children', str(max_children), *globs], cwd=work,
+    run = subprocess.run(['mutmut', 'run', '--max-children', str(max_children), *(to_run or globs)], cwd=work,
                          capture_output=True, text=True)
     c1 = os.times()
     if run.returncode:
@@ -187,8 +210,9 @@ def run_group(name, g, workdir, max_children, all_functions, sample=0, seed=0):
     scope = 'every function of the files' if functions is None else \
         f'{len(functions)} functions holding the logic (see functions)'
     if sample:
-        scope += f'; a seeded random sample (seed {seed}) of {len(globs)} of their mutants'
-    return {'paths': g['paths'], 'functions': functions or 'all', 'tests': g['tests'], 'test_filter': g['filter'],
+        scope += f'; a seeded random sample of {len(globs)} of their mutants'
+    first = None if previous is None else previous.get('first_pass', previous['total'])
+    return {'first_pass': first, 'paths': g['paths'], 'functions': functions or 'all', 'tests': g['tests'], 'test_filter': g['filter'],
             'scope': scope, 'sampled_mutants': globs if sample else None,
             'modules': mods, 'total': total, 'wall_seconds_this_call': round(time.time() - t0, 1),
             'child_cpu_seconds_this_call': round(c1.children_user + c1.children_system - c0.children_user
@@ -205,6 +229,9 @@ def main(argv=None):
     p.add_argument('--sample', type=int, default=0,
                    help='test a seeded random sample of this many mutants per group (default 0: every mutant)')
     p.add_argument('--seed', type=int, default=0, help='seed of --sample (default 0)')
+    p.add_argument('--rerun-survivors', action='store_true',
+                   help='rerun only the survivors (and listed equivalents) of the last run of each group in --out, '
+                        'after tests were added; the kill rate stays over the same mutants')
     p.add_argument('--max-children', type=int, default=2, help='mutants tested in parallel (default 2)')
     p.add_argument('--out', default=str(OUT), help='JSON to write; groups not run keep their earlier entry')
     a = p.parse_args(argv)
@@ -224,8 +251,11 @@ def main(argv=None):
     groups = rec.setdefault('groups', {})
     for name in a.groups:
         print(f'{name}: running mutmut ...', flush=True)
+        prev = groups.get(name) if a.rerun_survivors else None
+        if a.rerun_survivors and prev is None:
+            sys.exit(f'--rerun-survivors: {out} has no earlier run of {name}')
         groups[name] = run_group(name, GROUPS[name], a.workdir, a.max_children, a.functions == 'all',
-                                 a.sample, a.seed)
+                                 a.sample, a.seed, prev)
         groups[name]['code_revision'] = head.stdout.strip()
         rec['kill_rate'] = {m: v['kill_rate'] for g in groups.values() for m, v in g['modules'].items()}
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -59,3 +59,17 @@ def test_paired_permutations_are_exactly_n_perm():
     k = {n: round(M.paired_difference(a, b, y, spk, n_boot=20, n_perm=n)['p_value'] * (1 + n)) - 1
          for n in (200, 250, 300)}
     assert 0 <= k[250] - k[200] <= 50 and 0 < k[300] - k[250] <= 50, k
+
+
+def test_degenerate_cases_give_nan_without_runtime_warnings():
+    """Constant predictions, one-class AUC and resamples of one constant speaker: NaN or 0 as documented, and no
+    numpy RuntimeWarning on the console (each division is guarded)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert np.isnan(M.pearson([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]))
+        assert np.isnan(M.auc([0.1, 0.5, 0.9], [True, True, True]))
+        x = np.array([2.0, 2.0, 2.0, 5.0, 5.0, 5.0])               # each speaker's predictions constant
+        r = M.evaluate(x, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], speakers=list('aaabbb'), n_boot=200)
+        assert r['pearson_r']['value'] == pytest.approx(np.corrcoef(x, [1, 2, 3, 4, 5, 6])[0, 1])
+        assert np.isfinite(r['ccc']['ci']).all()
