@@ -195,8 +195,15 @@ def run_group(name, g, workdir, max_children, all_functions, sample=0, seed=0, p
         to_run = [n for m in previous['modules'].values() for n in m['survived'] + list(m['equivalent'])]
     elif sample:
         globs = sample_names(work, functions, sample, seed, max_children)
+    before = {m: json.loads(m.read_text())['exit_code_by_key'] for m in (work / 'mutants').rglob('*.meta')} \
+        if to_run else {}
     run = subprocess.run(['mutmut', 'run', '--max-children', str(max_children), *(to_run or globs)], cwd=work,
                          capture_output=True, text=True)
+    for meta, old in before.items():   # a changed test list makes mutmut forget every verdict: keep the kills
+        d = json.loads(meta.read_text())
+        d['exit_code_by_key'].update({k: v for k, v in old.items() if d['exit_code_by_key'].get(k) is None
+                                      and v not in (None, 0, 5, 33) and k not in to_run})
+        meta.write_text(json.dumps(d, indent=4))
     c1 = os.times()
     if run.returncode:
         sys.exit(f'{name}: mutmut run failed ({run.returncode}): {run.stderr[-2000:] or run.stdout[-2000:]}')
