@@ -253,8 +253,9 @@ def main(argv=None):
     rec.update({'bench': 'bench/bench_mutation.py', 'tool': f'mutmut {version}',
                 'machine': f'{platform.machine()}, {os.cpu_count()} cores',
                 'note': 'kill_rate = (killed + timeout) / (checked - equivalent); a "no tests" mutant counts as '
-                        'survived; a call that continues a workdir reruns only mutants whose code or tests '
-                        'changed, so its times cover that part'})
+                        'survived; first_pass: the counts before tests were added for the survivors; '
+                        '--rerun-survivors reruns only the survivors and keeps the earlier kills (tests were only '
+                        'added), so its times cover that part'})
     groups = rec.setdefault('groups', {})
     for name in a.groups:
         print(f'{name}: running mutmut ...', flush=True)
