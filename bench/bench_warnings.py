@@ -73,7 +73,8 @@ class Checker:
         voiced = None if lld is None else audio.voiced_seconds(lld, self.ext.feature_names, self.ext.hop)
         sn = None if lld is None else audio.speech_note(lld, self.ext.feature_names, self.ext.hop)
         notes = notes + ([sn] if sn else [])
-        m = {k: m[k] for k in ('level_dbfs', 'rms_dbfs', 'activity', 'clip_share', 'high_band_db', 'file_sr')}
+        m = {k: m[k] for k in ('level_dbfs', 'rms_dbfs', 'activity', 'clip_share', 'high_band_db', 'file_sr',
+                              'missing_seconds')}
         m['quietest_channel_db'] = float(min(audio.channel_levels_db(x))) if x.shape[1] > 1 else None
         m['voiced_seconds'], m['seconds'] = voiced, len(sig) / audio.SR
         kinds = sorted({audio.note_kind(n) for n in notes})
@@ -172,6 +173,184 @@ def spread(files, n):
     return [files[i] for i in sorted(set(idx))]
 
 
+# ------------------------------------------------------------------ out of sample: choose on one part, test on the other
+def speaker_of(corpus, path):
+    """Speaker of a clean file: Emo-DB the first two characters, RAVDESS the last field, demo the second."""
+    stem = Path(path).stem
+    return {'emodb': stem[:2], 'ravdess': stem.split('-')[-1]}.get(corpus, stem.split('_')[1] if '_' in stem else stem)
+
+
+def split_parts(rows_by):
+    """Each clean row gets 'part': speakers sorted per corpus, alternately 'choose' (1st, 3rd, ...) and 'held_out'."""
+    parts = {}
+    for corpus, rows in rows_by.items():
+        spk = sorted({speaker_of(corpus, r['file']) for r in rows})
+        parts[corpus] = {'choose': spk[0::2], 'held_out': spk[1::2]}
+        for r in rows:
+            r['speaker'] = speaker_of(corpus, r['file'])
+            r['part'] = 'choose' if r['speaker'] in parts[corpus]['choose'] else 'held_out'
+    return parts
+
+
+# threshold choice on the 'choose' part: halfway between the most extreme clean file and the least extreme planted
+# file, in dB (clip share on a log scale), then to the next 5-dB step (clip share: 1, 2 or 5 x 10^k) away from the
+# clean files: a false alarm misleads on every clean recording, an input between the planted ones and the threshold
+# is still flagged if it is as degraded as they are. The other checks have no data-driven value: their planted
+# inputs measure exactly zero / -inf (a zero channel, digital silence, white noise without voicing) or are
+# structural (sample rate, WAV header), so their threshold is a design value that the held-out part and the
+# near-threshold inputs test.
+CHOSEN = {'low_level': ('level_dbfs', 'LOW_LEVEL_DBFS', 'low', 'db', ['quiet_-50dB']),
+          'band_limited': ('high_band_db', 'BAND_LIMIT_DB', 'low', 'db', ['8k_upsampled_16k']),
+          'clipped': ('clip_share', 'CLIP_SHARE', 'high', 'log', ['clipped_peak_+20dB'])}
+
+
+def round_step(v, scale, side):
+    """The grid step next to v (dB, or log10 of a share) on the flagged side: below for 'low', above for 'high'."""
+    if scale == 'db':
+        return float(5 * (np.floor(v / 5) if side == 'low' else np.ceil(v / 5)))
+    grid = sorted(m * 10.0 ** k for k in range(-6, 1) for m in (1, 2, 5))
+    return max(g for g in grid if np.log10(g) <= v + 1e-9) if side == 'low' else \
+        min(g for g in grid if np.log10(g) >= v - 1e-9)
+
+
+def choose_thresholds(clean, prow):
+    """{check: threshold chosen by the rule above on the 'choose' part, with the values it came from}."""
+    out = {}
+    for check, (key, _attr, side, scale, kinds) in CHOSEN.items():
+        c = [r[key] for r in clean if r['part'] == 'choose' and r[key] is not None]
+        b = [r[key] for r in prow if r.get('part') == 'choose' and r['planted'] in kinds and r[key] is not None]
+        ce, be = (min(c), max(b)) if side == 'low' else (max(c), min(b))
+        if scale == 'log':
+            mid = (np.log10(max(ce, 1e-9)) + np.log10(be)) / 2
+        else:
+            mid = (ce + be) / 2
+        out[check] = {'measurement': key, 'flagged_when': 'below' if side == 'low' else 'above',
+                      'clean_extreme': ce, 'planted_extreme': be,
+                      'halfway': float(10 ** mid if scale == 'log' else mid), 'chosen': round_step(mid, scale, side)}
+    return out
+
+
+def fires(check, r, t):
+    """Would `check` fire on measured row r with threshold t (as audio.measure_notes decides)?"""
+    import audio
+    if check == 'low_level':
+        return r['level_dbfs'] is not None and r['level_dbfs'] != float('-inf') and r['level_dbfs'] < t
+    if check == 'band_limited':
+        return (r['file_sr'] >= audio.SR and r['high_band_db'] is not None and r['high_band_db'] < t
+                and r['level_dbfs'] >= audio.LOW_LEVEL_DBFS)
+    return r['clip_share'] > t
+
+
+def near_targets():
+    """(check, offset label, target value, flagged?) around each threshold of audio.py: +-1 and +-2 dB (clip share:
+    x 10^(+-0.1), 10^(+-0.2)), a second channel +-1 / +-2 dB around the silent-channel threshold, 5 / 8 / 12 / 20 ms
+    missing around the 10-ms truncation tolerance."""
+    import audio
+    out = []
+    for d in (-2, -1, 1, 2):
+        out += [('low_level', f'{d:+d} dB', audio.LOW_LEVEL_DBFS + d, d < 0),
+                ('band_limited', f'{d:+d} dB', audio.BAND_LIMIT_DB + d, d < 0),
+                ('clipped', f'x10^{d / 10:+g}', audio.CLIP_SHARE * 10 ** (d / 10), d > 0),
+                ('silent_channel', f'{d:+d} dB', audio.SILENT_CHANNEL_DB + d, d < 0)]
+    out += [('truncated', f'{ms} ms missing', ms / 1000, ms > 10) for ms in (5, 8, 12, 20)]
+    return out
+
+
+def plant_near(d, files, tag):
+    """[(path, check, offset, target, flagged?)]: held-out clean files moved to just inside / outside each threshold."""
+    from tests.fixtures import at_level, cut_wav, with_clip_share, with_high_band, with_quiet_channel
+    d.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, f in enumerate(files):
+        x, sr = sf.read(str(f), dtype='float64', always_2d=True)
+        x = x.mean(axis=1)
+        for j, (check, off, target, flagged) in enumerate(near_targets()):
+            p = d / f'{tag}_{i:02d}_{check}_{j}.wav'
+            if check == 'low_level':
+                sf.write(p, at_level(x, sr, target).astype(np.float32), sr, subtype='FLOAT')
+            elif check == 'band_limited':
+                if sr < 16000:
+                    continue
+                sf.write(p, with_high_band(x, sr, target).astype(np.float32), sr, subtype='FLOAT')
+            elif check == 'clipped':
+                sf.write(p, with_clip_share(x, target).astype(np.float32), sr, subtype='FLOAT')
+            elif check == 'silent_channel':
+                sf.write(p, with_quiet_channel(x, target).astype(np.float32), sr, subtype='FLOAT')
+            else:
+                full = d / f'{tag}_{i:02d}_full.wav'
+                sf.write(full, x.astype(np.float32), sr, subtype='PCM_16')
+                cut_wav(full, p, target)
+            out.append((p, check, off, target, flagged))
+    return out
+
+
+def out_of_sample(clean, prow, near_rows, parts):
+    """Thresholds chosen on the 'choose' part; false alarms and misses of the chosen and of audio.py's thresholds on
+    the held-out part (its clean files, the planted inputs made from them, and the near-threshold inputs)."""
+    import audio
+    chosen = choose_thresholds(clean, prow)
+    held = [r for r in clean if r['part'] == 'held_out']
+    res = {'split': 'by speaker within each corpus: speakers sorted, alternately to the choosing part and the '
+                     'held-out part; planted inputs belong to the part of the clean file they were made from; the '
+                     'synthetic planted inputs and the near-threshold inputs (made from held-out files) are held out',
+           'parts': parts, 'rule': 'halfway between the most extreme clean file and the least extreme planted file '
+                                   'of the choosing part (dB; clip share on a log scale), then the next 5-dB step '
+                                   '(clip share: 1, 2 or 5 x 10^k) away from the clean files; the other checks are '
+                                   'design values (their planted inputs measure exactly zero or -inf, or they are '
+                                   'structural)',
+           'chosen': chosen, 'held_out': {}}
+    for check, (_key, attr, _side, _scale, kinds) in CHOSEN.items():
+        code = getattr(audio, attr)
+        bad = [r for r in prow if r.get('part') == 'held_out' and r['planted'] in kinds]
+        e = {'clean_files': len(held), 'planted_files': len(bad), 'code_threshold': code}
+        for name, t in (('chosen', chosen[check]['chosen']), ('code', code)):
+            e[f'false_alarms_{name}'] = sum(fires(check, r, t) for r in held)
+            e[f'misses_{name}'] = sum(not fires(check, r, t) for r in bad)
+        e['chosen_equals_code'] = chosen[check]['chosen'] == code
+        res['held_out'][check] = e
+    for check in ('silent_channel', 'no_speech', 'truncated', 'low_rate'):
+        kinds = {'silent_channel': ['dead_channel'], 'no_speech': [], 'truncated': ['truncated'],
+                 'low_rate': ['rate_8k']}[check]
+        bad = [r for r in prow if (r.get('part') == 'held_out' and r['planted'] in kinds)
+               or (r['planted'].startswith('synthetic_') and check in r['expected'])]
+        res['held_out'][check] = {'clean_files': len(held), 'planted_files': len(bad),
+                                  'false_alarms_code': sum(check in r['kinds'] for r in held),
+                                  'misses_code': sum(check not in r['kinds'] for r in bad)}
+    near = {}
+    for r in near_rows:
+        n = near.setdefault(r['check'], {'files': 0, 'outside_flagged': 0, 'outside': 0, 'inside_flagged': 0,
+                                         'inside': 0, 'by_offset': {}})
+        n['files'] += 1
+        side = 'outside' if r['should_flag'] else 'inside'
+        n[side] += 1
+        n[side + '_flagged'] += r['flagged']
+        o = n['by_offset'].setdefault(r['offset'], {'files': 0, 'flagged': 0, 'measured': []})
+        o['files'] += 1
+        o['flagged'] += r['flagged']
+        o['measured'].append(r['measured'])
+    for n in near.values():
+        n['misses'] = n['outside'] - n['outside_flagged']
+        n['false_alarms'] = n['inside_flagged']
+        for o in n['by_offset'].values():
+            m = [v for v in o.pop('measured') if v is not None and np.isfinite(v)]
+            o['measured_min'], o['measured_max'] = (round(min(m), 4), round(max(m), 4)) if m else (None, None)
+    res['near_threshold'] = near
+    tot = res['held_out'].values()
+    res['held_out_false_alarms_code'] = sum(e['false_alarms_code'] for e in tot)
+    res['held_out_misses_code'] = sum(e['misses_code'] for e in tot)
+    res['held_out_clean_files'] = len(held)
+    res['held_out_planted_files'] = sum(1 for r in prow if r.get('part') == 'held_out' or
+                                        r['planted'].startswith('synthetic_'))
+    res['near_misses'] = sum(n['misses'] for n in near.values())
+    res['near_false_alarms'] = sum(n['false_alarms'] for n in near.values())
+    res['near_files'] = sum(n['files'] for n in near.values())
+    return res
+
+
+NEAR_KEY = {'low_level': 'level_dbfs', 'band_limited': 'high_band_db', 'clipped': 'clip_share',
+            'silent_channel': 'quietest_channel_db', 'truncated': 'missing_seconds'}
+
+
 def predict_check(files, ckpt_args, tmp, expected):
     """Run predict.py on `files`; [(file, bench warning, predict warning)] plus the count that agree."""
     import pandas as pd
@@ -229,13 +408,16 @@ def main(argv=None):
     ap.add_argument('--limit', type=int, default=0, help='use only the first N files of each corpus (0 = all)')
     ap.add_argument('--planted-per-corpus', type=int, default=20,
                     help='clean files per corpus turned into each kind of planted bad input (default 20)')
+    ap.add_argument('--near-per-corpus', type=int, default=3,
+                    help='held-out clean files per corpus moved to just inside / just outside each threshold '
+                         '(+-1 and +-2 dB etc.; default 3)')
     ap.add_argument('--predict-check', type=int, default=4,
                     help='clean files per corpus (plus the synthetic planted files) run through predict.py to '
                          'confirm its warning column equals the bench findings (default 4; 0 = skip)')
     ap.add_argument('--out', default=None, help='folder for warnings.json / warnings.md (default bench/results)')
     a = ap.parse_args(argv)
-    if a.limit < 0 or a.planted_per_corpus < 0 or a.predict_check < 0:
-        ap.error('--limit, --planted-per-corpus and --predict-check must be >= 0')
+    if min(a.limit, a.planted_per_corpus, a.predict_check, a.near_per_corpus) < 0:
+        ap.error('--limit, --planted-per-corpus, --near-per-corpus and --predict-check must be >= 0')
     import audio
     info = common.machine()
     print(common.machine_line(info))
@@ -262,13 +444,21 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix='bench_warnings_') as tmp:
         tmp = Path(tmp)
         planted = [(p, exp, 'synthetic_' + p.stem) for p, exp in plant_synthetic(tmp / 'synthetic')]
+        parts = split_parts(rows_by)
+        part_of = {}
         for name, rows in rows_by.items():
-            planted += plant_real(tmp / name, spread([Path(r['file']) for r in rows], a.planted_per_corpus), name)
+            src = spread([Path(r['file']) for r in rows], a.planted_per_corpus)
+            made = plant_real(tmp / name, src, name)
+            part = {str(f): r['part'] for r in rows for f in [Path(r['file'])]}
+            for k, (p, _, _) in enumerate(made):
+                part_of[p.name] = part[str(src[k // (len(made) // len(src))])]
+            planted += made
         prow, by_plant = [], {}
         for p, exp, kind in planted:
             r = check(p)
             hit = all(e in r['kinds'] for e in exp)
-            prow.append({**r, 'file': p.name, 'planted': kind, 'expected': exp, 'hit': hit})
+            prow.append({**r, 'file': p.name, 'planted': kind, 'expected': exp, 'hit': hit,
+                         'part': part_of.get(p.name, 'held_out')})
             b = by_plant.setdefault(kind if not kind.startswith('synthetic_') else 'synthetic', {'files': 0, 'hits': 0})
             b['files'] += 1
             b['hits'] += hit
@@ -288,6 +478,20 @@ def main(argv=None):
               + ''.join(f'\n  MISSED {m["file"]}: expected {m["expected"]}, got "{m["warning"]}"' for m in misses))
 
         margin = margins(rows_by, prow)
+        near_rows = []
+        for name, rows in rows_by.items():
+            src = spread([Path(r['file']) for r in rows if r['part'] == 'held_out'], a.near_per_corpus)
+            for p, chk, off, target, should in plant_near(tmp / f'near_{name}', src, name):
+                r = check(p)
+                val = r[NEAR_KEY[chk]]
+                near_rows.append({'file': p.name, 'corpus': name, 'check': chk, 'offset': off, 'target': target,
+                                  'measured': val, 'should_flag': should, 'flagged': chk in r['kinds']})
+        oos = out_of_sample([r for rows in rows_by.values() for r in rows], prow, near_rows, parts)
+        print(f'out of sample (held-out speakers): {oos["held_out_false_alarms_code"]} false alarms on '
+              f'{oos["held_out_clean_files"]} clean files, {oos["held_out_misses_code"]} misses of '
+              f'{oos["held_out_planted_files"]} planted; near-threshold: {oos["near_misses"]} misses, '
+              f'{oos["near_false_alarms"]} false alarms of {oos["near_files"]}; chosen '
+              + ', '.join(f'{k} {v["chosen"]:g}' for k, v in oos['chosen'].items()))
         pc = None
         if a.predict_check:
             files = [Path(r['file']) for rows in rows_by.values() for r in spread(rows, a.predict_check)]
@@ -311,10 +515,14 @@ def main(argv=None):
                 default=(None, None, 0.0))
     res = {'machine': info, 'argv': sys.argv[1:] if argv is None else list(argv), 'thresholds': thresholds,
            'corpora': corpora, 'skipped': skipped, 'planted': planted_res, 'predict_check': pc,
-           'margins': margin,
+           'margins': margin, 'out_of_sample': oos,
            'max_false_alarm_rate': {'corpus': worst[0], 'check': worst[1], 'rate': worst[2]},
            'target_met': bool(worst[2] <= 0.01 and planted_res['hits'] == planted_res['files']
                               and (pc is None or pc['agree'] == pc['files'])),
+           'out_of_sample_target_met': bool(oos['held_out_false_alarms_code'] == 0 and oos['held_out_misses_code'] == 0
+                                            and oos['near_misses'] == 0 and oos['near_false_alarms'] == 0
+                                            and all(e['chosen_equals_code'] for k, e in oos['held_out'].items()
+                                                    if k in CHOSEN)),
            'seconds': round(time.perf_counter() - t0, 1)}
     common.save_results('warnings', finite(res), a.out)
     md = write_md(res, a.out)
@@ -379,6 +587,27 @@ def write_md(res, out_dir=None):
         pc = res['predict_check']
         L += ['', f'predict.py (own Act model) `warning` column equal to the bench findings on **{pc["agree"]} / '
                   f'{pc["files"]}** files.']
+    o = res['out_of_sample']
+    L += ['', '## Out of sample', '', f'Split: {o["split"]}. Speakers: '
+          + '; '.join(f'{c} choose {", ".join(p["choose"])} / held out {", ".join(p["held_out"])}'
+                      for c, p in o['parts'].items()) + '.', '', f'Rule: {o["rule"]}.', '',
+          '| check | clean extreme (choosing part) | planted extreme (choosing part) | halfway | chosen | in audio.py |',
+          '|---|---|---|---|---|---|']
+    for k, c in o['chosen'].items():
+        L.append(f'| {k} | {c["clean_extreme"]:.4g} | {c["planted_extreme"]:.4g} | {c["halfway"]:.4g} | '
+                 f'{c["chosen"]:g} | {o["held_out"][k]["code_threshold"]:g} |')
+    L += ['', '| check (held-out part) | clean files | false alarms | planted files | misses |', '|---|---|---|---|---|']
+    L += [f'| {k} | {e["clean_files"]} | {e["false_alarms_code"]} | {e["planted_files"]} | {e["misses_code"]} |'
+          for k, e in o['held_out'].items()]
+    L += ['', 'Near-threshold inputs (held-out files moved just inside / just outside the thresholds of audio.py):', '',
+          '| check | offset | files | flagged | measured (min - max) |', '|---|---|---|---|---|']
+    for k, n in o['near_threshold'].items():
+        for off, b in n['by_offset'].items():
+            L.append(f'| {k} | {off} | {b["files"]} | {b["flagged"]} | {b["measured_min"]} - {b["measured_max"]} |')
+    L += ['', f'Held out: **{o["held_out_false_alarms_code"]}** false alarms on {o["held_out_clean_files"]} clean '
+              f'files, **{o["held_out_misses_code"]}** misses; near-threshold: **{o["near_misses"]}** misses and '
+              f'**{o["near_false_alarms"]}** false alarms on {o["near_files"]} files. Out-of-sample target (no error, '
+              f'chosen = audio.py) met: **{res["out_of_sample_target_met"]}**.']
     w = res['max_false_alarm_rate']
     worst = (f'{100 * w["rate"]:.2f} % ({w["check"]} on {w["corpus"]})' if w['rate'] > 0 else
              '0 % (no check fired on any clean file)')

@@ -38,6 +38,54 @@ def synth_voice(dur, arousal=4.0, f0=160.0, trend='rise', sr=SR, seed=0):
     return np.clip(y, -1, 1).astype(np.float32)
 
 
+def at_level(x, sr, dbfs):
+    """Mono `x` scaled so that its active speech level (ITU-T P.56, audio.active_speech_level) is `dbfs`."""
+    from audio import active_speech_level
+    x = np.asarray(x, dtype=np.float64)
+    return x * 10 ** ((dbfs - active_speech_level(x, sr)[0]) / 20)
+
+
+def with_high_band(x, sr, db, rounds=6):
+    """Mono `x` (sampled at >= 16 kHz) with its content above 4 kHz scaled so that audio.high_band_db reads
+    `db` (within a few hundredths of a dB): the spectrum (one FFT of the whole signal) times a gain g above
+    4 kHz, 1 below 3.6 kHz and log-linear between (a brick wall at 4 kHz would leak into the 4-8 kHz band of the
+    32-ms frames and hold the reading near -30 dB for some voices)."""
+    from audio import high_band_db
+    x = np.asarray(x, dtype=np.float64)
+    spec = np.fft.rfft(x)
+    ramp = np.clip((np.fft.rfftfreq(len(x), 1 / sr) - 3600) / 400, 0, 1)
+    g = 1.0
+    for _ in range(rounds):
+        y = np.fft.irfft(spec * g ** ramp, len(x))
+        g *= 10 ** ((db - high_band_db(y, sr)) / 20)
+    return np.fft.irfft(spec * g ** ramp, len(x))
+
+
+def with_clip_share(x, share):
+    """Mono `x` scaled and clipped at full scale so that round(share * len(x)) samples (at least one; ties
+    aside) reach |x| >= 0.999 (audio.CLIP_LEVEL)."""
+    x = np.asarray(x, dtype=np.float64)
+    k = max(int(round(share * len(x))), 1)
+    mag = np.sort(np.abs(x))[::-1]
+    gain = 0.9995 / ((mag[k - 1] + mag[k]) / 2)          # the k loudest samples land above 0.999, the rest below
+    return np.clip(x * gain, -1.0, 1.0)
+
+
+def with_quiet_channel(x, db):
+    """(frames, 2): `x` and a copy of it `db` dB quieter (audio.channel_levels_db of the second reads `db`)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.stack([x, x * 10 ** (db / 20)], axis=1)
+
+
+def cut_wav(src, dst, missing_seconds):
+    """A copy of the PCM WAV `src` with its last `missing_seconds` of data bytes removed (header unchanged)."""
+    import soundfile as _sf
+    info = _sf.info(str(src))
+    b = Path(src).read_bytes()
+    block = info.channels * {'PCM_16': 2, 'PCM_24': 3, 'PCM_32': 4, 'FLOAT': 4}[info.subtype]
+    Path(dst).write_bytes(b[:len(b) - int(round(missing_seconds * info.samplerate)) * block])
+
+
 def write_textgrid(path, intervals, xmax=None, short=False, extra_tier=True):
     """Write a Praat TextGrid (long or short text format) whose first tier holds `intervals`
     [(xmin, xmax, text)], plus an optional second 'phones' tier."""

@@ -142,3 +142,111 @@ def test_bench_warnings_smoke(tiny_corpus, tmp_path, capsys):
     for s in res['corpora'].values():
         assert s['files'] == 2 and s['any_warning'] == len(s['flagged_files'])
         assert s['distributions']['level_dbfs']['n'] == 2
+
+
+def test_one_file_just_on_each_side_of_every_threshold(tmp_path):
+    """Each input check at its threshold: a generated file 2 dB (clip share: a factor 1.6; truncation: 5 ms)
+    inside and one as far outside. The levels are written here, not read from audio.py, so a threshold moved
+    by 5 dB or more (or a comparison turned around) fails."""
+    from tests.fixtures import at_level, cut_wav, with_clip_share, with_high_band, with_quiet_channel
+    sr = 16000
+    v = synth_voice(3.0, arousal=4, seed=7).astype(np.float64)
+
+    def found(name, x, subtype='FLOAT'):
+        sf.write(tmp_path / name, np.asarray(x, dtype=np.float32), sr, subtype=subtype)
+        return kinds(tmp_path / name)[0]
+
+    # very low level: active speech level -58 / -62 dBFS around -60
+    for db, flagged in ((-58.0, False), (-62.0, True)):
+        x = at_level(v, sr, db)
+        assert active_speech_level(x, sr)[0] == pytest.approx(db, abs=0.05)
+        assert found(f'level{db:g}.wav', x) == ({'low_level'} if flagged else set()), db
+    # band-limited: -38 / -42 dB of power above 4 kHz around -40
+    for db, flagged in ((-38.0, False), (-42.0, True)):
+        x = with_high_band(v, sr, db)
+        assert audio.high_band_db(x, sr) == pytest.approx(db, abs=0.05)
+        assert found(f'band{db:g}.wav', x) == ({'band_limited'} if flagged else set()), db
+    # clipped: 0.0625 % / 0.1625 % of the samples at full scale around 0.1 %
+    for share, flagged in ((0.000625, False), (0.001625, True)):
+        x = with_clip_share(v, share)
+        assert np.mean(np.abs(x) >= 0.999) == pytest.approx(share, abs=2 / len(x))
+        assert found(f'clip{share:g}.wav', x) == ({'clipped'} if flagged else set()), share
+    # silent channel: the second channel 58 / 62 dB below the first, around 60
+    for db, flagged in ((-58.0, False), (-62.0, True)):
+        got = found(f'channel{db:g}.wav', with_quiet_channel(at_level(v, sr, -30.0), db))
+        assert got == ({'silent_channel'} if flagged else set()), db
+    # cut short: 5 ms / 20 ms of the data chunk missing, around 10 ms
+    sf.write(tmp_path / 'full.wav', at_level(v, sr, -30.0).astype(np.float32), sr, subtype='PCM_16')
+    for ms, flagged in ((5, False), (20, True)):
+        cut_wav(tmp_path / 'full.wav', tmp_path / f'cut{ms}.wav', ms / 1000)
+        assert kinds(tmp_path / f'cut{ms}.wav')[0] == ({'truncated'} if flagged else set()), ms
+
+
+def test_no_speech_threshold_on_each_side():
+    """'no speech' at 0.25 s of voiced frames: 0.20 s of voiced 10-ms frames is flagged, 0.30 s is not; a frame
+    counts as voiced above a voicing probability of 0.5 (0.45 does not count, 0.55 does)."""
+    cols = ['pcm_loudness_sma', 'voicingFinalUnclipped_sma', 'F0final_sma']
+
+    def lld(n_voiced, p=0.9, n=300):
+        x = np.zeros((n, 3))
+        x[:n_voiced, 1] = p
+        return x
+
+    assert audio.voiced_seconds(lld(20), cols, 0.01) == pytest.approx(0.20)
+    assert audio.speech_note(lld(20), cols, 0.01).startswith('no speech found: 0.20 s')
+    assert audio.speech_note(lld(30), cols, 0.01) is None
+    assert audio.voiced_seconds(lld(30, p=0.45), cols, 0.01) == 0.0
+    assert audio.voiced_seconds(lld(30, p=0.55), cols, 0.01) == pytest.approx(0.30)
+    assert audio.speech_note(lld(30, p=0.45), cols, 0.01) is not None
+    assert audio.voiced_seconds(lld(30), cols[::2], 0.01) is None and audio.speech_note(lld(30), cols[::2], 0.01) is None
+
+
+def test_the_text_of_every_finding(tmp_path):
+    """What predict.py writes into its `warning` column, word for word, for one generated file per check."""
+    from tests.fixtures import at_level, cut_wav, with_clip_share, with_high_band, with_quiet_channel
+    sr = 16000
+    v = synth_voice(3.0, arousal=4, seed=7).astype(np.float64)
+    files = {'clip': with_clip_share(v, 0.001625), 'quiet': at_level(v, sr, -62.0), 'tel': with_high_band(v, sr, -42.0),
+             'dead': with_quiet_channel(at_level(v, sr, -30.0), -80.0), 'zero': np.zeros(sr)}
+    for name, x in files.items():
+        sf.write(tmp_path / f'{name}.wav', np.asarray(x, np.float32), sr, subtype='FLOAT')
+    sf.write(tmp_path / 'rate8k.wav', synth_voice(3.0, arousal=4, seed=7, sr=8000), 8000)
+    sf.write(tmp_path / 'full.wav', at_level(v, sr, -30.0).astype(np.float32), sr, subtype='PCM_16')
+    cut_wav(tmp_path / 'full.wav', tmp_path / 'cut.wav', 0.5)
+    got = {n: kinds(tmp_path / f'{n}.wav')[1] for n in ('clip', 'quiet', 'tel', 'dead', 'zero', 'rate8k', 'cut')}
+    assert got['clip'] == ['clipped audio: 0.16 % of the samples at full scale']
+    assert got['quiet'] == ['very low level: active speech at -62 dBFS (ITU-T P.56; below -60 dBFS; clean recordings '
+                            'measure about -50 to -10 dBFS)']
+    assert got['tel'] == ['band-limited audio: -42 dB of energy above 4 kHz (below -40 dB: telephone or 8 kHz audio '
+                          'upsampled? predictions may shift)']
+    assert got['dead'] == ['silent channel 2 of 2: used channel 1 only']
+    assert got['zero'] == ['digital silence (all samples zero)']
+    assert got['rate8k'] == ['band-limited audio: sampled at 8000 Hz, nothing above 4 kHz (the models expect 16 kHz '
+                             'audio; predictions may shift)']
+    assert got['cut'] == ['file shorter than its header claims: 2.50 s of 3.00 s present (truncated copy?)']
+    assert [note_kind(n[0]) for n in got.values()] == ['clipped', 'low_level', 'band_limited', 'silent_channel',
+                                                        'digital_silence', 'low_rate', 'truncated']
+    assert note_kind('something else') is None
+
+
+def test_wav_header_reader(tmp_path):
+    """The data-chunk length a WAV header claims, past an odd-sized chunk (padded to even), for 16-bit stereo at
+    8 kHz; files that are not RIFF/WAVE, a streaming header (size 0xFFFFFFFF) and a header without data: None."""
+    import struct
+    fmt = struct.pack('<HHIIHH', 1, 2, 8000, 8000 * 4, 4, 16)
+    data = np.zeros(8000, np.int16).tobytes()                          # 16000 bytes: 0.5 s present
+    body = b'WAVE' + b'fmt ' + struct.pack('<I', 16) + fmt + b'junk' + struct.pack('<I', 3) + b'abc\x00'
+
+    def write(name, claimed_bytes, payload=data):
+        b = body + b'data' + struct.pack('<I', claimed_bytes) + payload
+        (tmp_path / name).write_bytes(b'RIFF' + struct.pack('<I', len(b)) + b)
+        return audio.wav_claimed_seconds(tmp_path / name)
+
+    assert write('ok.wav', len(data)) == (0.5, 0.5)
+    assert write('cut.wav', 2 * len(data)) == (1.0, 0.5)
+    assert write('stream.wav', 0xFFFFFFFF) is None and write('empty.wav', 0) is None
+    (tmp_path / 'nodata.wav').write_bytes(b'RIFF' + struct.pack('<I', len(body)) + body)
+    (tmp_path / 'aiff.wav').write_bytes(b'FORM\x00\x00\x00\x10AIFF' + bytes(16))
+    assert audio.wav_claimed_seconds(tmp_path / 'nodata.wav') is None
+    assert audio.wav_claimed_seconds(tmp_path / 'aiff.wav') is None
+    assert audio.wav_claimed_seconds(tmp_path / 'missing.wav') is None
