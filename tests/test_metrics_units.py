@@ -18,13 +18,29 @@ def test_category_spellings_and_pearson_of_small_values():
 
 
 def test_interval_and_standard_error_of_few_resamples():
-    assert M._interval(np.array([np.nan, 2.0, np.inf]), 0.95) == [2.0, 2.0]     # one finite resample
-    assert all(np.isnan(M._interval(np.array([np.nan, np.nan]), 0.95)))
-    lo, hi = M._interval(np.arange(101.0), 0.9)
+    nan2 = M._interval(0.5, np.array([np.nan, 0.2, np.inf]), 0.95, 'z-t', 5, 'fisher')   # one finite resample
+    assert all(np.isnan(nan2))
+    assert all(np.isnan(M._interval(0.5, np.array([0.1, 0.3]), 0.95, 'z-t', 1, 'fisher')))   # one cluster
+    lo, hi = M._interval(50.0, np.arange(101.0), 0.9, 'percentile', 10, 'raw')
     assert (lo, hi) == pytest.approx((5.0, 95.0))
-    st = M._stat(0.5, np.array([1.0, 2.0, 3.0, 4.0]), 0.95)
+    # z-t by hand: Fisher z of the value +- t_{k-1}(0.975) x SD(z of the resamples) x sqrt(k / (k - 1))
+    s = np.array([0.2, 0.4, 0.5, 0.7])
+    half = 3.182446305284263 * np.std(np.arctanh(s), ddof=1) * np.sqrt(4 / 3)
+    assert M._interval(0.5, s, 0.95, 'z-t', 4, 'fisher') == pytest.approx(
+        [np.tanh(np.arctanh(0.5) - half), np.tanh(np.arctanh(0.5) + half)], abs=1e-9)
+    # AUC: on atanh(2 AUC - 1); a difference: on the raw scale
+    a = M._interval(0.75, np.array([0.6, 0.7, 0.8, 0.9]), 0.95, 'z-t', 4, 'auc')
+    zs = np.arctanh(2 * np.array([0.6, 0.7, 0.8, 0.9]) - 1)
+    h = 3.182446305284263 * np.std(zs, ddof=1) * np.sqrt(4 / 3)
+    assert a == pytest.approx([(np.tanh(np.arctanh(0.5) - h) + 1) / 2, (np.tanh(np.arctanh(0.5) + h) + 1) / 2])
+    d = M._interval(0.1, np.array([0.0, 0.1, 0.2, 0.3]), 0.95, 'z-t', 4, 'raw')
+    h = 3.182446305284263 * np.std([0.0, 0.1, 0.2, 0.3], ddof=1) * np.sqrt(4 / 3)
+    assert d == pytest.approx([0.1 - h, 0.1 + h])
+    b = M.interval_record('speakers', 4)
+    st = M._stat(0.5, np.array([1.0, 2.0, 3.0, 4.0]), b)
     assert st['value'] == 0.5 and st['se'] == pytest.approx(1.2909944, abs=1e-6)     # sample SD (ddof 1)
-    assert np.isnan(M._stat(0.5, np.array([1.0, np.nan]), 0.95)['se'])
+    assert np.isnan(M._stat(0.5, np.array([1.0, np.nan]), b)['se'])
+    assert M._stat(0.5, np.array([0.2, 0.4]), M.interval_record('speakers', 1))['ci'] == [None, None]   # withheld
 
 
 def test_errors_name_the_choices():
@@ -43,7 +59,7 @@ def test_report_keys():
     assert r['auc_arousal']['high'] == ['anger', 'happiness', 'fear'] and r['auc_arousal']['low'] == \
         ['boredom', 'sadness'] and (r['auc_arousal']['n_high'], r['auc_arousal']['n_low']) == (2, 2)
     p = M.paired_difference(x, [1.2, 2.5, 3.0, 2.0], y, ['a', 'a', 'b', 'c'], n_boot=50, n_perm=20, seed=3)
-    assert p['bootstrap']['method'] == 'percentile, paired' and p['bootstrap']['n_clusters'] == 3
+    assert p['bootstrap']['method'] == 'z-t' and p['bootstrap']['paired'] is True and p['bootstrap']['n_clusters'] == 3
     assert p['permutation'] == {'n_perm': 20, 'unit': 'speakers', 'seed': 3}
 
 
