@@ -54,11 +54,54 @@ def load_pairs(path, store, limit=None, seed=0):
     return names, a, b, lab
 
 
-def pair_logits(model, x, lengths, m, device):
-    """Padded (2B, T, D) batch [utterances 1; utterances 2] -> f(x1_k) - f(x2_k): (B, K, 2)."""
-    chunks = to_chunks(x, lengths, m, device)              # (2B, K, m, D)
-    out = model(chunks.flatten(0, 1)).view(2, -1, chunks.shape[1], 2)
-    return out[0] - out[1]
+def pair_logits(model, x, lengths, m, device, pos=None):
+    """Padded (2B, T, D) batch [utterances 1; utterances 2] -> f(x1_k) - f(x2_k): (B, K, 2). With pos = (first,
+    second, pairs) (pair_parts), x holds each utterance once and pair j is (x[first[j]], x[second[j]])."""
+    chunks = to_chunks(x, lengths, m, device)              # (2B, K, m, D) or (U, K, m, D)
+    out = model(chunks.flatten(0, 1)).view(len(x), chunks.shape[1], 2)
+    if pos is None:
+        return out[:len(x) // 2] - out[len(x) // 2:]
+    return out[pos[0]] - out[pos[1]]
+
+
+def pair_parts(first, second, per):
+    """A training step's pairs (utterance indexes first[j], second[j]) -> parts [(rows, (i1, i2, pairs))] of at most
+    `per` distinct utterances each: `rows` are the batch rows ([utterances 1; utterances 2]) of the part's
+    utterances, each once; pair j of the part is (rows[i1[j]], rows[i2[j]]) and is pair pairs[j] of the batch.
+    Pairs that share an utterance (a connected component of the step's pair graph) go into the same part where
+    the part size allows, so that utterance runs once and one dropout mask serves its pairs (in the step's sum of
+    CE, each pair counts once, as before)."""
+    B = len(first)
+    root = {}
+
+    def find(u):
+        while root.setdefault(u, u) != u:
+            root[u] = root[root[u]]
+            u = root[u]
+        return u
+
+    for a, b in zip(first, second):
+        root[find(a)] = find(b)
+    comp = {}
+    for j, a in enumerate(first):
+        comp.setdefault(find(a), []).append(j)
+    parts, cur, utts = [], [], {}
+    for j in (j for js in comp.values() for j in js):
+        new = {first[j], second[j]} - set(utts)
+        if cur and len(utts) + len(new) > max(per, 2):
+            parts.append((cur, utts))
+            cur, utts = [], {}
+        for r, u in ((j, first[j]), (B + j, second[j])):
+            utts.setdefault(u, r)
+        cur.append(j)
+    parts.append((cur, utts))
+    out = []
+    for pairs, utts in parts:
+        at = {u: i for i, u in enumerate(utts)}
+        out.append((torch.tensor(list(utts.values())),
+                    (torch.tensor([at[first[j]] for j in pairs]), torch.tensor([at[second[j]] for j in pairs]),
+                     torch.tensor(pairs))))
+    return out
 
 
 def macro_f1(conf):
@@ -73,7 +116,8 @@ def run_epoch(model, loader, m, device, amp, opt=None, scaler=None, desc='', sho
 
     Memory does not grow with the batch: at most `max_chunks` chunks go through the LSTM at once. Training
     accumulates the gradients of a step over parts of the batch's pairs (the mean CE of the whole batch, each
-    part's sum of CE divided by the batch's count). Evaluation (batches that carry the utterance indexes, as
+    part's sum of CE divided by the batch's count); with the utterance indexes (PairDataset's batches) a part
+    holds pairs that share utterances and runs each of its utterances once (pair_parts). Evaluation (batches that carry the utterance indexes, as
     PairDataset's do) runs every utterance once per pass and reads each pair's logits from its two utterances'
     chunk outputs: the same logits as a forward pass per pair, many times fewer LSTM runs when utterances recur
     in many pairs."""
@@ -87,12 +131,13 @@ def run_epoch(model, loader, m, device, amp, opt=None, scaler=None, desc='', sho
             y = y.to(device).long()
             if train:
                 opt.zero_grad(set_to_none=True)
-                parts = micro_slices(B, max_chunks // (2 * K_CHUNKS))
-                for k, s in enumerate(parts):
-                    rows = _pair_rows(B, s)
+                parts = pair_parts(*[i.tolist() for i in ids], max_chunks // K_CHUNKS) if ids else \
+                    [(p_, None) for p_ in map(_pair_rows, [B] * B, micro_slices(B, max_chunks // (2 * K_CHUNKS)))]
+                for k, (rows, pos) in enumerate(parts):
                     with amp_context(device, amp):
-                        d = pair_logits(model, x[rows], lengths[rows], m, device)
-                    ys = y[s][:, None].expand(-1, d.shape[1])
+                        d = pair_logits(model, x[rows], lengths[rows], m, device, pos)
+                    sel = rows[:len(rows) // 2] if pos is None else pos[2]
+                    ys = y[sel][:, None].expand(-1, d.shape[1])
                     ce = torch.nn.functional.cross_entropy(d.float().flatten(0, 1), ys.flatten(), reduction='sum')
                     last = k == len(parts) - 1
                     with contextlib.nullcontext() if last or not hasattr(model, 'no_sync') else model.no_sync():

@@ -120,3 +120,37 @@ def test_ranker_evaluation_runs_each_utterance_once_with_the_same_logits():
     ce2, conf2 = ranker.run_epoch(net, no_ids, M, CPU, 'off', show=False)
     assert sum(calls) == 2 * 40 * K_CHUNKS
     assert abs(ce - ce2) < 1e-6 and (conf == conf2).all() and conf.sum() == 40 * K_CHUNKS
+
+
+def test_ranker_training_parts_run_shared_utterances_once_with_the_gradients_of_the_batch():
+    store, rng = Store(8), np.random.default_rng(1)
+    a, b = rng.integers(0, 8, 12), rng.integers(0, 8, 12)
+    ds = PairDataset(store, sorted(store.x), a, b, (a > b).astype(int), lambda n, v: v)
+    full = next(iter(torch.utils.data.DataLoader(ds, 12, collate_fn=PadCollate(M, n_feats=2))))
+    res = []
+    for data, max_chunks in (([full], 3 * K_CHUNKS), ([full[:3]], 100 * K_CHUNKS), ([full], 100 * K_CHUNKS)):
+        torch.manual_seed(0)
+        net = LSTMnet(D, 6, 2, dropout=0.0)
+        calls = []
+        net.register_forward_hook(lambda mod, inp, out: calls.append(len(inp[0]) // K_CHUNKS))
+        ce, conf = ranker.run_epoch(net, data, M, CPU, 'off', torch.optim.SGD(net.parameters(), lr=0.0),
+                                    make_scaler(CPU, 'off'), show=False, max_chunks=max_chunks)
+        res.append((ce, conf, grads(net), calls))
+    assert max(res[0][3]) <= 3 and len(res[0][3]) > 1               # parts of at most 3 utterances
+    assert res[1][3] == [24] and res[2][3] == [len(set(a) | set(b))]  # per pair vs each utterance once
+    for ce, conf, g, _ in res[:2]:
+        assert abs(ce - res[2][0]) < 1e-6 and (conf == res[2][1]).all()
+        assert torch.allclose(g, res[2][2], rtol=1e-4, atol=1e-7)
+
+
+def test_pair_parts_keep_every_pair_once():
+    first, second = [0, 1, 5, 2, 5, 7], [1, 2, 6, 3, 0, 8]
+    parts = ranker.pair_parts(first, second, 3)
+    seen = []
+    for rows, (i1, i2, pairs) in parts:
+        assert len(rows) <= 3 and len(set(rows.tolist())) == len(rows)
+        batch_utt = first + second                      # batch row -> utterance index
+        for p, r1, r2 in zip(pairs.tolist(), i1.tolist(), i2.tolist()):
+            assert (batch_utt[rows[r1]], batch_utt[rows[r2]]) == (first[p], second[p])
+        seen += pairs.tolist()
+    assert sorted(seen) == list(range(6))
