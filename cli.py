@@ -177,11 +177,13 @@ def add_data_args(p, amp='fp16'):
 
 def add_max_chunks_arg(p):
     """--max-chunks of the LSTM training scripts (ranker, Seq2Seq)."""
-    p.add_argument('--max-chunks', type=positive_int, default=MAX_CHUNKS,
+    p.add_argument('--max-chunks', type=nonneg_int, default=MAX_CHUNKS,
                    help='at most this many chunks go through the LSTM at once (default %(default)s, about 1.5 MB of '
                         'memory each in training); a larger batch is run in parts and its gradients accumulated: the '
                         'same loss on the same batch, memory that does not grow with -batch. The dropout masks are '
-                        'drawn per part, so the weights depend on this value (it is recorded with the model)')
+                        'drawn per part, so the weights depend on this value (it is recorded with the model). 0 = the '
+                        'whole batch in one pass, as before this option existed (the bytes of the shipped demo '
+                        'artefacts; about 8 GB for a ranker batch of 128 pairs)')
 
 
 def add_layer_sum_arg(p):

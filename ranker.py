@@ -117,7 +117,9 @@ def run_epoch(model, loader, m, device, amp, opt=None, scaler=None, desc='', sho
     Memory does not grow with the batch: at most `max_chunks` chunks go through the LSTM at once. Training
     accumulates the gradients of a step over parts of the batch's pairs (the mean CE of the whole batch, each
     part's sum of CE divided by the batch's count); with the utterance indexes (PairDataset's batches) a part
-    holds pairs that share utterances and runs each of its utterances once (pair_parts). Evaluation (batches that carry the utterance indexes, as
+    holds pairs that share utterances and runs each of its utterances once (pair_parts). max_chunks=0 trains on
+    the whole batch in one pass, each pair's two utterances run for that pair (the code path, and the bytes, of
+    the demo artefacts shipped before issue 28; ~1.5 MB of memory per chunk). Evaluation (batches that carry the utterance indexes, as
     PairDataset's do) runs every utterance once per pass and reads each pair's logits from its two utterances'
     chunk outputs: the same logits as a forward pass per pair, many times fewer LSTM runs when utterances recur
     in many pairs."""
@@ -129,6 +131,19 @@ def run_epoch(model, loader, m, device, amp, opt=None, scaler=None, desc='', sho
         for x, lengths, y, *ids in tqdm(loader, desc=desc, leave=False, disable=not show, dynamic_ncols=True):
             B = len(y)
             y = y.to(device).long()
+            if train and not max_chunks:      # one pass over the batch, a forward pass per pair (before issue 28)
+                with amp_context(device, amp):
+                    d = pair_logits(model, x, lengths, m, device)
+                yk = y[:, None].expand(-1, d.shape[1])
+                loss = torch.nn.functional.cross_entropy(d.float().flatten(0, 1), yk.flatten())
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                loss_sum += loss.detach() * yk.numel()
+                n += yk.numel()
+                conf += torch.bincount(2 * yk.flatten() + d.argmax(-1).flatten(), minlength=4).view(2, 2)
+                continue
             if train:
                 opt.zero_grad(set_to_none=True)
                 parts = pair_parts(*[i.tolist() for i in ids], max_chunks // K_CHUNKS) if ids else \
@@ -153,7 +168,7 @@ def run_epoch(model, loader, m, device, amp, opt=None, scaler=None, desc='', sho
             else:
                 with amp_context(device, amp):
                     d = torch.cat([pair_logits(model, x[r], lengths[r], m, device)
-                                   for r in map(_pair_rows, [B] * B, micro_slices(B, max_chunks // (2 * K_CHUNKS)))])
+                                   for r in map(_pair_rows, [B] * B, micro_slices(B, max_chunks // (2 * K_CHUNKS) or B))])
             yk = y[:, None].expand(-1, d.shape[1])
             loss_sum += torch.nn.functional.cross_entropy(d.float().flatten(0, 1), yk.flatten(), reduction='sum')
             n += yk.numel()
@@ -179,7 +194,7 @@ def _cached_pair_logits(model, x, lengths, ids, cache, m, device, amp, max_chunk
         if u not in cache:
             first.setdefault(u, j)
     new = list(first.values())
-    for s in micro_slices(len(new), max_chunks // K_CHUNKS):
+    for s in micro_slices(len(new), max_chunks // K_CHUNKS or len(new)):
         rows = torch.tensor(new[s])
         with amp_context(device, amp):
             chunks = to_chunks(x[rows], lengths[rows], m, device)            # (b, K, m, D)

@@ -79,7 +79,7 @@ def seq2seq_step(net, opt, scaler, x, lengths, curve, mu, m, device, amp, max_ch
     """One optimiser step: loss = 0.5 (1 - CCC(utterance means, mu)) + 0.5 (1 - CCC(chunks, curves)), the
     CCCs over the global batch (under DDP every rank's predictions and targets, utils.gather_batch). At most
     `max_chunks` chunks go through the LSTM at once (utils.backward_in_parts): the same loss on the same batch,
-    with memory that does not grow with the batch."""
+    with memory that does not grow with the batch; 0 = the whole batch at once (as before issue 28)."""
     curve, mu = curve.to(device), mu.to(device)
 
     def forward(s):
@@ -94,7 +94,8 @@ def seq2seq_step(net, opt, scaler, x, lengths, curve, mu, m, device, amp, max_ch
         return scaler.scale(losses[-1])
 
     opt.zero_grad(set_to_none=True)
-    backward_in_parts(net, forward, len(lengths), max_chunks // K_CHUNKS, loss_of, device)
+    backward_in_parts(net, forward, len(lengths), max_chunks // K_CHUNKS if max_chunks else len(lengths),
+                      loss_of, device)
     scaler.step(opt)
     scaler.update()
     return losses[-1].item()
