@@ -9,17 +9,24 @@
 #   SHIP=1 EMO=all MSCR=1 bash run_demo.sh   # rebuild the demo artefacts shipped in the repository, in place
 #                                            #   (NormTerm/, chunk_emotion_rankers/, trained_*_model/) and their
 #                                            #   summary bench/results/demo.json
-#   THREADS=2 bash run_demo.sh               # train and run the LSTM models (rankers, Seq2Seq) on 2 CPU threads
-#                                            #   instead of 1: faster on a machine with 2+ free cores, same weight
-#                                            #   bytes; the MSCR steps stay on 1 thread, as their weights depend on
-#                                            #   the thread count (bench/results/threads.json, docs/reproducibility.md)
+#   THREADS=1 bash run_demo.sh               # train and run the LSTM models (rankers, Seq2Seq) on 1 CPU thread
+#                                            #   instead of 2 (default): the same weight bytes (bench/results/threads.json);
+#                                            #   the MSCR steps stay on 1 thread, as their weights depend on the
+#                                            #   thread count (docs/reproducibility.md)
+#   MAX_CHUNKS=0 SHIP=1 EMO=all MSCR=1 bash run_demo.sh
+#                                            # the LSTM training steps as before --max-chunks existed: the whole
+#                                            #   batch in one pass (about 8.4 GB per ranker), the code path of the
+#                                            #   shipped demo artefacts (docs/reproducibility.md)
 #   PARALLEL=1 EMO=all ...                   # the three attributes' steps 4-7 as three parallel processes
-#                                            #   (each trains on one CPU thread from its own seed: same bytes;
-#                                            #   about 8.4 GB of memory per attribute: docs/reproducibility.md)
+#                                            #   (each trains on its own fixed threads from its own seed: same bytes)
+#
+# Every python command runs under /usr/bin/time (where it exists): demo.json records each step's wall time and
+# peak resident memory, and each step prints the elapsed time and an estimate of the time left. The LSTM
+# training steps run at most MAX_CHUNKS (768) chunks at once (--max-chunks): peak memory stays under 2 GB.
 #
 # Without SHIP=1 nothing tracked is written: every output goes to $OUT (default runs/demo) and the later
-# steps read the models from there. Training runs on one CPU thread (--threads, docs/reproducibility.md), so
-# the weights are the same bytes whatever the machine's load or core count. The run ends by writing
+# steps read the models from there. Training runs on a fixed number of CPU threads (--threads,
+# docs/reproducibility.md), so the weights are the same bytes whatever the machine's load or core count. The run ends by writing
 # $OUT/demo.json: the time of every step, the test CCCs, the rankers' validation macro-F1 and the retrieval check.
 #
 # Settings are the published ones (docs/method1.md) except the ranker's pairs per epoch (PAIRS, published 100000),
@@ -33,7 +40,9 @@ MSCR_ITERS=${MSCR_ITERS:-150}
 SHIP=${SHIP:-0}
 PARALLEL=${PARALLEL:-0}
 THREADS=${THREADS:-2}
+MAX_CHUNKS=${MAX_CHUNKS:-768}
 TH=(--threads "$THREADS")
+MC=(--max-chunks "$MAX_CHUNKS")
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 if [ "$SHIP" = 1 ]; then
   OUT=.
@@ -50,7 +59,7 @@ TIMES=$(mktemp) RSS=$(mktemp)
 T0=$SECONDS
 # Expected seconds of each step of the default run (EMO=Act PAIRS=256 MSCR=0 THREADS=2; bench/results/demo_default.json),
 # scaled by this run's pace so far: the progress line's estimate of the time left.
-EXPECT=(60 50 7 4 150 15 20 110 15)
+EXPECT=(35 28 4 4 775 23 1151 21 9)
 [ "$MSCR" = 1 ] && EXPECT+=(560)
 N_STEPS=${#EXPECT[@]} STEP_I=0
 SUB=1   # steps 4-7 are timed one by one (not under PARALLEL=1)
@@ -90,14 +99,14 @@ attribute() {   # steps 4-7 for one attribute (or "all")
   py chunk_emotion_rankers/generate_preference_labels.py -emo "$E" --out "$PREF"
   [ "$SUB" = 1 ] && step "5/9 chunk emotion rankers (20 epochs x $PAIRS pairs) -> $RK, and their test"
   py chunk_emotion_rankers/training_ranker.py "${TH[@]}" -ep 20 -batch 128 -emo "$E" --pairs-per-epoch "$PAIRS" \
-      --norm "$NORM" --pairs "$PREF" --out "$RK" --overwrite
+      "${MC[@]}" --norm "$NORM" --pairs "$PREF" --out "$RK" --overwrite
   py chunk_emotion_rankers/testing_ranker.py "${TH[@]}" -ep 20 -batch 128 -emo "$E" --max-pairs 2000 --pairs "$PREF" \
       --checkpoint "$RK"
   [ "$SUB" = 1 ] && step "6/9 ranking sequences -> $RS"
   py chunk_emotion_rankers/generate_ranking_seqence.py "${TH[@]}" -ep 20 -batch 128 -emo "$E" -set all \
       --checkpoint "$RK" --out "$RS"
   [ "$SUB" = 1 ] && step "7/9 Seq2Seq (30 epochs) -> $S2S"
-  py training.py "${TH[@]}" -ep 30 -batch 128 -emo "$E" --norm "$NORM" --rankseq "$RS" --out "$S2S" --overwrite
+  py training.py "${TH[@]}" "${MC[@]}" -ep 30 -batch 128 -emo "$E" --norm "$NORM" --rankseq "$RS" --out "$S2S" --overwrite
 }
 if [ "$PARALLEL" = 1 ] && [ "$EMO" = all ]; then
   step "4-7/9 preference labels, rankers (20 epochs x $PAIRS pairs), ranking sequences -> $RS, Seq2Seq (30 epochs) -> $S2S"
@@ -136,6 +145,6 @@ if [ "$MSCR" = 1 ]; then
 fi
 step "end"
 python bench/demo_summary.py --times "$TIMES" --metrics "$RES/metrics.csv" --rankers "$RK" --retrieval "$RETR" \
-    --rss "$RSS" --out "$SUMMARY" --settings "EMO=$EMO PAIRS=$PAIRS MSCR=$MSCR MSCR_ITERS=$MSCR_ITERS SHIP=$SHIP PARALLEL=$PARALLEL THREADS=$THREADS OMP_NUM_THREADS=$OMP_NUM_THREADS"
+    --rss "$RSS" --out "$SUMMARY" --settings "EMO=$EMO PAIRS=$PAIRS MSCR=$MSCR MSCR_ITERS=$MSCR_ITERS SHIP=$SHIP PARALLEL=$PARALLEL THREADS=$THREADS MAX_CHUNKS=$MAX_CHUNKS OMP_NUM_THREADS=$OMP_NUM_THREADS"
 rm -f "$TIMES" "$RSS"
 printf '\nDone. Results: %s (summary), %s/metrics.csv, %s/predict/, %s/*.loss.png\n' "$SUMMARY" "$RES" "$AUX" "$S2S"
