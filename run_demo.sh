@@ -69,7 +69,7 @@ step() {
     if ((i < STEP_I)); then done_exp=$((done_exp + EXPECT[i])); else left_exp=$((left_exp + EXPECT[i])); fi
   done
   local left=$left_exp
-  ((now > 0 && done_exp > 0)) && left=$((left_exp * now / done_exp))
+  left=$((left_exp * (now + 120) / (done_exp + 120)))   # this run's pace so far, damped over the first minutes
   STEP_I=$((STEP_I + 1))
   printf '\n=== %s\n    [%s elapsed, about %s left]\n' "$*" "$(printf '%dm%02ds' $((now / 60)) $((now % 60)))" \
       "$( [ "$*" = end ] && echo 0m00s || printf '%dm%02ds' $((left / 60)) $((left % 60)))"
