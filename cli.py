@@ -16,7 +16,7 @@ from demo_corpus import ensure_demo_corpus
 from errors import ToolkitError
 from feature_store import FeatureStore, StoreError
 from preference import SPLIT_FILE
-from utils import TRAIN_THREADS, get_device, set_seed
+from utils import MAX_CHUNKS, TRAIN_THREADS, get_device, set_seed
 
 REPO = Path(__file__).resolve().parent
 SPLITS = list(SPLIT_FILE)
@@ -182,6 +182,17 @@ def add_data_args(p, amp='fp16'):
                    f'{TRAIN_THREADS}: the same weights and outputs whatever the core count or load; 0 = all cores, '
                    'faster on an idle many-core machine, but results then depend on the core count)')
     p.add_argument('--limit', type=positive_int, default=None, help='quick runs: use at most N utterances (or pairs) per split')
+
+
+def add_max_chunks_arg(p):
+    """--max-chunks of the LSTM training scripts (ranker, Seq2Seq)."""
+    p.add_argument('--max-chunks', type=nonneg_int, default=MAX_CHUNKS,
+                   help='at most this many chunks go through the LSTM at once (default %(default)s, about 1.5 MB of '
+                        'memory each in training); a larger batch is run in parts and its gradients accumulated: the '
+                        'same loss on the same batch, memory that does not grow with -batch. The dropout masks are '
+                        'drawn per part, so the weights depend on this value (it is recorded with the model). 0 = the '
+                        'whole batch in one pass, as before this option existed (the bytes of the shipped demo '
+                        'artefacts; about 8 GB for a ranker batch of 128 pairs)')
 
 
 def add_layer_sum_arg(p):

@@ -67,8 +67,10 @@ class PairDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i):
+        """-> (features 1, features 2, label, utterance index 1, utterance index 2); the indexes let an evaluation
+        run each utterance once however many pairs it is in (ranker.run_epoch)."""
         a, b = self.names[self.idx1[i]], self.names[self.idx2[i]]
-        return self.norm(a, self.store.get(a)), self.norm(b, self.store.get(b)), self.labels[i]
+        return self.norm(a, self.store.get(a)), self.norm(b, self.store.get(b)), self.labels[i], self.idx1[i], self.idx2[i]
 
 
 class PadCollate:

@@ -6,6 +6,7 @@ utterance is the number of chunks c_j for which the ordered pair (c_i, c_j) gets
 exactly when g(c_i) > g(c_j) with g = f1 - f0, so one batched forward pass over the 22 chunks gives the
 same 'min'-method ranks as the 462-pass tournament (`rank_sequence_allpairs`, the reference).
 """
+import contextlib
 import hashlib
 import json
 import sys
@@ -17,10 +18,10 @@ import torch
 from scipy.stats import rankdata
 from tqdm import tqdm
 
-from dataloader import to_chunks
+from dataloader import K_CHUNKS, to_chunks
 from errors import ToolkitError
 from preference import SPLIT_FILE
-from utils import amp_context, atomic_write_text, chunk_starts, rank_desc_min
+from utils import MAX_CHUNKS, amp_context, atomic_write_text, chunk_starts, micro_slices, rank_desc_min
 
 
 def load_pairs(path, store, limit=None, seed=0):
@@ -53,11 +54,54 @@ def load_pairs(path, store, limit=None, seed=0):
     return names, a, b, lab
 
 
-def pair_logits(model, x, lengths, m, device):
-    """Padded (2B, T, D) batch [utterances 1; utterances 2] -> f(x1_k) - f(x2_k): (B, K, 2)."""
-    chunks = to_chunks(x, lengths, m, device)              # (2B, K, m, D)
-    out = model(chunks.flatten(0, 1)).view(2, -1, chunks.shape[1], 2)
-    return out[0] - out[1]
+def pair_logits(model, x, lengths, m, device, pos=None):
+    """Padded (2B, T, D) batch [utterances 1; utterances 2] -> f(x1_k) - f(x2_k): (B, K, 2). With pos = (first,
+    second, pairs) (pair_parts), x holds each utterance once and pair j is (x[first[j]], x[second[j]])."""
+    chunks = to_chunks(x, lengths, m, device)              # (2B, K, m, D) or (U, K, m, D)
+    out = model(chunks.flatten(0, 1)).view(len(x), chunks.shape[1], 2)
+    if pos is None:
+        return out[:len(x) // 2] - out[len(x) // 2:]
+    return out[pos[0]] - out[pos[1]]
+
+
+def pair_parts(first, second, per):
+    """A training step's pairs (utterance indexes first[j], second[j]) -> parts [(rows, (i1, i2, pairs))] of at most
+    `per` distinct utterances each: `rows` are the batch rows ([utterances 1; utterances 2]) of the part's
+    utterances, each once; pair j of the part is (rows[i1[j]], rows[i2[j]]) and is pair pairs[j] of the batch.
+    Pairs that share an utterance (a connected component of the step's pair graph) go into the same part where
+    the part size allows, so that utterance runs once and one dropout mask serves its pairs (in the step's sum of
+    CE, each pair counts once, as before)."""
+    B = len(first)
+    root = {}
+
+    def find(u):
+        while root.setdefault(u, u) != u:
+            root[u] = root[root[u]]
+            u = root[u]
+        return u
+
+    for a, b in zip(first, second):
+        root[find(a)] = find(b)
+    comp = {}
+    for j, a in enumerate(first):
+        comp.setdefault(find(a), []).append(j)
+    parts, cur, utts = [], [], {}
+    for j in (j for js in comp.values() for j in js):
+        new = {first[j], second[j]} - set(utts)
+        if cur and len(utts) + len(new) > max(per, 2):
+            parts.append((cur, utts))
+            cur, utts = [], {}
+        for r, u in ((j, first[j]), (B + j, second[j])):
+            utts.setdefault(u, r)
+        cur.append(j)
+    parts.append((cur, utts))
+    out = []
+    for pairs, utts in parts:
+        at = {u: i for i, u in enumerate(utts)}
+        out.append((torch.tensor(list(utts.values())),
+                    (torch.tensor([at[first[j]] for j in pairs]), torch.tensor([at[second[j]] for j in pairs]),
+                     torch.tensor(pairs))))
+    return out
 
 
 def macro_f1(conf):
@@ -67,30 +111,98 @@ def macro_f1(conf):
     return float(np.mean(f1)), float(np.trace(conf) / max(conf.sum(), 1))
 
 
-def run_epoch(model, loader, m, device, amp, opt=None, scaler=None, desc='', show=True):
-    """One pass; trains when `opt` is given. Returns (mean CE, confusion matrix counts 2x2) over all ranks."""
+def run_epoch(model, loader, m, device, amp, opt=None, scaler=None, desc='', show=True, max_chunks=MAX_CHUNKS):
+    """One pass; trains when `opt` is given. Returns (mean CE, confusion matrix counts 2x2) over all ranks.
+
+    Memory does not grow with the batch: at most `max_chunks` chunks go through the LSTM at once. Training
+    accumulates the gradients of a step over parts of the batch's pairs (the mean CE of the whole batch, each
+    part's sum of CE divided by the batch's count); with the utterance indexes (PairDataset's batches) a part
+    holds pairs that share utterances and runs each of its utterances once (pair_parts). max_chunks=0 trains on
+    the whole batch in one pass, each pair's two utterances run for that pair (the code path, and the bytes, of
+    the demo artefacts shipped before issue 28; ~1.5 MB of memory per chunk). Evaluation (batches that carry the utterance indexes, as
+    PairDataset's do) runs every utterance once per pass and reads each pair's logits from its two utterances'
+    chunk outputs: the same logits as a forward pass per pair, many times fewer LSTM runs when utterances recur
+    in many pairs."""
     train = opt is not None
     model.train(train)
     loss_sum, n, conf = torch.zeros((), device=device), 0, torch.zeros(2, 2, dtype=torch.long, device=device)
+    cache = {}        # evaluation: utterance index -> its chunk outputs (K, 2)
     with torch.set_grad_enabled(train):
-        for x, lengths, y, in tqdm(loader, desc=desc, leave=False, disable=not show, dynamic_ncols=True):
-            with amp_context(device, amp):
-                d = pair_logits(model, x, lengths, m, device)
-            y = y.to(device).long()[:, None].expand(-1, d.shape[1])
-            loss = torch.nn.functional.cross_entropy(d.float().flatten(0, 1), y.flatten())
-            if train:
+        for x, lengths, y, *ids in tqdm(loader, desc=desc, leave=False, disable=not show, dynamic_ncols=True):
+            B = len(y)
+            y = y.to(device).long()
+            if train and not max_chunks:      # one pass over the batch, a forward pass per pair (before issue 28)
+                with amp_context(device, amp):
+                    d = pair_logits(model, x, lengths, m, device)
+                yk = y[:, None].expand(-1, d.shape[1])
+                loss = torch.nn.functional.cross_entropy(d.float().flatten(0, 1), yk.flatten())
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
-            loss_sum += loss.detach() * y.numel()
-            n += y.numel()
-            conf += torch.bincount(2 * y.flatten() + d.argmax(-1).flatten(), minlength=4).view(2, 2)
+                loss_sum += loss.detach() * yk.numel()
+                n += yk.numel()
+                conf += torch.bincount(2 * yk.flatten() + d.argmax(-1).flatten(), minlength=4).view(2, 2)
+                continue
+            if train:
+                opt.zero_grad(set_to_none=True)
+                parts = pair_parts(*[i.tolist() for i in ids], max_chunks // K_CHUNKS) if ids else \
+                    [(p_, None) for p_ in map(_pair_rows, [B] * B, micro_slices(B, max_chunks // (2 * K_CHUNKS)))]
+                for k, (rows, pos) in enumerate(parts):
+                    with amp_context(device, amp):
+                        d = pair_logits(model, x[rows], lengths[rows], m, device, pos)
+                    sel = rows[:len(rows) // 2] if pos is None else pos[2]
+                    ys = y[sel][:, None].expand(-1, d.shape[1])
+                    ce = torch.nn.functional.cross_entropy(d.float().flatten(0, 1), ys.flatten(), reduction='sum')
+                    last = k == len(parts) - 1
+                    with contextlib.nullcontext() if last or not hasattr(model, 'no_sync') else model.no_sync():
+                        scaler.scale(ce / (B * d.shape[1])).backward()
+                    loss_sum += ce.detach()
+                    n += ys.numel()
+                    conf += torch.bincount(2 * ys.flatten() + d.argmax(-1).flatten(), minlength=4).view(2, 2)
+                scaler.step(opt)
+                scaler.update()
+                continue
+            if ids:
+                d = _cached_pair_logits(model, x, lengths, torch.cat(ids).tolist(), cache, m, device, amp, max_chunks)
+            else:
+                with amp_context(device, amp):
+                    d = torch.cat([pair_logits(model, x[r], lengths[r], m, device)
+                                   for r in map(_pair_rows, [B] * B, micro_slices(B, max_chunks // (2 * K_CHUNKS) or B))])
+            yk = y[:, None].expand(-1, d.shape[1])
+            loss_sum += torch.nn.functional.cross_entropy(d.float().flatten(0, 1), yk.flatten(), reduction='sum')
+            n += yk.numel()
+            conf += torch.bincount(2 * yk.flatten() + d.argmax(-1).flatten(), minlength=4).view(2, 2)
     stats = torch.cat([loss_sum.view(1).double(), torch.tensor([n], device=device, dtype=torch.double),
                        conf.flatten().double()])
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(stats)
     return float(stats[0] / max(stats[1], 1)), stats[2:].view(2, 2).cpu().numpy()
+
+
+def _pair_rows(B, s):
+    """Rows of pairs s (a slice) in a [utterances 1; utterances 2] batch of B pairs."""
+    r = torch.arange(B)[s]
+    return torch.cat([r, B + r])
+
+
+def _cached_pair_logits(model, x, lengths, ids, cache, m, device, amp, max_chunks):
+    """Evaluation: padded (2B, T, D) [utterances 1; utterances 2] with their utterance indexes `ids` -> (B, K, 2)
+    pair logits; the chunk outputs of utterances not yet in `cache` are computed (each once) and kept there."""
+    first = {}
+    for j, u in enumerate(ids):
+        if u not in cache:
+            first.setdefault(u, j)
+    new = list(first.values())
+    for s in micro_slices(len(new), max_chunks // K_CHUNKS or len(new)):
+        rows = torch.tensor(new[s])
+        with amp_context(device, amp):
+            chunks = to_chunks(x[rows], lengths[rows], m, device)            # (b, K, m, D)
+            out = model(chunks.flatten(0, 1)).float().view(len(rows), chunks.shape[1], 2)
+        cache.update(zip([ids[j] for j in new[s]], out))
+    out = torch.stack([cache[u] for u in ids])
+    B = len(ids) // 2
+    return out[:B] - out[B:]
 
 
 @torch.no_grad()

@@ -16,7 +16,7 @@ from checkpoints import display_path, sha256_file
 from dataloader import K_CHUNKS, UtteranceDataset, gather_eval, limit_names, to_chunks
 from errors import ToolkitError
 from ranker import load_rank_sequences
-from utils import EMO_COL, amp_context, ccc_loss, gather_batch, generate_chunk_EmoSeq
+from utils import EMO_COL, MAX_CHUNKS, amp_context, backward_in_parts, ccc_loss, gather_batch, generate_chunk_EmoSeq
 
 
 def train_names(args, emo, corpus, store, rank):
@@ -75,15 +75,27 @@ def predict(model, loader, m, device, amp, world=1, desc='', show=True):
     return gather_eval(out, world)
 
 
-def seq2seq_step(net, opt, scaler, x, lengths, curve, mu, m, device, amp):
+def seq2seq_step(net, opt, scaler, x, lengths, curve, mu, m, device, amp, max_chunks=MAX_CHUNKS):
     """One optimiser step: loss = 0.5 (1 - CCC(utterance means, mu)) + 0.5 (1 - CCC(chunks, curves)), the
-    CCCs over the global batch (under DDP every rank's predictions and targets, utils.gather_batch)."""
-    with amp_context(device, amp):
-        pred = chunk_predictions(net, x, lengths, m, device)
-    pred, curve, mu = gather_batch(pred.float(), curve.to(device), mu.to(device))
-    loss = 0.5 * ccc_loss(pred.float().mean(1), mu) + 0.5 * ccc_loss(pred.float(), curve)
+    CCCs over the global batch (under DDP every rank's predictions and targets, utils.gather_batch). At most
+    `max_chunks` chunks go through the LSTM at once (utils.backward_in_parts): the same loss on the same batch,
+    with memory that does not grow with the batch; 0 = the whole batch at once (as before issue 28)."""
+    curve, mu = curve.to(device), mu.to(device)
+
+    def forward(s):
+        with amp_context(device, amp):
+            return chunk_predictions(net, x[s], lengths[s], m, device).float()
+
+    losses = []
+
+    def loss_of(pred):
+        pred, c, u = gather_batch(pred, curve, mu)
+        losses.append(0.5 * ccc_loss(pred.mean(1), u) + 0.5 * ccc_loss(pred, c))
+        return scaler.scale(losses[-1])
+
     opt.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
+    backward_in_parts(net, forward, len(lengths), max_chunks // K_CHUNKS if max_chunks else len(lengths),
+                      loss_of, device)
     scaler.step(opt)
     scaler.update()
-    return loss.item()
+    return losses[-1].item()

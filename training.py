@@ -41,7 +41,7 @@ from seq2seq import predict, seq2seq_datasets, seq2seq_step
 from utils import ccc, ddp_cleanup, ddp_setup, make_scaler, parse_emos, seed_rank, set_seed, unwrap
 
 RESUME_KEYS = ('batch', 'lr', 'seed', 'freeze', 'init_from', 'feature_norm', 'label_norm', 'limit', 'amp', 'fold', 'emo',
-               'layer_sum',
+               'layer_sum', 'max_chunks',
                'norm_sha256', 'rankseq_sha256', 'corpus', 'features', 'checkpoint')
 
 
@@ -69,6 +69,7 @@ def build_parser():
     s.add_argument('--allow-unfinished', action='store_true', help='--init-from a model whose training run did not '
                    'finish (its record says finished: false; refused without this flag); the new record names it')
     cli.add_layer_sum_arg(s)
+    cli.add_max_chunks_arg(s)
     s.add_argument('--freeze', default=None, choices=['lstm'],
                    help='lstm: train only fc1/fc2; the LSTM weights stay bit-identical (and run in eval mode)')
     cli.add_mscr_args(p, train=True)
@@ -82,7 +83,8 @@ def settings_of(args, lr, emo=None, corpus=None, store=None, ckpt=None, rankseq=
     return {'epochs': args.epochs, 'batch': args.batch_size, 'lr': lr, 'seed': args.seed, 'freeze': args.freeze,
             'init_from': C.display_path(args.init_from) if args.init_from else None,
             'feature_norm': args.feature_norm, 'label_norm': args.label_norm, 'limit': args.limit, 'amp': args.amp,
-            'fold': args.fold, 'emo': emo, 'layer_sum': getattr(args, 'layer_sum', False), 'norm_sha256': C.sha256_folder(args.norm, C.NORMTERM_FILES) if args.norm else None,
+            'fold': args.fold, 'emo': emo, 'layer_sum': getattr(args, 'layer_sum', False),
+            'max_chunks': getattr(args, 'max_chunks', None), 'norm_sha256': C.sha256_folder(args.norm, C.NORMTERM_FILES) if args.norm else None,
             'rankseq_sha256': C.sha256_file(rankseq) if rankseq and Path(rankseq).is_file() else None,
             'corpus': C.display_path(corpus.root) if corpus else None,
             'features': C.display_path(store.path) if store else None, 'checkpoint': C.display_path(ckpt)}
@@ -137,7 +139,7 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
             net.train()
             if args.freeze == 'lstm':
                 unwrap(net).lstm.eval()
-            losses = [seq2seq_step(net, opt, scaler, x, lengths, curve, mu, m, device, args.amp)
+            losses = [seq2seq_step(net, opt, scaler, x, lengths, curve, mu, m, device, args.amp, args.max_chunks)
                       for x, lengths, curve, mu, _ in tqdm(tr_loader, desc=f'{emo} ep{ep}', leave=False,
                                                             disable=not is_main, dynamic_ncols=True)]
             preds = predict(net, va_loader, m, device, args.amp, world, f'{emo} valid', is_main)

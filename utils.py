@@ -295,6 +295,53 @@ def lstm_forward(lstm, x):
     return lstm(x)
 
 
+MAX_CHUNKS = 768    # chunks through an LSTM at once in training (--max-chunks): about 1.5 MB of memory each
+
+
+def micro_slices(n, per):
+    """Row slices of at most `per` rows covering range(n) in order."""
+    per = max(1, int(per))
+    return [slice(i, min(i + per, n)) for i in range(0, n, per)]
+
+
+def _rng_state(device):
+    return torch.get_rng_state(), (torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+def _set_rng_state(state, device):
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def backward_in_parts(net, forward, n, per, loss_of, device):
+    """loss_of(forward(slice(0, n))).backward() with at most `per` rows through `forward` at a time (memory does
+    not grow with the batch): when n > per, the rows' outputs are first computed part by part without a graph
+    (the random state saved before each part), the loss's gradient with respect to them is taken, and each part
+    is run again from its saved random state (the same dropout masks) and back-propagated with its share of that
+    gradient. The same loss on the same batch, one extra forward pass; under DDP the gradients are averaged once,
+    with the last part. -> the loss (a 0-dim tensor)."""
+    parts = micro_slices(n, per)
+    if len(parts) == 1:
+        loss = loss_of(forward(parts[0]))
+        loss.backward()
+        return loss
+    states, outs = [], []
+    with torch.no_grad():
+        for s in parts:
+            states.append(_rng_state(device))
+            outs.append(forward(s))
+    out = torch.cat(outs).detach().requires_grad_()
+    loss = loss_of(out)
+    loss.backward()
+    for k, (s, st) in enumerate(zip(parts, states)):
+        _set_rng_state(st, device)
+        last = k == len(parts) - 1
+        with contextlib.nullcontext() if last or not hasattr(net, "no_sync") else net.no_sync():
+            forward(s).backward(out.grad[s])
+    return loss
+
+
 TRAIN_THREADS = 1   # CPU intra-op threads of training and model runs (--threads; docs/reproducibility.md)
 
 

@@ -5,7 +5,8 @@ the one that `SHIP=1 EMO=all MSCR=1 bash run_demo.sh` writes to bench/results/de
         --rankers runs/demo/trained_ranker_model --retrieval runs/demo/retrieval.json --out runs/demo/demo.json
 
 Holds: the machine, the toolkit revision, the run's settings, the wall time of every step (seconds, from the
-step start times run_demo.sh logged), the test/validation CCC of every Seq2Seq model (testing.py's
+step start times run_demo.sh logged) and its peak resident memory (MB, the largest of its commands,
+from /usr/bin/time), the test/validation CCC of every Seq2Seq model (testing.py's
 metrics.csv), each ranker's best validation macro-F1 (its provenance record) and the retrieval check
 (evaluate_retrieval.py's JSON).
 """
@@ -33,10 +34,28 @@ def step_times(path):
     return steps, (starts[-1][0] - starts[0][0]) if starts else 0
 
 
-def summary(times, metrics, rankers, retrieval, settings):
+def step_rss(path):
+    """{step name: peak resident memory (MB) over the step's commands} from the '<KB>\t<step>' lines that
+    run_demo.sh's /usr/bin/time wrapper appended (one per command)."""
+    peak = {}
+    if path and Path(path).is_file():
+        for line in Path(path).read_text().splitlines():
+            kb, _, name = line.partition('\t')
+            if kb.strip().isdigit():
+                peak[name] = max(peak.get(name, 0), round(int(kb) / 1024))
+    return peak
+
+
+def summary(times, metrics, rankers, retrieval, settings, rss=None):
     steps, total = step_times(times)
+    peak = step_rss(rss)
+    for s in steps:
+        if s['step'] in peak:
+            s['peak_rss_mb'] = peak[s['step']]
     out = {'command': 'bash run_demo.sh', 'settings': settings, 'toolkit_revision': toolkit_revision(),
            'machine': machine(), 'total_seconds': total, 'steps': steps}
+    if peak:
+        out['peak_rss_mb'] = max(peak.values())
     if metrics and Path(metrics).is_file():
         df = pd.read_csv(metrics)
         out['seq2seq_ccc'] = [{k: r[k] for k in ('Attr', 'Split', 'N', 'CCC', 'Pearson_r') if k in r}
@@ -56,11 +75,12 @@ def main(argv=None):
     p.add_argument('--metrics', default=None, help="testing.py's metrics.csv")
     p.add_argument('--rankers', default=None, help='folder of the ranker checkpoints and their records')
     p.add_argument('--retrieval', default=None, help="evaluate_retrieval.py's JSON ('' = none)")
+    p.add_argument('--rss', default=None, help="peak memory per command: '<KB>\\t<step name>' lines (run_demo.sh)")
     p.add_argument('--settings', default='', help='the run\'s settings, as "KEY=value ..."')
     p.add_argument('--out', required=True, help='summary JSON to write')
     a = p.parse_args(argv)
     settings = dict(kv.split('=', 1) for kv in a.settings.split() if '=' in kv)
-    res = summary(a.times, a.metrics, a.rankers, a.retrieval, settings)
+    res = summary(a.times, a.metrics, a.rankers, a.retrieval, settings, a.rss)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(a.out, json.dumps(res, indent=1, default=str) + '\n')
     print(f'demo summary: {a.out} ({res["total_seconds"]} s in all)')

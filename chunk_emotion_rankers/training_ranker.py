@@ -12,7 +12,9 @@ validation macro-F1 (chunk level) is kept. Adam lr 1e-4. Output:
 trained_ranker_model/LSTM_epoch{ep}_batch{batch}_{Emo}_ranker.pth.tar (plain state_dict, published
 names) + its provenance record .meta.json (checkpoints.py) + .resume.pt (--resume refuses changed settings)
 + .log.csv + .loss.png.
--batch is the global number of utterance pairs per step (split over DDP processes).
+-batch is the global number of utterance pairs per step (split over DDP processes); at most --max-chunks chunks
+go through the LSTM at once (the step's gradients accumulated over parts of the batch), and validation runs each
+utterance once per epoch however many pairs it is in.
 """
 import sys
 import time
@@ -40,6 +42,7 @@ def get_args(argv=None):
     cli.add_run_args(p, 20, 128, batch_help='utterance pairs per step')
     cli.add_data_args(p)
     cli.add_layer_sum_arg(p)
+    cli.add_max_chunks_arg(p)
     cli.add_norm_args(p, labels=False)
     p.add_argument('--pairs', default=str(cli.PREF_DIR), help='folder of the preference-label CSVs')
     p.add_argument('--out', default=str(C.RANKER_DIR), help='output folder for the checkpoint and its logs')
@@ -90,7 +93,8 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
     settings = {'epochs': args.epochs, 'batch': args.batch_size, 'lr': args.lr, 'seed': args.seed, 'freeze': args.freeze,
                 'init_from': C.display_path(args.init_from) if args.init_from else None,
                 'feature_norm': args.feature_norm, 'limit': args.limit, 'amp': args.amp,
-                'pairs_per_epoch': args.pairs_per_epoch, 'fold': args.fold, 'layer_sum': args.layer_sum}
+                'pairs_per_epoch': args.pairs_per_epoch, 'fold': args.fold, 'layer_sum': args.layer_sum,
+                'max_chunks': args.max_chunks}
     resume = {**{k: v for k, v in settings.items() if k != 'epochs'}, 'emo': emo,
               'norm_sha256': C.sha256_folder(args.norm, C.NORMTERM_FILES) if args.norm else None,
               'pairs_sha256': [C.sha256_file(Path(args.pairs) / f'{cli.SPLIT_FILE[s]}_{emo}.csv')
@@ -122,8 +126,10 @@ def train_epochs(args, emo, run, model, opt, scaler, world, device, is_main, m, 
     for ep in range(start, args.epochs):
         t0 = time.time()
         tr_sampler.set_epoch(ep)
-        tl, tconf = run_epoch(net, tr_loader, m, device, args.amp, opt, scaler, f'{emo} ep{ep} train', is_main)
-        vl, vconf = run_epoch(net, va_loader, m, device, args.amp, desc=f'{emo} ep{ep} valid', show=is_main)
+        tl, tconf = run_epoch(net, tr_loader, m, device, args.amp, opt, scaler, f'{emo} ep{ep} train', is_main,
+                               args.max_chunks)
+        vl, vconf = run_epoch(net, va_loader, m, device, args.amp, desc=f'{emo} ep{ep} valid', show=is_main,
+                               max_chunks=args.max_chunks)
         (tf1, _), (vf1, vacc) = macro_f1(tconf), macro_f1(vconf)
         improved = vf1 > best
         with interrupts.deferred():   # the epoch's files (best model, resume state, log) are written together

@@ -138,7 +138,8 @@ def test_help(module, words, capsys, monkeypatch):
 
 
 def test_demo_summary_reads_what_the_demo_wrote(tmp_path):
-    """run_demo.sh's summary: step times from the logged start times, the CCCs of testing.py's metrics.csv,
+    """run_demo.sh's summary: step times from the logged start times, each step's peak memory (the largest of
+    its commands), the CCCs of testing.py's metrics.csv,
     each ranker's validation macro-F1 from its record, the retrieval JSON as written."""
     from pathlib import Path
 
@@ -147,12 +148,15 @@ def test_demo_summary_reads_what_the_demo_wrote(tmp_path):
     (tmp_path / 't.tsv').write_text('0\t1/9 corpus\n12\t2/9 lld\n40\tend\n')
     (tmp_path / 'm.csv').write_text('Attr,Split,N,CCC,Pearson_r,feature_norm\nAct,Test,70,0.25,0.5,train\n')
     (tmp_path / 'r.json').write_text(json.dumps({'testing_Act.json': {'pair_acc_macro': 0.7}}))
-    demo_summary.main(['--times', str(tmp_path / 't.tsv'), '--metrics', str(tmp_path / 'm.csv'),
+    (tmp_path / 'rss.tsv').write_text('2048\t1/9 corpus\n4096\t1/9 corpus\n1024\t2/9 lld\n')   # KB per command
+    demo_summary.main(['--times', str(tmp_path / 't.tsv'), '--metrics', str(tmp_path / 'm.csv'), '--rss', str(tmp_path / 'rss.tsv'),
                        '--rankers', str(repo / 'chunk_emotion_rankers' / 'trained_ranker_model'),
                        '--retrieval', str(tmp_path / 'r.json'), '--settings', 'EMO=all SHIP=0',
                        '--out', str(tmp_path / 'demo.json')])
     d = json.loads((tmp_path / 'demo.json').read_text())
-    assert d['steps'] == [{'step': '1/9 corpus', 'seconds': 12}, {'step': '2/9 lld', 'seconds': 28}]
+    assert d['steps'] == [{'step': '1/9 corpus', 'seconds': 12, 'peak_rss_mb': 4},
+                          {'step': '2/9 lld', 'seconds': 28, 'peak_rss_mb': 1}]
+    assert d['peak_rss_mb'] == 4
     assert d['total_seconds'] == 40 and d['settings'] == {'EMO': 'all', 'SHIP': '0'}
     assert d['seq2seq_ccc'] == [{'Attr': 'Act', 'Split': 'Test', 'N': 70, 'CCC': 0.25, 'Pearson_r': 0.5}]
     rec = json.loads((repo / 'chunk_emotion_rankers' / 'trained_ranker_model' /
