@@ -252,7 +252,7 @@ def run(args, argv, t0, corpus, folds, emos, out):
             r = run_fold(args, corpus, feats, rankseq, fold, emo, out, common)
             S.mark_done(marker, key, result=r)
             rows[fold, emo] = r
-            print(f'{tag}: test CCC {r["CCC"]:.4f} [{r["CCC_lo"]:.4f}, {r["CCC_hi"]:.4f}] on {r["N"]} utterances '
+            print(f'{tag}: test CCC {M.fmt_interval(r["CCC"], r["CCC_lo"], r["CCC_hi"], 4)} on {r["N"]} utterances '
                   f'({r["seconds_train"]:.0f} s training, {r["seconds_test"]:.0f} s testing)', flush=True)
     pooled = {e: pd.concat([pd.read_csv(out / f / 'test' / f'{e}_Test_predictions.csv').assign(fold=f)
                             for f in folds], ignore_index=True) for e in emos}
