@@ -192,7 +192,7 @@ def main(argv=None):
                    and c.get('speakers', 0) >= k for s in ('ccc', 'r', 'diff', 'auc') if c[s])
     threshold = next((k for k in SPEAKERS if ok(k)), None)
     secs = time.perf_counter() - t0
-    print(f'RESULT {M.METHOD} speaker intervals cover >= 0.90 from {threshold} test speakers on '
+    print(f'RESULT coverage: {M.METHOD} speaker intervals cover >= 0.90 from {threshold} test speakers on '
           f'(metrics.MIN_SPEAKERS = {M.MIN_SPEAKERS}); {secs:.0f} s')
     results = {'machine': info, 'command': 'python bench/bench_coverage.py ' + ' '.join(argv or sys.argv[1:]),
                'seed': a.seed, 'reps': a.reps, 'n_boot_speakers': a.n_boot, 'n_boot_utterances': a.n_boot_utt,

@@ -2,7 +2,7 @@
 # Cross-corpus table on the real corpora at hand (docs/protocols.md): Emo-DB <-> RAVDESS speech actors 01-04,
 # the authors' released MSP-Podcast v1.6 models as a row. Writes bench/results/crosscorpus.{json,md,png}.
 #
-#   bash bench/bench_crosscorpus.sh      # SHARED=../shared by default; about 25 min on the shared 2-core CPU (measured:
+#   bash bench/bench_crosscorpus.sh      # SHARED=../shared by default; 25-50 min on the shared 2-core CPU (measured:
 #                                        # arousal 11 min, then dominance and valence 12 min)
 #
 # REDUCED settings (a 2-core CPU shared with other jobs): Act, Dom and Val (EMO=Act: arousal only),

@@ -78,7 +78,7 @@ def crosscorpus_claims():
         out.append(('README.md', f'| {name[tr]} → {name[te]}' + (' (Test split)' if tr == te else '')
                     + f' | {c["n"]} ({m["Act"]["n_speakers"]}) | {vals} | {show(m["Act"]["auc_arousal"])} |'))
     em = r['cells']['emodb__emodb']['metrics']['Act']['ccc']['value']
-    out.append(('README.md', f"unseen speakers (Act {f3(em)})"))
+    out.append(('README.md', f"unseen speakers (Act {f3(em)};"))
     return out
 
 

@@ -163,3 +163,19 @@ def test_demo_summary_reads_what_the_demo_wrote(tmp_path):
                       'LSTM_epoch20_batch128_Act_ranker.meta.json').read_text())
     assert d['ranker_val_macro_f1']['Act'] == rec['result']['val_macro_f1']
     assert d['retrieval'] == {'testing_Act.json': {'pair_acc_macro': 0.7}}
+
+
+def test_bench_coverage(capsys, tmp_path):
+    """Tiny size: every cell present, the toolkit's evaluate/paired_difference agree with the bench's own
+    interval computation (checked inside the bench), coverages are shares of the replications."""
+    res, out, saved = _run(capsys, tmp_path, 'bench_coverage', ['--reps', '3', '--n-boot', '60', '--n-boot-utt', '40',
+                                                                '--auc-boot', '40'], 'coverage')
+    cells = saved['cells']
+    assert len(cells) == 2 * (7 * 2 + 2) and saved['reps'] == 3
+    for c in cells:
+        for stat in ('ccc', 'r', 'diff'):
+            for v in c[stat].values():
+                assert abs(v['coverage'] * 3 - round(v['coverage'] * 3)) < 0.01 and v['reps'] == 3
+    sp2 = next(c for c in cells if c['model'] == 'test' and c.get('speakers') == 2 and c['unit'] == 'speakers')
+    assert sp2['ccc']['z-t']['mean_width'] > sp2['ccc']['percentile']['mean_width']     # t(1) vs quantiles
+    assert saved['min_speakers_in_metrics'] == res['min_speakers_in_metrics']
