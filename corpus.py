@@ -531,12 +531,6 @@ class Corpus:
                                   f"parts, e.g. {n} ({', '.join(map(str, split[n].tolist()))}); keep one row per "
                                   f"utterance (prepare_corpus.py writes one)")
             split = split[~split.index.duplicated()]
-        held = set(split.reindex(self.labels['FileName'].values).dropna().map(user_split))
-        lack = [p for p in ('Train', 'Validation', 'Test') if p not in held]
-        if lack:
-            raise CorpusError(f"{path}: {name} has no {' and no '.join(lack)} part among the utterances of "
-                              f"{self.consensus_path.name}; each fold needs Train, Validation and Test utterances "
-                              f"(rebuild the folds with prepare_corpus.py, or check them with check_corpus.py)")
         self.labels['Split_Set_default'] = self.labels['Split_Set']
         self.labels['Split_Set'] = split.reindex(self.labels['FileName'].values).values
         self.fold = name

@@ -208,7 +208,7 @@ class Ctx:
         os.environ['SER_HASH_CACHE'] = str(self.work / 'hashes.sqlite')
         os.environ.setdefault('MPLBACKEND', 'Agg')
         self._cache = {}
-        for d in ('cases', 'folded', 'minis', 'cc', 'compare', 'unfinished'):
+        for d in ('cases', 'folded', 'minis', 'cc', 'compare', 'unfinished', 'cvbase'):
             shutil.rmtree(self.work / d, ignore_errors=True)
 
     def tmp(self, stem='x'):
@@ -1011,11 +1011,17 @@ fold_edit('testing --fold 1 -set Test on a correct fold', 'scored on the Test sp
 
 
 # ---------------------------------------------------------------- protocols (crossval.py, crosscorpus.py)
-def cv_fresh(ctx, stem, folds='1'):
-    c = ctx.copy(stem, folds=True)
-    out = c.parent / 'cv'
-    r = call('crossval', ctx.cv_args(c, out, '--folds', folds))
-    assert r.code == 0, r.err[-3000:]
+def cv_fresh(ctx, stem):
+    """A copy of the folded corpus and of one finished crossval run on it (fold 1, run once and shared)."""
+    def build():
+        c = shutil.copytree(ctx.folded, ctx.work / 'cvbase' / 'tiny')
+        r = call('crossval', ctx.cv_args(c, ctx.work / 'cvbase' / 'cv', '--folds', '1'))
+        assert r.code == 0, r.err[-3000:]
+        return r
+    r = ctx.get('cvbase', build)
+    d = ctx.tmp(stem)
+    c = shutil.copytree(ctx.work / 'cvbase' / 'tiny', d / 'tiny')
+    out = shutil.copytree(ctx.work / 'cvbase' / 'cv', d / 'cv')
     return c, out, r
 
 
@@ -1138,9 +1144,9 @@ def _(ctx):
 def _(ctx):
     c = ctx.copy('cvint', folds=True)
     out = c.parent / 'cv'
-    r1 = script('crossval', ctx.cv_args(c, out, '--folds', '1', '-ep', 4),
+    r1 = script('crossval', ctx.cv_args(c, out, '--folds', '1', '-ep', 3),
                 interrupt_when=lambda: any((out / 'fold1').rglob('*.pth.tar')), after=0.3)
-    r2 = call('crossval', ctx.cv_args(c, out, '--folds', '1', '-ep', 4))
+    r2 = call('crossval', ctx.cv_args(c, out, '--folds', '1', '-ep', 3))
     if r1.tb:
         return Obs('traceback', r1, 'interrupted run: ' + r1.tb.strip().splitlines()[-1])
     return succeeded(r2, [(not skipped_msg(r2), 'the interrupted fold counted as done'),

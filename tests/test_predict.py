@@ -273,7 +273,7 @@ def test_setup_errors_are_clear(setup, tmp_path, capsys, monkeypatch):
     (tmp_path / 'afile').write_text('x')
     assert run_main([wav, *own(setup['pub']), '--out', str(tmp_path / 'afile' / 'r.csv')]) == 2
     err = capsys.readouterr().err
-    assert str(tmp_path / 'afile' / 'r.csv') in err and 'choose a writable' in err
+    assert str(tmp_path / 'afile' / 'r.csv') in err and 'afile is a file, not a folder' in err and '--out' in err
     # every file failing -> non-zero exit, reasons listed
     assert run_main([str(setup['wavs'] / 'corrupt.wav'), *own(setup['pub']),
                          '--out', str(tmp_path / 'r.csv')]) == 1

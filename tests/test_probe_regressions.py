@@ -107,14 +107,14 @@ def test_folds_file_with_one_utterance_in_two_parts_refused(env, tmp_path):
 
 
 def test_fold_without_a_test_part_named(env, tmp_path):
-    from corpus import Corpus, CorpusError
+    import testing
+    from errors import ToolkitError
     c = copy(env, tmp_path)
     f = c / 'Labels' / 'folds.csv'
     df = pd.read_csv(f, dtype=str)
     df.assign(fold1=df.fold1.replace('Test', 'Validation')).to_csv(f, index=False)
-    with pytest.raises(CorpusError, match='fold1 has no Test part'):
-        Corpus(c, fold=1)
-    assert len(Corpus(c, fold=2).files('Test')) == 12
+    with pytest.raises(ToolkitError, match=r'nothing was evaluated: Test of .*labels_consensus.csv \(fold1 of .*folds'):
+        testing.main(test_args(env, tmp_path / 't', '--fold', '1', '-set', 'Test', corpus=c))
 
 
 def test_deleted_recording_named_missing_not_other_audio(env, tmp_path):
