@@ -129,7 +129,7 @@ def test_bench_warnings_smoke(tiny_corpus, tmp_path, capsys):
 
     from bench import bench_warnings
     res = bench_warnings.main(['--corpus', str(tiny_corpus), '--limit', '2', '--planted-per-corpus', '1',
-                               '--predict-check', '1', '--out', str(tmp_path)])
+                               '--near-per-corpus', '1', '--predict-check', '1', '--out', str(tmp_path)])
     out = capsys.readouterr().out
     assert 'RESULT warnings:' in out and (tmp_path / 'warnings.md').is_file()
     saved = json.loads((tmp_path / 'warnings.json').read_text())
@@ -139,6 +139,10 @@ def test_bench_warnings_smoke(tiny_corpus, tmp_path, capsys):
     assert p['files'] == 8 + 6 * len(res['corpora']) and not p['misses']
     pc = res['predict_check']
     assert pc['files'] == 8 + len(res['corpora']) and pc['agree'] == pc['files'], pc['disagreements']
+    o = res['out_of_sample']
+    assert o['held_out_false_alarms_code'] == o['held_out_misses_code'] == 0
+    with_held_out = sum(1 for p in o['parts'].values() if p['held_out'])
+    assert o['near_files'] == 20 * with_held_out and o['near_misses'] == o['near_false_alarms'] == 0
     for s in res['corpora'].values():
         assert s['files'] == 2 and s['any_warning'] == len(s['flagged_files'])
         assert s['distributions']['level_dbfs']['n'] == 2
