@@ -224,7 +224,7 @@ def run_group(name, g, workdir, max_children, all_functions, sample=0, seed=0, p
         f'{len(functions)} functions holding the logic (see functions)'
     if sample:
         scope += f'; a seeded random sample of {len(globs)} of their mutants'
-    first = None if previous is None else previous.get('first_pass', previous['total'])
+    first = None if previous is None else previous.get('first_pass') or previous['total']
     return {'first_pass': first, 'paths': g['paths'], 'functions': functions or 'all', 'tests': g['tests'], 'test_filter': g['filter'],
             'scope': scope, 'sampled_mutants': globs if sample else None,
             'modules': mods, 'total': total, 'wall_seconds_this_call': round(time.time() - t0, 1),
