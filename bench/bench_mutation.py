@@ -98,6 +98,8 @@ EQUIVALENT = {
                                       'float64: the same dB value to far below the 0.1-dB display',
     'audio.x_high_band_db__mutmut_58': 'f >= 301 instead of 300: the 32-ms frames put FFT bins every 31.25 Hz at '
                                        '16, 22.05, 44.1 and 48 kHz, none between 300 and 301 Hz',
+    'corpora.msp_improv.x_parse_evaluation__mutmut_12': "encoding 'UTF-8' instead of 'utf-8': Python's codec "
+                                                         "names are case-insensitive",
     'metrics.x_evaluate__mutmut_107': 'pd.Series of str/None values gets dtype object with or without dtype=object',
 }
 COUNTED_KILLED = ('killed', 'timeout')    # a mutant that hangs the tests is caught too
