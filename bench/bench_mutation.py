@@ -92,6 +92,14 @@ EQUIVALENT = {
                                            'values (same-kind cast) below 2^31 draws',
     'metrics.x_evaluate__mutmut_10': NUMERIC, 'metrics.x_paired_difference__mutmut_5': NUMERIC,
     'metrics.x_pearson__mutmut_9': NUMERIC,
+    'audio.x_active_speech_level__mutmut_2': 'reshape(None) instead of reshape(-1): every caller passes a 1-D '
+                                             'mono signal, for which both leave it as it is',
+    'audio.x_high_band_db__mutmut_5': 'the spectrum computed in the input dtype (float32 from measure) instead of '
+                                      'float64: the same dB value to far below the 0.1-dB display',
+    'audio.x_high_band_db__mutmut_58': 'f >= 301 instead of 300: the 32-ms frames put FFT bins every 31.25 Hz at '
+                                       '16, 22.05, 44.1 and 48 kHz, none between 300 and 301 Hz',
+    'corpora.msp_improv.x_parse_evaluation__mutmut_12': "encoding 'UTF-8' instead of 'utf-8': Python's codec "
+                                                         "names are case-insensitive",
     'metrics.x_evaluate__mutmut_107': 'pd.Series of str/None values gets dtype object with or without dtype=object',
 }
 COUNTED_KILLED = ('killed', 'timeout')    # a mutant that hangs the tests is caught too
@@ -218,7 +226,7 @@ def run_group(name, g, workdir, max_children, all_functions, sample=0, seed=0, p
         f'{len(functions)} functions holding the logic (see functions)'
     if sample:
         scope += f'; a seeded random sample of {len(globs)} of their mutants'
-    first = None if previous is None else previous.get('first_pass', previous['total'])
+    first = None if previous is None else previous.get('first_pass') or previous['total']
     return {'first_pass': first, 'paths': g['paths'], 'functions': functions or 'all', 'tests': g['tests'], 'test_filter': g['filter'],
             'scope': scope, 'sampled_mutants': globs if sample else None,
             'modules': mods, 'total': total, 'wall_seconds_this_call': round(time.time() - t0, 1),

@@ -219,6 +219,10 @@ def choose_thresholds(clean, prow):
     for check, (key, _attr, side, scale, kinds) in CHOSEN.items():
         c = [r[key] for r in clean if r['part'] == 'choose' and r[key] is not None]
         b = [r[key] for r in prow if r.get('part') == 'choose' and r['planted'] in kinds and r[key] is not None]
+        if not c or not b:      # a run too small to have both on the choosing part
+            out[check] = {'measurement': key, 'flagged_when': 'below' if side == 'low' else 'above',
+                          'clean_extreme': None, 'planted_extreme': None, 'halfway': None, 'chosen': None}
+            continue
         ce, be = (min(c), max(b)) if side == 'low' else (max(c), min(b))
         if scale == 'log':
             mid = (np.log10(max(ce, 1e-9)) + np.log10(be)) / 2
@@ -304,6 +308,8 @@ def out_of_sample(clean, prow, near_rows, parts):
         bad = [r for r in prow if r.get('part') == 'held_out' and r['planted'] in kinds]
         e = {'clean_files': len(held), 'planted_files': len(bad), 'code_threshold': code}
         for name, t in (('chosen', chosen[check]['chosen']), ('code', code)):
+            if t is None:
+                continue
             e[f'false_alarms_{name}'] = sum(fires(check, r, t) for r in held)
             e[f'misses_{name}'] = sum(not fires(check, r, t) for r in bad)
         e['chosen_equals_code'] = chosen[check]['chosen'] == code
@@ -491,7 +497,7 @@ def main(argv=None):
               f'{oos["held_out_clean_files"]} clean files, {oos["held_out_misses_code"]} misses of '
               f'{oos["held_out_planted_files"]} planted; near-threshold: {oos["near_misses"]} misses, '
               f'{oos["near_false_alarms"]} false alarms of {oos["near_files"]}; chosen '
-              + ', '.join(f'{k} {v["chosen"]:g}' for k, v in oos['chosen'].items()))
+              + ', '.join(f'{k} {v["chosen"]}' for k, v in oos['chosen'].items()))
         pc = None
         if a.predict_check:
             files = [Path(r['file']) for rows in rows_by.values() for r in spread(rows, a.predict_check)]
@@ -594,8 +600,9 @@ def write_md(res, out_dir=None):
           '| check | clean extreme (choosing part) | planted extreme (choosing part) | halfway | chosen | in audio.py |',
           '|---|---|---|---|---|---|']
     for k, c in o['chosen'].items():
-        L.append(f'| {k} | {c["clean_extreme"]:.4g} | {c["planted_extreme"]:.4g} | {c["halfway"]:.4g} | '
-                 f'{c["chosen"]:g} | {o["held_out"][k]["code_threshold"]:g} |')
+        if c['chosen'] is not None:
+            L.append(f'| {k} | {c["clean_extreme"]:.4g} | {c["planted_extreme"]:.4g} | {c["halfway"]:.4g} | '
+                     f'{c["chosen"]:g} | {o["held_out"][k]["code_threshold"]:g} |')
     L += ['', '| check (held-out part) | clean files | false alarms | planted files | misses |', '|---|---|---|---|---|']
     L += [f'| {k} | {e["clean_files"]} | {e["false_alarms_code"]} | {e["planted_files"]} | {e["misses_code"]} |'
           for k, e in o['held_out'].items()]

@@ -129,7 +129,7 @@ def test_bench_warnings_smoke(tiny_corpus, tmp_path, capsys):
 
     from bench import bench_warnings
     res = bench_warnings.main(['--corpus', str(tiny_corpus), '--limit', '2', '--planted-per-corpus', '1',
-                               '--predict-check', '1', '--out', str(tmp_path)])
+                               '--near-per-corpus', '1', '--predict-check', '1', '--out', str(tmp_path)])
     out = capsys.readouterr().out
     assert 'RESULT warnings:' in out and (tmp_path / 'warnings.md').is_file()
     saved = json.loads((tmp_path / 'warnings.json').read_text())
@@ -139,6 +139,10 @@ def test_bench_warnings_smoke(tiny_corpus, tmp_path, capsys):
     assert p['files'] == 8 + 6 * len(res['corpora']) and not p['misses']
     pc = res['predict_check']
     assert pc['files'] == 8 + len(res['corpora']) and pc['agree'] == pc['files'], pc['disagreements']
+    o = res['out_of_sample']
+    assert o['held_out_false_alarms_code'] == o['held_out_misses_code'] == 0
+    with_held_out = sum(1 for p in o['parts'].values() if p['held_out'])
+    assert o['near_files'] == 20 * with_held_out and o['near_misses'] == o['near_false_alarms'] == 0
     for s in res['corpora'].values():
         assert s['files'] == 2 and s['any_warning'] == len(s['flagged_files'])
         assert s['distributions']['level_dbfs']['n'] == 2
@@ -250,3 +254,22 @@ def test_wav_header_reader(tmp_path):
     assert audio.wav_claimed_seconds(tmp_path / 'nodata.wav') is None
     assert audio.wav_claimed_seconds(tmp_path / 'aiff.wav') is None
     assert audio.wav_claimed_seconds(tmp_path / 'missing.wav') is None
+
+
+def test_measurements_at_their_edges():
+    """The level follows the gain to a hundredth of a dB between the 0.1-dB thresholds of the P.56 search; a
+    4 kHz tone counts above the 4 kHz edge only (Hann-window bins: 1 + 1/4 above, 1/4 below, a 1 kHz tone 1.5
+    below); samples at exactly 0.999 count as full scale; present_seconds of a signal without a file."""
+    sr = 16000
+    v = synth_voice(2.0, arousal=4, seed=3).astype(np.float64)
+    base = active_speech_level(v, sr)[0]
+    for k in range(1, 9):
+        assert active_speech_level(v * 10 ** (0.013 * k / 20), sr)[0] - base == pytest.approx(0.013 * k, abs=0.004)
+    t = np.arange(sr) / sr
+    tones = np.sin(2 * np.pi * 1000 * t) + np.sin(2 * np.pi * 4000 * t)
+    assert audio.high_band_db(tones, sr) == pytest.approx(10 * np.log10(1.25 / 1.75), abs=0.05)
+    x = np.zeros((sr, 1), np.float32)
+    x[:40, 0] = np.float32(0.999)                                     # 0.25 % of the samples at exactly 0.999
+    m = audio.measure(x, sr)
+    assert m['clip_share'] == pytest.approx(40 / sr) and m['present_seconds'] == 1.0
+    assert audio.measure_notes(m)[0].startswith('clipped audio: 0.25 %')
