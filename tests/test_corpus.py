@@ -249,6 +249,7 @@ def test_check_corpus_reports_each_bad_input(tmp_path):
     lab = root / 'Labels' / 'labels_consensus.csv'
     pd.read_csv(lab).replace({'Split_Set': {'Test2': 'Test3_unreleased'}}).to_csv(lab, index=False)
     (root / 'Audios' / 'MSP-PODCAST_9999_0001.wav').write_bytes((root / 'Audios' / tr[11]).read_bytes())
+    c.transcript_path(tr[10]).write_bytes('Caf\u00e9 cr\u00e8me\n'.encode('latin-1'))       # not UTF-8: read, not empty
 
     rc, out = _run([root, '--json', tmp_path / 'rep.json', '--workers', '1'])
     assert rc == 0, out
@@ -280,7 +281,9 @@ def test_check_corpus_fatal_and_empty_split(tmp_path):
     root = make_tiny_corpus(tmp_path / 'c', n=12, with_text=False, split_names=('Train', 'Test1'))
     rep = check_corpus.check(root, progress=False)
     assert not rep['fatal'] and [it['file'] for it in rep['problems']['empty_split']['items']] == ['Validation']
-    assert 'no Transcripts/ folder' in json.dumps(rep['problems']['corpus_warning'])
+    assert [(it['file'], it['detail']) for it in rep['problems']['corpus_warning']['items']] == [
+        ('', f'{root}: no Transcripts/ folder (needed only by the audio-text method)'),
+        ('', f'{root}: no ForceAligned/ folder (needed only by the audio-text method)')]
     lab = root / 'Labels' / 'labels_consensus.csv'
     df = pd.read_csv(lab)
     df.drop(columns=['Split_Set']).to_csv(lab, index=False)                   # missing required column

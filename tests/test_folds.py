@@ -138,7 +138,7 @@ def test_check_corpus_verifies_every_fold(folded, capsys):
     rep = check_corpus.check(root, progress=False)
     over = rep['problems']['fold_speaker_overlap']['items']
     assert [(x['file'], x['detail']) for x in over] == [('fold3', 'speaker 3 in Train and Test')]
-    assert any('fold3: speaker 3' in m for m in rep['fatal'])
+    assert any('fold3: speaker 3 is in Train and Test; ' in m for m in rep['fatal']), rep['fatal']
     assert rep['problems']['fold_unknown_file']['items'][0]['file'] == 'NOT_A_FILE.wav'
     assert check_corpus.main([str(root), '--no-progress', '--no-text']) == 1
 

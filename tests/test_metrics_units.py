@@ -89,3 +89,12 @@ def test_degenerate_cases_give_nan_without_runtime_warnings():
         r = M.evaluate(x, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], speakers=list('aaabbb'), n_boot=200)
         assert r['pearson_r']['value'] == pytest.approx(np.corrcoef(x, [1, 2, 3, 4, 5, 6])[0, 1])
         assert np.isfinite(r['ccc']['ci']).all()
+
+
+def test_arousal_auc_scores_come_from_auc_scores_when_given():
+    """evaluate(..., auc_scores=s) ranks high- against low-arousal categories by s, not by the predictions."""
+    x, y = [1.0, 2.0, 3.5, 3.0, 2.5, 1.5], [1.5, 2.0, 3.0, 3.5, 2.0, 1.0]
+    cats, spk = ['sad', 'A', 'H', 'bored', 'A', 'sad'], list('aabbcc')
+    s = [0.9, 0.1, 0.2, 0.8, 0.3, 0.4]                      # every low-arousal utterance above every high one
+    assert M.evaluate(x, y, speakers=spk, categories=cats, n_boot=50, auc_scores=s)['auc_arousal']['value'] == 0.0
+    assert M.evaluate(x, y, speakers=spk, categories=cats, n_boot=50)['auc_arousal']['value'] == pytest.approx(7 / 9)
