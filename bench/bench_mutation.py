@@ -78,6 +78,10 @@ GROUPS = {
 NUMERIC = 'every caller passes numeric arrays (floats from the label and prediction tables); np.asarray without ' \
           'the float64 dtype gives the same values for them'
 EQUIVALENT = {
+    'metrics.x_paired_difference__mutmut_178': 'min(p, 2.0) for min(p, 1.0): p = (1 + count) / (1 + n_perm) with '
+                                               'count <= n_perm is never above 1, so the bound never binds',
+    'check_corpus.x__probe_files__mutmut_20': "the progress bar's unit label 'FILE' for 'file': display text on "
+                                              "stderr only, no value of the report depends on it",
     'metrics.x__ccc_rows__mutmut_10': 'mean((P + mp)(y - my)) = mean((P - mp)(y - my)) because mean(y - my) = 0: the '
                                       'same covariance (to rounding)',
     'metrics.x__ccc_rows__mutmut_22': 'drops divide="ignore": 2 cov / den divides only where den = 0, and there cov = 0 '
