@@ -195,6 +195,14 @@ def add_max_chunks_arg(p):
                         'artefacts; about 8 GB for a ranker batch of 128 pairs)')
 
 
+def add_patience_arg(p, what):
+    """--patience of the LSTM training scripts: an early stop on the validation score."""
+    p.add_argument('--patience', type=nonneg_int, default=0,
+                   help=f'stop when the validation {what} has not improved for this many epochs (the best epoch is kept '
+                        'either way, so the saved model is the one a run to the last epoch would keep whenever no later '
+                        'epoch beats it); 0 = run every epoch, as published (default)')
+
+
 def add_layer_sum_arg(p):
     p.add_argument('--layer-sum', action='store_true', help='SSL stores of several layers: reduce each frame to a '
                    'learnt softmax-weighted sum of the layers (saved with the model, plotted as <name>.layers.png)')

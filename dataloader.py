@@ -123,6 +123,48 @@ class EpochSubsetSampler(torch.utils.data.Sampler):
         return iter(idx[self.rank::self.world].tolist())
 
 
+class GroupedPairSampler(EpochSubsetSampler):
+    """--pair-sampling grouped: each epoch `per_epoch` preference pairs drawn so that a step's pairs share
+    utterances. The utterances are dealt at random into groups of `group` (a fresh seeded deal every epoch) and
+    the epoch takes the pairs whose two utterances fall into the same group, group after group, each group's
+    pairs in random order (more deals are drawn until `per_epoch` pairs are found). A step of B pairs then runs
+    about `group` utterances instead of up to 2B: the LSTM work per pair drops by the number of pairs an
+    utterance is in within the step, while every pair still has the same chance of being drawn in an epoch.
+    Split over the DDP ranks like EpochSubsetSampler."""
+
+    def __init__(self, idx1, idx2, n_utts, per_epoch, group, rank=0, world=1, seed=0):
+        super().__init__(len(idx1), per_epoch, rank, world, seed)
+        self.idx1, self.idx2 = np.asarray(idx1), np.asarray(idx2)
+        self.n_utts, self.group = int(n_utts), max(2, int(group))
+
+    @staticmethod
+    def group_size(n_utts, n_pairs, batch, max_utts):
+        """Utterances per group so that a group holds about one batch of pairs (pairs are spread evenly over
+        the n_utts^2 / 2 utterance pairs), at most `max_utts` (those that fit one LSTM pass), at least 2."""
+        dense = int(np.ceil(n_utts * np.sqrt(min(1.0, batch / max(n_pairs, 1)))))
+        return max(2, min(dense, max_utts) if max_utts else dense)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch, 7])
+        picks, have, free = [], 0, np.ones(self.n, bool)
+        for _ in range(1000):
+            g = np.empty(self.n_utts, np.int64)
+            g[rng.permutation(self.n_utts)] = np.arange(self.n_utts) // self.group
+            g1 = g[self.idx1]
+            inside = np.flatnonzero((g1 == g[self.idx2]) & free)      # a pair is drawn once per epoch
+            inside = inside[np.lexsort((rng.random(len(inside)), g1[inside]))][:self.k - have]
+            picks.append(inside)
+            free[inside] = False
+            have += len(inside)
+            if have >= self.k:
+                break
+        if have < self.k:        # pathological tables: the rest uniformly
+            picks.append(rng.permutation(np.flatnonzero(free))[:self.k - have])
+        idx = np.concatenate(picks)
+        idx = np.resize(idx, len(self) * self.world)
+        return iter(idx[self.rank::self.world].tolist())
+
+
 def gather_eval(pred_by_index, world):
     """Merge {dataset index: value} dicts from every DDP rank (DistributedSampler pads with repeats)."""
     if world == 1:

@@ -41,6 +41,8 @@ SHIP=${SHIP:-0}
 PARALLEL=${PARALLEL:-0}
 THREADS=${THREADS:-2}
 MAX_CHUNKS=${MAX_CHUNKS:-768}
+SAMPLING=${SAMPLING:-grouped}
+PATIENCE=${PATIENCE:-5}
 TH=(--threads "$THREADS")
 MC=(--max-chunks "$MAX_CHUNKS")
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
@@ -99,14 +101,14 @@ attribute() {   # steps 4-7 for one attribute (or "all")
   py chunk_emotion_rankers/generate_preference_labels.py -emo "$E" --out "$PREF"
   [ "$SUB" = 1 ] && step "5/9 chunk emotion rankers (20 epochs x $PAIRS pairs) -> $RK, and their test"
   py chunk_emotion_rankers/training_ranker.py "${TH[@]}" -ep 20 -batch 128 -emo "$E" --pairs-per-epoch "$PAIRS" \
-      "${MC[@]}" --norm "$NORM" --pairs "$PREF" --out "$RK" --overwrite
+      --pair-sampling "$SAMPLING" "${MC[@]}" --norm "$NORM" --pairs "$PREF" --out "$RK" --overwrite
   py chunk_emotion_rankers/testing_ranker.py "${TH[@]}" -ep 20 -batch 128 -emo "$E" --max-pairs 2000 --pairs "$PREF" \
       --checkpoint "$RK"
   [ "$SUB" = 1 ] && step "6/9 ranking sequences -> $RS"
   py chunk_emotion_rankers/generate_ranking_seqence.py "${TH[@]}" -ep 20 -batch 128 -emo "$E" -set all \
       --checkpoint "$RK" --out "$RS"
   [ "$SUB" = 1 ] && step "7/9 Seq2Seq (30 epochs) -> $S2S"
-  py training.py "${TH[@]}" "${MC[@]}" -ep 30 -batch 128 -emo "$E" --norm "$NORM" --rankseq "$RS" --out "$S2S" --overwrite
+  py training.py "${TH[@]}" "${MC[@]}" --patience "$PATIENCE" -ep 30 -batch 128 -emo "$E" --norm "$NORM" --rankseq "$RS" --out "$S2S" --overwrite
 }
 if [ "$PARALLEL" = 1 ] && [ "$EMO" = all ]; then
   step "4-7/9 preference labels, rankers (20 epochs x $PAIRS pairs), ranking sequences -> $RS, Seq2Seq (30 epochs) -> $S2S"
@@ -145,6 +147,6 @@ if [ "$MSCR" = 1 ]; then
 fi
 step "end"
 python bench/demo_summary.py --times "$TIMES" --metrics "$RES/metrics.csv" --rankers "$RK" --retrieval "$RETR" \
-    --rss "$RSS" --out "$SUMMARY" --settings "EMO=$EMO PAIRS=$PAIRS MSCR=$MSCR MSCR_ITERS=$MSCR_ITERS SHIP=$SHIP PARALLEL=$PARALLEL THREADS=$THREADS MAX_CHUNKS=$MAX_CHUNKS OMP_NUM_THREADS=$OMP_NUM_THREADS"
+    --rss "$RSS" --out "$SUMMARY" --settings "EMO=$EMO PAIRS=$PAIRS MSCR=$MSCR MSCR_ITERS=$MSCR_ITERS SHIP=$SHIP PARALLEL=$PARALLEL THREADS=$THREADS MAX_CHUNKS=$MAX_CHUNKS SAMPLING=$SAMPLING PATIENCE=$PATIENCE OMP_NUM_THREADS=$OMP_NUM_THREADS"
 rm -f "$TIMES" "$RSS"
 printf '\nDone. Results: %s (summary), %s/metrics.csv, %s/predict/, %s/*.loss.png\n' "$SUMMARY" "$RES" "$AUX" "$S2S"

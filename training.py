@@ -70,6 +70,7 @@ def build_parser():
                    'finish (its record says finished: false; refused without this flag); the new record names it')
     cli.add_layer_sum_arg(s)
     cli.add_max_chunks_arg(s)
+    cli.add_patience_arg(s, 'CCC')
     s.add_argument('--freeze', default=None, choices=['lstm'],
                    help='lstm: train only fc1/fc2; the LSTM weights stay bit-identical (and run in eval mode)')
     cli.add_mscr_args(p, train=True)
@@ -85,6 +86,7 @@ def settings_of(args, lr, emo=None, corpus=None, store=None, ckpt=None, rankseq=
             'feature_norm': args.feature_norm, 'label_norm': args.label_norm, 'limit': args.limit, 'amp': args.amp,
             'fold': args.fold, 'emo': emo, 'layer_sum': getattr(args, 'layer_sum', False),
             'max_chunks': getattr(args, 'max_chunks', None), 'norm_sha256': C.sha256_folder(args.norm, C.NORMTERM_FILES) if args.norm else None,
+            **({'patience': args.patience} if getattr(args, 'patience', 0) else {}),
             'rankseq_sha256': C.sha256_file(rankseq) if rankseq and Path(rankseq).is_file() else None,
             'corpus': C.display_path(corpus.root) if corpus else None,
             'features': C.display_path(store.path) if store else None, 'checkpoint': C.display_path(ckpt)}
@@ -155,6 +157,11 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
             if is_main:
                 print(f'{emo} epoch {ep}: train loss {tloss:.4f} | valid CCC {vccc:.4f} (loss {vloss:.4f})'
                       f'{"  * saved" if improved else ""} ({time.time() - t0:.0f} s)')
+            if args.patience and ep - best_ep >= args.patience and ep < args.epochs - 1:
+                if is_main:
+                    print(f'{emo}: early stop after epoch {ep}: no better validation CCC for {args.patience} epochs '
+                          f'(--patience)')
+                break
         run.finish()        # the record says the run completed (an interrupted one stays finished: false)
         if is_main:
             print(f'{emo}: best validation CCC {1 - best:.4f} at epoch {best_ep}: {ckpt}')

@@ -31,7 +31,7 @@ import cli  # noqa: E402
 import identity  # noqa: E402
 import interrupts  # noqa: E402
 import norm as N  # noqa: E402
-from dataloader import K_CHUNKS, EpochSubsetSampler, PadCollate, PairDataset, chunk_frames  # noqa: E402
+from dataloader import K_CHUNKS, EpochSubsetSampler, GroupedPairSampler, PadCollate, PairDataset, chunk_frames  # noqa: E402
 from outputs import check_outputs  # noqa: E402
 from ranker import load_pairs, macro_f1, run_epoch  # noqa: E402
 from utils import ddp_cleanup, ddp_setup, make_scaler, parse_emos, seed_rank, set_seed  # noqa: E402
@@ -43,6 +43,7 @@ def get_args(argv=None):
     cli.add_data_args(p)
     cli.add_layer_sum_arg(p)
     cli.add_max_chunks_arg(p)
+    cli.add_patience_arg(p, 'macro-F1')
     cli.add_norm_args(p, labels=False)
     p.add_argument('--pairs', default=str(cli.PREF_DIR), help='folder of the preference-label CSVs')
     p.add_argument('--out', default=str(C.RANKER_DIR), help='output folder for the checkpoint and its logs')
@@ -53,6 +54,12 @@ def get_args(argv=None):
     p.add_argument('--freeze', default=None, choices=['lstm'], help='train only fc1/fc2 (LSTM weights stay fixed)')
     p.add_argument('--lr', type=cli.positive_float, default=1e-4, help='Adam learning rate (published: 1e-4)')
     p.add_argument('--pairs-per-epoch', type=cli.positive_int, default=100_000, help='pairs drawn per epoch (and validation pairs)')
+    p.add_argument('--pair-sampling', choices=['uniform', 'grouped'], default='uniform',
+                   help="how an epoch's training pairs are drawn: uniform = a random subset of the pairs (published); "
+                        "grouped = pairs whose two utterances fall into the same random group of utterances (a fresh "
+                        "grouping every epoch), so that a step's pairs share utterances and each utterance runs through "
+                        "the LSTM once for all its pairs in the step: about 3x less work per pair on the demo "
+                        "(docs/method1.md, 'Grouped pair sampling')")
     p.add_argument('--resume', action='store_true', help='continue the interrupted run from its .resume.pt '
                    '(with the same settings: every flag that changes the result, the NormTerm, the preference labels, '
                    'corpus, features and checkpoint path are compared)')
@@ -77,7 +84,13 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
         data[split] = PairDataset(store, names, a, b, lab, fnorm)
     per_rank = max(1, args.batch_size // world)
     collate = PadCollate(m, n_feats=2)
-    tr_sampler = EpochSubsetSampler(len(data['Train']), args.pairs_per_epoch, rank, world, args.seed)
+    if args.pair_sampling == 'grouped':
+        tr = data['Train']
+        group = GroupedPairSampler.group_size(len(tr.names), len(tr), args.batch_size, args.max_chunks // K_CHUNKS)
+        tr_sampler = GroupedPairSampler(tr.idx1, tr.idx2, len(tr.names), args.pairs_per_epoch, group, rank, world,
+                                        args.seed)
+    else:
+        tr_sampler = EpochSubsetSampler(len(data['Train']), args.pairs_per_epoch, rank, world, args.seed)
     va_sampler = EpochSubsetSampler(len(data['Validation']), args.pairs_per_epoch, rank, world, args.seed + 1)
     mk = lambda ds, s: torch.utils.data.DataLoader(ds, per_rank, sampler=s, num_workers=args.workers,
                                                    collate_fn=collate, pin_memory=device.type == 'cuda',
@@ -94,8 +107,10 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
                 'init_from': C.display_path(args.init_from) if args.init_from else None,
                 'feature_norm': args.feature_norm, 'limit': args.limit, 'amp': args.amp,
                 'pairs_per_epoch': args.pairs_per_epoch, 'fold': args.fold, 'layer_sum': args.layer_sum,
-                'max_chunks': args.max_chunks}
-    resume = {**{k: v for k, v in settings.items() if k != 'epochs'}, 'emo': emo,
+                'max_chunks': args.max_chunks,
+                **({'pair_sampling': args.pair_sampling} if args.pair_sampling != 'uniform' else {}),
+                **({'patience': args.patience} if args.patience else {})}
+    resume = {**{k: v for k, v in settings.items() if k not in ('epochs', 'patience')}, 'emo': emo,
               'norm_sha256': C.sha256_folder(args.norm, C.NORMTERM_FILES) if args.norm else None,
               'pairs_sha256': [C.sha256_file(Path(args.pairs) / f'{cli.SPLIT_FILE[s]}_{emo}.csv')
                                for s in ('Train', 'Validation')],
@@ -141,6 +156,11 @@ def train_epochs(args, emo, run, model, opt, scaler, world, device, is_main, m, 
         if is_main:
             print(f'{emo} epoch {ep}: train CE {tl:.4f} F1 {tf1:.4f} | valid CE {vl:.4f} F1 {vf1:.4f} acc {vacc:.4f}'
                   f'{"  * saved" if improved else ""} ({time.time() - t0:.0f} s)')
+        if args.patience and ep - best_ep >= args.patience and ep < args.epochs - 1:
+            if is_main:
+                print(f'{emo}: early stop after epoch {ep}: no better validation macro-F1 for {args.patience} epochs '
+                      f'(--patience)')
+            break
     run.finish()            # the record says the run completed (an interrupted one stays finished: false)
     if is_main:
         print(f'{emo}: best validation macro-F1 {best:.4f} at epoch {best_ep}: {ckpt}')

@@ -6,7 +6,10 @@ Skip guard: tests that need `../shared` (Emo-DB, EmoBank, the authors' released 
 folder is absent. When it is present, a skipped test means a broken fixture or a missing dependency, so
 every skip except "no CUDA" ones fails the run. The summary prints how many tests ran and were skipped.
 """
+import json
+import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,8 @@ DATASETS = SHARED / 'datasets'
 ALLOWED_SKIP = re.compile(r'(?<![\w./\\-])(?:cuda|gpus?)(?![\w./\\-])', re.I)
 PATH_TOKEN = re.compile(r'\S*[/\\]\S*')
 _skips = []
+_t0 = [time.time()]
+SUITE_JSON = REPO / 'runs' / 'tests' / 'suite.json'   # untracked: the wall time of the last full run, for the README
 
 
 @pytest.fixture(scope='session')
@@ -81,6 +86,10 @@ def allowed_skip(reason):
     return bool(ALLOWED_SKIP.search(PATH_TOKEN.sub(' ', str(reason))))
 
 
+def pytest_sessionstart(session):
+    _t0[0] = time.time()
+
+
 def pytest_runtest_logreport(report):
     if report.skipped and not hasattr(report, 'wasxfail'):
         _skips.append((report.nodeid, _reason(report)))
@@ -106,8 +115,39 @@ def pytest_terminal_summary(terminalreporter):
         f"../shared {'present' if SHARED.is_dir() else 'absent'}")
     for nodeid, reason in _skips:
         terminalreporter.write_line(f'  skipped {nodeid}: {reason}')
+    _write_suite_json(terminalreporter, n)
     bad = forbidden_skips()
     if bad:
         terminalreporter.write_line(f'error: {len(bad)} test(s) skipped although ../shared is present (only CUDA '
                                     f'skips are allowed): fix the fixture or install what the reason names',
                                     red=True, bold=True)
+
+
+def _write_suite_json(terminalreporter, n):
+    """runs/tests/suite.json: wall time, counts, workers, load and the 15 slowest tests of this run (a run of the
+    whole suite, the README's test command, is what the README's suite time comes from)."""
+    config = terminalreporter.config
+    if hasattr(config, 'workerinput'):
+        return
+    per_test = {}
+    for reports in terminalreporter.stats.values():
+        for r in reports:
+            if getattr(r, 'when', None) in ('setup', 'call', 'teardown'):
+                per_test[r.nodeid] = per_test.get(r.nodeid, 0.0) + r.duration
+    slow = sorted(per_test.items(), key=lambda kv: -kv[1])[:15]
+    try:
+        import subprocess
+        rev = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        rev = None
+    rec = {'command': 'python -m pytest -q', 'args': list(config.invocation_params.args),
+           'wall_seconds': round(time.time() - _t0[0], 1), 'workers': getattr(config.option, 'numprocesses', None),
+           'tests': len(per_test), **n, 'skipped': len(_skips), 'shared_present': SHARED.is_dir(),
+           'cores': os.cpu_count(), 'load_avg_1min': round(os.getloadavg()[0], 2), 'toolkit_revision': rev,
+           'slowest': [{'test': k, 'seconds': round(v, 2)} for k, v in slow]}
+    try:
+        SUITE_JSON.parent.mkdir(parents=True, exist_ok=True)
+        SUITE_JSON.write_text(json.dumps(rec, indent=1) + '\n')
+        terminalreporter.write_line(f'suite time {rec["wall_seconds"]:.0f} s -> {SUITE_JSON.relative_to(REPO)}')
+    except OSError as e:
+        terminalreporter.write_line(f'note: {SUITE_JSON} not written ({e})')

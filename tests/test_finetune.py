@@ -222,3 +222,42 @@ def test_init_from_model_is_never_overwritten(setup):
         training.main(['-emo', 'Act', '-ep', '1', '-batch', '12', *own(s['pub'], '--init-from'), '--checkpoint',
                        str(seq), '--rankseq', str(s['tmp'] / 'rs'), *s['common']])
     assert seq.read_bytes() == before
+
+
+def test_patience_stops_early_and_keeps_the_model_of_the_full_run(setup):
+    """--patience N: the epochs run are the full run's first epochs (same log rows), the run stops N epochs after
+    the best one, and the saved model is the full run's whenever the full run's best epoch lies before the stop."""
+    import training
+    s = setup
+    base = ['-emo', 'Act', '-batch', '12', '--lr', '3e-2', '--rankseq', str(s['tmp'] / 'rs'), *own(s['pub'], '--norm')[2:],
+            *s['common']]
+    full, = training.main(['-ep', '8', '--out', str(s['tmp'] / 'pat_full'), *base])
+    short, = training.main(['-ep', '8', '--patience', '2', '--out', str(s['tmp'] / 'pat_2'), *base])
+    lf = pd.read_csv(C.sibling(full, '.log.csv'))
+    ls = pd.read_csv(C.sibling(short, '.log.csv'))
+    best = lambda df, upto: int(df.epoch[df.val_loss[:upto].idxmin()])
+    stop = next((e for e in range(len(lf)) if e - best(lf, e + 1) >= 2), len(lf) - 1)
+    assert stop < 7, 'the full run never went 2 epochs without improving: pick another --lr'
+    assert len(ls) == stop + 1                                       # stopped right after the patience ran out
+    pd.testing.assert_frame_equal(ls, lf.iloc[:stop + 1])            # the same epochs as the full run
+    meta = json.loads(C.sibling(short, '.meta.json').read_text())
+    assert meta['settings']['patience'] == 2 and meta['finished'] is True
+    assert meta['result']['best_epoch'] == best(lf, stop + 1)
+    same = all(torch.equal(a, b) for a, b in zip(torch.load(short, weights_only=True).values(),
+                                                 torch.load(full, weights_only=True).values()))
+    assert same == (best(lf, len(lf)) <= stop)
+
+
+def test_ranker_grouped_pair_sampling_trains_and_is_recorded(setup):
+    from chunk_emotion_rankers import generate_preference_labels, training_ranker
+    s = setup
+    generate_preference_labels.main(['-emo', 'Val', '-set', 'Train,Validation', '--corpus', s['common'][1],
+                                     '--out', str(s['tmp'] / 'pairs_g'), '--ratio', '1.0'])
+    run = lambda how, out: training_ranker.main(['-emo', 'Val', '-ep', '2', '-batch', '8', '--pairs-per-epoch', '16',
+                                                 '--pair-sampling', how, '--max-chunks', str(6 * 22), '--pairs',
+                                                 str(s['tmp'] / 'pairs_g'), '--out', str(s['tmp'] / out),
+                                                 *own(s['pub'], '--norm')[2:], *s['common']])[0]
+    g, u = run('grouped', 'rk_g'), run('uniform', 'rk_u')
+    mg, mu = (json.loads(C.sibling(c, '.meta.json').read_text()) for c in (g, u))
+    assert mg['settings']['pair_sampling'] == 'grouped' and 'pair_sampling' not in mu['settings']
+    assert not torch.equal(torch.load(g, weights_only=True)['fc2.weight'], torch.load(u, weights_only=True)['fc2.weight'])

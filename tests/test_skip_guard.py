@@ -36,9 +36,11 @@ def test_reason_is_the_message_without_location():
     assert conftest._reason(rep) == 'shared absent'
 
 
-def test_checkout_under_a_gpu_folder_still_fails_a_forbidden_skip(tmp_path):
+@pytest.mark.parametrize('workers', [[], ['-n', '2']], ids=['one-process', 'xdist'])
+def test_checkout_under_a_gpu_folder_still_fails_a_forbidden_skip(tmp_path, workers):
     """A real pytest run of a copy of the guard in <tmp>/gpu/repo with <tmp>/gpu/shared present: the skip whose
-    reason holds a path with 'gpu' in it fails the run, the CUDA skip does not."""
+    reason holds a path with 'gpu' in it fails the run, the CUDA skip does not; also with the suite's 2 xdist
+    workers (pytest.ini), where the skips reach the guard from the workers."""
     root = tmp_path / 'gpu'
     (root / 'shared').mkdir(parents=True)
     tests = root / 'repo' / 'tests'
@@ -50,7 +52,7 @@ def test_checkout_under_a_gpu_folder_still_fails_a_forbidden_skip(tmp_path):
         'import pytest\nfrom pathlib import Path\n'
         'def test_data():\n    pytest.skip(f"{Path(__file__).parents[2] / \'shared\' / \'emodb\'} is absent")\n'
         '@pytest.mark.skipif(True, reason="CUDA is present on this machine")\ndef test_cpu_only():\n    pass\n')
-    r = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', str(tests)],
+    r = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *workers, str(tests)],
                        cwd=root / 'repo', capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stdout + r.stderr
     assert 'error: 1 test(s) skipped although ../shared is present' in r.stdout
