@@ -231,17 +231,17 @@ def test_patience_stops_early_and_keeps_the_model_of_the_full_run(setup):
     s = setup
     base = ['-emo', 'Act', '-batch', '12', '--lr', '3e-2', '--rankseq', str(s['tmp'] / 'rs'), *own(s['pub'], '--norm')[2:],
             *s['common']]
-    full, = training.main(['-ep', '8', '--out', str(s['tmp'] / 'pat_full'), *base])
-    short, = training.main(['-ep', '8', '--patience', '2', '--out', str(s['tmp'] / 'pat_2'), *base])
+    full, = training.main(['-ep', '4', '--out', str(s['tmp'] / 'pat_full'), *base])
+    short, = training.main(['-ep', '4', '--patience', '1', '--out', str(s['tmp'] / 'pat_2'), *base])
     lf = pd.read_csv(C.sibling(full, '.log.csv'))
     ls = pd.read_csv(C.sibling(short, '.log.csv'))
     best = lambda df, upto: int(df.epoch[df.val_loss[:upto].idxmin()])
-    stop = next((e for e in range(len(lf)) if e - best(lf, e + 1) >= 2), len(lf) - 1)
-    assert stop < 7, 'the full run never went 2 epochs without improving: pick another --lr'
+    stop = next((e for e in range(len(lf)) if e - best(lf, e + 1) >= 1), len(lf) - 1)
+    assert stop < 3, 'the full run never went an epoch without improving: pick another --lr'
     assert len(ls) == stop + 1                                       # stopped right after the patience ran out
     pd.testing.assert_frame_equal(ls, lf.iloc[:stop + 1])            # the same epochs as the full run
     meta = json.loads(C.sibling(short, '.meta.json').read_text())
-    assert meta['settings']['patience'] == 2 and meta['finished'] is True
+    assert meta['settings']['patience'] == 1 and meta['finished'] is True
     assert meta['result']['best_epoch'] == best(lf, stop + 1)
     same = all(torch.equal(a, b) for a, b in zip(torch.load(short, weights_only=True).values(),
                                                  torch.load(full, weights_only=True).values()))
