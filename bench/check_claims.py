@@ -192,9 +192,28 @@ def table_claims():
     return out
 
 
+def first_contact_claims():
+    """README's two commands: the default demo (results/demo_default.json) and the suite (results/suite.json)."""
+    d, t = load('demo_default.json'), load('suite.json')
+    total = d['total_seconds']
+    step = {s['step'].split()[0]: s for s in d['steps']}
+    retr = d['retrieval']['results']
+    out = [('README.md', f"**{total // 60} min {total % 60} s** (`total_seconds` {total:,}"),
+           ('README.md', f"ranker {step['5/9']['seconds']} s, Seq2Seq {step['7/9']['seconds']} s"),
+           ('README.md', f"peak resident memory of any step {d['peak_rss_mb'] / 1000:.2f} GB"),
+           ('README.md', f"Act test CCC {d['seq2seq_ccc'][0]['CCC']:.4f}, ranker validation macro-F1 "
+                         f"{d['ranker_val_macro_f1']['Act']:.4f}, retrieval pair accuracy "
+                         f"{retr['testing_Act.json']['pair_acc_macro']:.3f} (loudness baseline "
+                         f"{retr['loudness']['pair_acc_macro']:.3f}, random {retr['random']['pair_acc_macro']:.3f})"),
+           ('README.md', f"**{t['wall_seconds'] // 60:.0f} min {t['wall_seconds'] % 60:.0f} s** (`wall_seconds` "
+                         f"{t['wall_seconds']:.1f}"),
+           ('README.md', f"{t['passed']} passed, {t['skipped']} skipped")]
+    return out
+
+
 def main():
     claims = (finetune_claims() + crosscorpus_claims() + crossval_claims() + coverage_claims()
-              + other_claims() + table_claims())
+              + other_claims() + table_claims() + first_contact_claims())
     texts = {}
     bad = 0
     for doc, text in claims:
