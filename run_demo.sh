@@ -13,7 +13,7 @@
 #                                            #   instead of 2 (default): the same weight bytes (bench/results/threads.json);
 #                                            #   the MSCR steps stay on 1 thread, as their weights depend on the
 #                                            #   thread count (docs/reproducibility.md)
-#   MAX_CHUNKS=0 SHIP=1 EMO=all MSCR=1 bash run_demo.sh
+#   MAX_CHUNKS=0 SAMPLING=uniform PAIRS=256 PATIENCE=0 SHIP=1 EMO=all MSCR=1 bash run_demo.sh
 #                                            # the LSTM training steps as before --max-chunks existed: the whole
 #                                            #   batch in one pass (about 8.4 GB per ranker), the code path of the
 #                                            #   shipped demo artefacts (docs/reproducibility.md)
