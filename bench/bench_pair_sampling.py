@@ -5,7 +5,7 @@
 
 For each size a Train split of N utterances gets QA preference labels as generate_preference_labels.py makes them
 (preference.preference_pairs: 10 % partners, threshold 0.6) from seeded random ratings of 5 annotators on a
-1-7 scale. An epoch of --pairs-per-epoch pairs (default: the demo's 320 on the demo's Train size, the published 100,000 at scale) is drawn
+1-7 scale. An epoch of --pairs-per-epoch pairs (default: the demo's 384 on the demo's Train size, the published 100,000 at scale) is drawn
 by both samplers with the demo's settings (batch 128, --max-chunks 768); the LSTM work of a training step is
 the number of distinct utterances of its pairs (ranker.pair_parts runs each once per part; an utterance that
 parts share runs once per part, counted here too) times 22 chunks. The time of that work is measured in the
@@ -54,7 +54,7 @@ def seconds_per_1k_chunks(threads=2, n=768):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--utts', default='280,2800,28000', help='Train utterances per size (default %(default)s)')
-    ap.add_argument('--pairs-per-epoch', default='320,100000,100000', help='pairs per epoch for each size (default '
+    ap.add_argument('--pairs-per-epoch', default='384,100000,100000', help='pairs per epoch for each size (default '
                     '%(default)s: the demo\'s PAIRS on the demo\'s Train size, the published 100k at scale)')
     ap.add_argument('--batch', type=int, default=128)
     ap.add_argument('--max-chunks', type=int, default=768)
@@ -88,7 +88,7 @@ def main(argv=None):
         print(f"RESULT {n:>6} utterances, {len(i):>9,} pairs, {k:,} per epoch (group {group}): utterance runs per step "
               f"{u['utterance_runs_per_step']:.0f} -> {g['utterance_runs_per_step']:.0f}; LSTM time per epoch "
               f"{u['lstm_seconds_per_epoch']:.0f} s -> {g['lstm_seconds_per_epoch']:.0f} s (x{row['work_ratio']:.2f})")
-    common.save_results('pair_sampling', {'command': 'python bench/bench_pair_sampling.py ' + ' '.join(
+    return rows, common.save_results('pair_sampling', {'command': 'python bench/bench_pair_sampling.py ' + ' '.join(
         argv if argv is not None else sys.argv[1:]), 'machine': info, 'seconds_per_1k_chunks': t1k,
         'batch': a.batch, 'max_chunks': a.max_chunks, 'rows': rows}, a.out)
 

@@ -205,6 +205,8 @@ def first_contact_claims():
                          f"{d['ranker_val_macro_f1']['Act']:.4f}, retrieval pair accuracy "
                          f"{retr['testing_Act.json']['pair_acc_macro']:.3f} (loudness baseline "
                          f"{retr['loudness']['pair_acc_macro']:.3f}, random {retr['random']['pair_acc_macro']:.3f})")]
+    ps = load('pair_sampling.json')
+    out += [('bench/README.md', f"(**x{x['work_ratio']:.2f}**)") for x in ps['rows']]
     if (RES / 'suite.json').is_file():
         t = load('suite.json')
         out += [('README.md', f"**{t['wall_seconds'] // 60:.0f} min {t['wall_seconds'] % 60:.0f} s** (`wall_seconds` "

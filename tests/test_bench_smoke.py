@@ -179,3 +179,17 @@ def test_bench_coverage(capsys, tmp_path):
     sp2 = next(c for c in cells if c['model'] == 'test' and c.get('speakers') == 2 and c['unit'] == 'speakers')
     assert sp2['ccc']['z-t']['mean_width'] > sp2['ccc']['percentile']['mean_width']     # t(1) vs quantiles
     assert saved['min_speakers_in_metrics'] == res['min_speakers_in_metrics']
+
+
+def test_bench_pair_sampling(capsys, tmp_path):
+    """Grouped sampling counts fewer utterance runs than uniform on QA labels; the counts are those of pair_parts."""
+    mod = importlib.import_module('bench.bench_pair_sampling')
+    rows, path = mod.main(['--utts', '150', '--pairs-per-epoch', '256', '--out', str(tmp_path)])
+    out = capsys.readouterr().out
+    assert 'RESULT    150 utterances' in out and 'machine:' in out
+    row, = rows
+    u, g = row['uniform'], row['grouped']
+    assert u['steps'] == g['steps'] == 2 and row['pairs_per_epoch'] == 256
+    assert g['chunk_runs'] < u['chunk_runs'] and row['work_ratio'] == u['chunk_runs'] / g['chunk_runs']
+    assert 2 * 22 * row['group'] >= g['chunk_runs'] / g['steps'] / 2      # a step: about a group or two
+    assert json.loads(path.read_text())['rows'][0]['grouped']['chunk_runs'] == g['chunk_runs']
