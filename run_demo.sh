@@ -49,6 +49,10 @@ PATIENCE=${PATIENCE:-5}
 TH=(--threads "$THREADS")
 MC=(--max-chunks "$MAX_CHUNKS")
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# OpenMP threads spin ~0.3 s waiting for each other by default: when another job holds a core, the two torch threads
+# then mostly spin (a Seq2Seq epoch 4-5x slower). A short spin costs nothing on a quiet machine and halves the
+# loaded time; scheduling only, the same bytes (docs/reproducibility.md).
+export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000}
 if [ "$SHIP" = 1 ]; then
   OUT=.
   NORM=NormTerm PREF=chunk_emotion_rankers/preference_labels RK=chunk_emotion_rankers/trained_ranker_model
@@ -150,6 +154,6 @@ if [ "$MSCR" = 1 ]; then
 fi
 step "end"
 python bench/demo_summary.py --times "$TIMES" --metrics "$RES/metrics.csv" --rankers "$RK" --retrieval "$RETR" \
-    --rss "$RSS" --out "$SUMMARY" --settings "EMO=$EMO PAIRS=$PAIRS MSCR=$MSCR MSCR_ITERS=$MSCR_ITERS SHIP=$SHIP PARALLEL=$PARALLEL THREADS=$THREADS MAX_CHUNKS=$MAX_CHUNKS SAMPLING=$SAMPLING PATIENCE=$PATIENCE OMP_NUM_THREADS=$OMP_NUM_THREADS"
+    --rss "$RSS" --out "$SUMMARY" --settings "EMO=$EMO PAIRS=$PAIRS MSCR=$MSCR MSCR_ITERS=$MSCR_ITERS SHIP=$SHIP PARALLEL=$PARALLEL THREADS=$THREADS MAX_CHUNKS=$MAX_CHUNKS SAMPLING=$SAMPLING PATIENCE=$PATIENCE OMP_NUM_THREADS=$OMP_NUM_THREADS GOMP_SPINCOUNT=$GOMP_SPINCOUNT"
 rm -f "$TIMES" "$RSS"
 printf '\nDone. Results: %s (summary), %s/metrics.csv, %s/predict/, %s/*.loss.png\n' "$SUMMARY" "$RES" "$AUX" "$S2S"

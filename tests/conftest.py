@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+# a short OpenMP spin (docs/reproducibility.md, "A busy machine"): two xdist workers share 2 cores; same bytes
+os.environ.setdefault('GOMP_SPINCOUNT', '10000')
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / 'shared'
 DATASETS = SHARED / 'datasets'
