@@ -203,6 +203,15 @@ def add_patience_arg(p, what):
                         'epoch beats it); 0 = run every epoch, as published (default)')
 
 
+def patience_over(args, ep, best_ep, emo, what, is_main):
+    """True when --patience ends training after epoch `ep` (not after the last epoch, which ends it anyway); the main
+    process says so."""
+    over = bool(args.patience) and ep - best_ep >= args.patience and ep < args.epochs - 1
+    if over and is_main:
+        print(f'{emo}: early stop after epoch {ep}: no better validation {what} for {args.patience} epochs (--patience)')
+    return over
+
+
 def add_layer_sum_arg(p):
     p.add_argument('--layer-sum', action='store_true', help='SSL stores of several layers: reduce each frame to a '
                    'learnt softmax-weighted sum of the layers (saved with the model, plotted as <name>.layers.png)')

@@ -157,10 +157,7 @@ def train_seq2seq(args, emo, corpus, store, rank, world, device, is_main):
             if is_main:
                 print(f'{emo} epoch {ep}: train loss {tloss:.4f} | valid CCC {vccc:.4f} (loss {vloss:.4f})'
                       f'{"  * saved" if improved else ""} ({time.time() - t0:.0f} s)')
-            if args.patience and ep - best_ep >= args.patience and ep < args.epochs - 1:
-                if is_main:
-                    print(f'{emo}: early stop after epoch {ep}: no better validation CCC for {args.patience} epochs '
-                          f'(--patience)')
+            if cli.patience_over(args, ep, best_ep, emo, 'CCC', is_main):
                 break
         run.finish()        # the record says the run completed (an interrupted one stays finished: false)
         if is_main:

@@ -156,10 +156,7 @@ def train_epochs(args, emo, run, model, opt, scaler, world, device, is_main, m, 
         if is_main:
             print(f'{emo} epoch {ep}: train CE {tl:.4f} F1 {tf1:.4f} | valid CE {vl:.4f} F1 {vf1:.4f} acc {vacc:.4f}'
                   f'{"  * saved" if improved else ""} ({time.time() - t0:.0f} s)')
-        if args.patience and ep - best_ep >= args.patience and ep < args.epochs - 1:
-            if is_main:
-                print(f'{emo}: early stop after epoch {ep}: no better validation macro-F1 for {args.patience} epochs '
-                      f'(--patience)')
+        if cli.patience_over(args, ep, best_ep, emo, 'macro-F1', is_main):
             break
     run.finish()            # the record says the run completed (an interrupted one stays finished: false)
     if is_main:
