@@ -9,6 +9,7 @@ every skip except "no CUDA" ones fails the run. The summary prints how many test
 import json
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ DATASETS = SHARED / 'datasets'
 ALLOWED_SKIP = re.compile(r'(?<![\w./\\-])(?:cuda|gpus?)(?![\w./\\-])', re.I)
 PATH_TOKEN = re.compile(r'\S*[/\\]\S*')
 _skips = []
-_t0 = [time.time()]
+_t0 = [0.0]          # the session's start (pytest_sessionstart)
 SUITE_JSON = REPO / 'runs' / 'tests' / 'suite.json'   # untracked: the wall time of the last full run, for the README
 
 
@@ -138,7 +139,6 @@ def _write_suite_json(terminalreporter, n):
                 per_test[r.nodeid] = per_test.get(r.nodeid, 0.0) + r.duration
     slow = sorted(per_test.items(), key=lambda kv: -kv[1])[:15]
     try:
-        import subprocess
         rev = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPO, capture_output=True, text=True).stdout.strip()
     except OSError:
         rev = None
