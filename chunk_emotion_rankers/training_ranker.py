@@ -111,6 +111,7 @@ def train_one(args, emo, corpus, store, rank, world, device, is_main):
                 **({'pair_sampling': args.pair_sampling} if args.pair_sampling != 'uniform' else {}),
                 **({'patience': args.patience} if args.patience else {})}
     resume = {**{k: v for k, v in settings.items() if k not in ('epochs', 'patience')}, 'emo': emo,
+              'pair_sampling': args.pair_sampling,     # compared on --resume even where the record omits 'uniform'
               'norm_sha256': C.sha256_folder(args.norm, C.NORMTERM_FILES) if args.norm else None,
               'pairs_sha256': [C.sha256_file(Path(args.pairs) / f'{cli.SPLIT_FILE[s]}_{emo}.csv')
                                for s in ('Train', 'Validation')],

@@ -261,3 +261,17 @@ def test_ranker_grouped_pair_sampling_trains_and_is_recorded(setup):
     mg, mu = (json.loads(C.sibling(c, '.meta.json').read_text()) for c in (g, u))
     assert mg['settings']['pair_sampling'] == 'grouped' and 'pair_sampling' not in mu['settings']
     assert not torch.equal(torch.load(g, weights_only=True)['fc2.weight'], torch.load(u, weights_only=True)['fc2.weight'])
+
+
+def test_ranker_resume_with_another_pair_sampling_refused(setup):
+    """A uniform run resumed with --pair-sampling grouped would mix two draws under one record: refused, naming it."""
+    from chunk_emotion_rankers import generate_preference_labels, training_ranker
+    from errors import ToolkitError
+    s = setup
+    generate_preference_labels.main(['-emo', 'Val', '-set', 'Train,Validation', '--corpus', s['common'][1],
+                                     '--out', str(s['tmp'] / 'pairs_r'), '--ratio', '1.0'])
+    base = ['-emo', 'Val', '-batch', '8', '--pairs-per-epoch', '16', '--pairs', str(s['tmp'] / 'pairs_r'),
+            '--checkpoint', str(s['tmp'] / 'rk_r' / 'r.pth.tar'), *own(s['pub'], '--norm')[2:], *s['common']]
+    training_ranker.main(['-ep', '1', *base])
+    with pytest.raises(ToolkitError, match="pair_sampling: was 'uniform', now 'grouped'"):
+        training_ranker.main(['-ep', '2', '--resume', '--pair-sampling', 'grouped', *base])
